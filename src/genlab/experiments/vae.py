@@ -1,0 +1,1 @@
+"""Experiments of the autoencoder / VAE family (filled in below)."""

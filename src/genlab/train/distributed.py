@@ -1,0 +1,70 @@
+"""PyTorch's own distributed engine: DDP under ``torchrun`` (gloo on CPU, NCCL on GPU).
+
+The same command runs single-process: without ``WORLD_SIZE`` in the environment nothing here
+starts a process group.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def setup(device: torch.device) -> DistInfo:
+    """Join the process group that ``torchrun`` describes in the environment, if any."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """``auto`` picks cuda (this process's local rank), then mps, then cpu."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    return torch.device(name)
+
+
+def barrier(info: DistInfo) -> None:
+    if info.enabled:
+        dist.barrier()
+
+
+def all_true(flag: bool, info: DistInfo) -> bool:
+    """True only if ``flag`` holds on every rank (so all ranks stop together)."""
+    if not info.enabled:
+        return flag
+    t = torch.tensor([0 if flag else 1])
+    dist.all_reduce(t)
+    return int(t.item()) == 0
+
+
+def shard(indices: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    """This rank's share of an epoch's permutation; every rank gets the same count."""
+    if not info.enabled:
+        return indices
+    per_rank = len(indices) // info.world_size
+    return indices[info.rank: per_rank * info.world_size: info.world_size]

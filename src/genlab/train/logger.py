@@ -1,0 +1,89 @@
+"""A run's files: ``config.json``, ``metrics.jsonl`` (every row), ``metrics.csv`` (one row per epoch),
+TensorBoard events when ``tensorboard`` is installed, and the progress bar."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+
+def write_json_atomic(path: Path, obj) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+class MetricsLogger:
+    def __init__(self, out: Path | None, run_config: dict | None = None):
+        self.out = out
+        self._tb = None
+        if out is None:
+            return
+        out.mkdir(parents=True, exist_ok=True)
+        for sub in ("checkpoints", "figures", "samples"):
+            (out / sub).mkdir(exist_ok=True)
+        if run_config is not None:
+            write_json_atomic(out / "config.json", run_config)
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+            self._tb = SummaryWriter(str(out / "tensorboard"))
+        except Exception:  # tensorboard is optional
+            self._tb = None
+
+    @property
+    def jsonl(self) -> Path:
+        return self.out / "metrics.jsonl"
+
+    def log(self, row: dict) -> None:
+        if self.out is None:
+            return
+        with open(self.jsonl, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        if self._tb is not None:
+            for k, v in row.items():
+                if isinstance(v, (int, float)) and k not in ("epoch", "step"):
+                    self._tb.add_scalar(f"{row.get('split', 'train')}/{k}", v, row.get("step", 0))
+
+    def epoch_row(self, row: dict) -> None:
+        """Rewrite ``metrics.csv`` from the epoch rows in ``metrics.jsonl`` (columns may grow)."""
+        if self.out is None:
+            return
+        rows = [r for r in read_jsonl(self.jsonl) if r.get("split") == "epoch"]
+        columns = list(dict.fromkeys(k for r in rows for k in r if k != "split"))
+        tmp = self.out / "metrics.csv.tmp"
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=columns)
+            w.writeheader()
+            for r in rows:
+                w.writerow({k: r.get(k, "") for k in columns})
+        os.replace(tmp, self.out / "metrics.csv")
+
+    def truncate_after(self, step: int) -> None:
+        """On resume: drop rows logged after the checkpoint, so the files match an unbroken run."""
+        if self.out is None or not self.jsonl.exists():
+            return
+        keep = [r for r in read_jsonl(self.jsonl) if r.get("step", 0) <= step and r.get("split") != "note"]
+        tmp = self.jsonl.with_suffix(".tmp")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in keep))
+        os.replace(tmp, self.jsonl)
+
+    def note(self, message: str) -> None:
+        print(message, file=sys.stderr)
+
+    def progress(self, total: int, epoch: int, epochs: int, initial: int, enabled: bool):
+        return tqdm(total=total, initial=initial, desc=f"epoch {epoch + 1}/{epochs}", leave=False,
+                    disable=None if enabled else True, mininterval=0.5)
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    if not Path(path).exists():
+        return []
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]

@@ -1,0 +1,6 @@
+"""Figures: one toolkit of primitives (``figures``) and per-run figure makers (``report``)."""
+from .figures import heatmap, line_plot, save_image_grid, save_rows, scatter2d, scatter3d
+from .report import FIGURE_MAKERS, make_figures, register_figures
+
+__all__ = ["FIGURE_MAKERS", "heatmap", "line_plot", "make_figures", "register_figures", "save_image_grid",
+           "save_rows", "scatter2d", "scatter3d"]
