@@ -61,7 +61,7 @@ def categorical_log_likelihood(x_levels: torch.Tensor, logits: torch.Tensor) -> 
     """log p(x|z) = sum_i log softmax(logits_i)[x_i] for integer levels ``x_levels`` (shape [..., C, H, W])
     and ``logits`` of shape [..., K, C, H, W]."""
     logp = torch.log_softmax(logits, dim=-4)
-    index = x_levels.long().expand(*logits.shape[:-4], *x_levels.shape[-4:]).unsqueeze(-4)
+    index = x_levels.long().unsqueeze(-4).expand(*logits.shape[:-4], 1, *logits.shape[-3:])
     return logp.gather(-4, index).squeeze(-4).flatten(start_dim=-3).sum(-1)
 
 
