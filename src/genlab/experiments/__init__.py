@@ -1,7 +1,7 @@
 """The classic experiments, one module per family; importing this package registers them."""
-from . import vae
+from . import geometry, vae
 from .registry import EXPERIMENTS, list_experiments, register_experiment, run_experiment
 
-BUILTIN_MODULES = (vae,)
+BUILTIN_MODULES = (vae, geometry)
 
 __all__ = ["EXPERIMENTS", "list_experiments", "register_experiment", "run_experiment"]

@@ -68,7 +68,8 @@ def prepare(model: str, data: str | None = None, model_options: dict | None = No
     spec = get_model_spec(model)
     data = data or spec.default_data
     m, d, t = split_overrides(model, data, options)
-    d = spec.data_defaults | (data_options or {}) | d
+    known = {f.name for f in dataclasses.fields(get_spec(data).config)}   # e.g. no pixel view for points
+    d = {k: v for k, v in spec.data_defaults.items() if k in known} | (data_options or {}) | d
     m, t = (model_options or {}) | m, (train_options or {}) | t
     train_cfg = from_dict(TrainConfig, t, where="training")
     dcfg = data_config(data, d)

@@ -95,8 +95,9 @@ def scatter2d(points: np.ndarray, path: str | Path, labels: np.ndarray | None = 
 
 
 def scatter3d(clouds: dict[str, np.ndarray], path: str | Path, title: str = "",
-              paths: dict[str, np.ndarray] | None = None) -> Path:
-    """3-D scatter of named point clouds, with optional named trajectories drawn as lines."""
+              paths: dict[str, np.ndarray] | None = None, equal_aspect: bool = False) -> Path:
+    """3-D scatter of named point clouds, with optional named trajectories drawn as lines.
+    ``equal_aspect``: one unit is as long on every axis (shapes are not stretched)."""
     plt = _plt()
     fig = plt.figure(figsize=(6, 5), dpi=110)
     ax = fig.add_subplot(projection="3d")
@@ -104,6 +105,9 @@ def scatter3d(clouds: dict[str, np.ndarray], path: str | Path, title: str = "",
         ax.scatter(pts[:, 0], pts[:, 1], pts[:, 2], s=2, alpha=0.3, label=name)
     for name, pts in (paths or {}).items():
         ax.plot(pts[:, 0], pts[:, 1], pts[:, 2], "-o", ms=3, lw=2, label=name)
+    if equal_aspect:
+        allpts = np.concatenate([np.asarray(p).reshape(-1, 3) for p in [*clouds.values(), *(paths or {}).values()]])
+        ax.set_box_aspect(np.maximum(np.ptp(allpts, 0), 1e-6))
     ax.set(title=title)
     ax.legend()
     return _save(fig, path)
