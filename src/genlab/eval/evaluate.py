@@ -44,7 +44,7 @@ def evaluate(run: Run | str | Path, split: str = "test", seed: int = 0, iwae_k: 
                                  progress=progress, iwae_k=iwae_k)
         if extras:
             for fn in EXTRA_METRICS.values():
-                metrics |= fn(run, data, {"seed": seed}) or {}
+                metrics |= fn(run, data, {"seed": seed, "split": split}) or {}
     return {"model": run.model_name, "data": run.data_name, "split": split, "examples": len(data),
             "seed": seed, "iwae_k": iwae_k, "metrics": metrics,
             "eval_time_s": round(time.perf_counter() - start, 3)}

@@ -1,0 +1,204 @@
+"""Sample quality with a local classifier: Frechet distance of its features, and a classifier score.
+
+torchvision's Inception network is not available here, so genlab trains a small CNN on the run's
+own dataset (once; cached under ``cache_dir()/classifiers/<dataset>.pt``) and uses its penultimate
+layer as the feature space. The numbers are therefore "FID (local classifier features)": comparable
+between models of the same dataset in genlab, not with published Inception FIDs.
+
+  FD(N(mu1, C1), N(mu2, C2)) = ||mu1 - mu2||^2 + tr(C1 + C2 - 2 (C1 C2)^{1/2})     (Frechet / 2-Wasserstein)
+  score = exp(E_x KL(p(y|x) || p(y)))   with p(y) = E_x p(y|x)       (the Inception-Score formula)
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..data.idx import cache_dir
+from ..data.registry import TensorData, load_dataset
+from ..errors import GenlabError
+from ..train import checkpoint
+from ..train.config import TrainConfig
+from ..train.loop import Trainer
+from .evaluate import register_metric
+
+FID_SAMPLES = 2000          # samples vs reference images (fewer when the split is smaller)
+CLASSIFIER_VERSION = 1      # bump when the architecture or its training recipe changes
+
+
+# ----------------------------------------------------------------- the Frechet distance
+def frechet_distance(mu1, cov1, mu2, cov2) -> float:
+    """||mu1 - mu2||^2 + tr(C1 + C2 - 2 (C1 C2)^{1/2}).
+
+    tr (C1 C2)^{1/2} = sum_i sqrt(lambda_i(C1^{1/2} C2 C1^{1/2})): the eigenvalues of C1 C2 equal those of
+    the symmetric PSD matrix C1^{1/2} C2 C1^{1/2}, so symmetric eigen-decompositions suffice and singular
+    covariances (dead feature units, fewer samples than features) need no regularisation.
+    """
+    mu1, mu2 = np.asarray(mu1, np.float64), np.asarray(mu2, np.float64)
+    cov1, cov2 = np.atleast_2d(cov1).astype(np.float64), np.atleast_2d(cov2).astype(np.float64)
+    sqrt_cov1 = psd_sqrt(cov1)
+    eig = np.linalg.eigvalsh(sqrt_cov1 @ cov2 @ sqrt_cov1)
+    trace_covmean = np.sqrt(np.clip(eig, 0.0, None)).sum()
+    diff = mu1 - mu2
+    return float(diff @ diff + np.trace(cov1) + np.trace(cov2) - 2.0 * trace_covmean)
+
+
+def psd_sqrt(cov: np.ndarray) -> np.ndarray:
+    """The symmetric square root of a positive semi-definite matrix (negative round-off clipped)."""
+    w, v = np.linalg.eigh((cov + cov.T) / 2)
+    return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
+
+
+def gaussian_stats(features: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and (unbiased) covariance of features [N, D]."""
+    f = features.double().cpu().numpy()
+    return f.mean(0), np.cov(f, rowvar=False)
+
+
+def classifier_score(probs: torch.Tensor) -> float:
+    """exp(mean_x KL(p(y|x) || p(y))), p(y) the mean of p(y|x); between 1 and the number of classes."""
+    probs = probs.double().clamp_min(1e-12)
+    marginal = probs.mean(0, keepdim=True)
+    kl = (probs * (probs.log() - marginal.log())).sum(1)
+    return float(torch.exp(kl.mean()))
+
+
+# ----------------------------------------------------------------- the local classifier
+class Classifier(nn.Module):
+    """A LeNet-style CNN: two 5x5 conv + max-pool stages, a 128-d feature layer, 10 logits."""
+
+    def __init__(self, shape, num_classes: int = 10, feature_dim: int = 128):
+        super().__init__()
+        c, h, w = shape
+        width = 32 if h * w >= 256 else 16            # narrower for 8x8 digits: a few seconds to train
+        self.convs = nn.Sequential(
+            nn.Conv2d(c, width, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(width, 2 * width, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten())
+        self.fc = nn.Sequential(nn.Linear(2 * width * (h // 4) * (w // 4), feature_dim), nn.ReLU())
+        self.head = nn.Sequential(nn.Dropout(0.3), nn.Linear(feature_dim, num_classes))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.convs(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+    # the genlab model protocol, so the one training loop trains it
+    def phases(self):
+        return {"main": list(self.parameters())}
+
+    def loss(self, batch, phase="main"):
+        x, y = batch[0], batch[1]
+        loss = F.cross_entropy(self(x), y)
+        return loss, {}
+
+
+def classifier_recipe(n_train: int) -> dict:
+    """Training settings: more epochs for small sets, so the budget stays a few seconds on digits."""
+    epochs = 3 if n_train > 20000 else 15
+    return {"epochs": epochs, "batch_size": 64, "lr": 1e-3, "seed": 0, "progress": False,
+            "eval_every": 0, "log_every": 10_000, "device": "cpu"}
+
+
+def unit_view(data_name: str, data_config, split: str) -> TensorData:
+    """The dataset's split with continuous pixels in [0, 1] and no example limit."""
+    fields = {f.name for f in dataclasses.fields(data_config)}
+    changes = {k: v for k, v in (("view", "continuous"), ("limit", None)) if k in fields}
+    return load_dataset(data_name, split, config=dataclasses.replace(data_config, **changes))
+
+
+@torch.no_grad()
+def accuracy(model: Classifier, data: TensorData, batch: int = 1000) -> float:
+    model.eval()
+    x, y = data.tensors[0], data.tensors[1]
+    correct = sum(int((model(x[i:i + batch]).argmax(1) == y[i:i + batch]).sum()) for i in range(0, len(x), batch))
+    return correct / len(x)
+
+
+def classifier_path(data_name: str):
+    return cache_dir() / "classifiers" / f"{data_name}.pt"
+
+
+def get_classifier(data_name: str, data_config) -> tuple[Classifier, float]:
+    """The dataset's local classifier and its test accuracy: loaded from the cache, else trained
+    with genlab's trainer (deterministic, seed 0) and saved atomically."""
+    train_data = unit_view(data_name, data_config, "train")
+    info = train_data.info
+    if len(train_data.tensors) < 2 or not info.num_classes:
+        raise GenlabError(f"dataset {data_name} has no labels; the local FID classifier needs them")
+    model = Classifier(info.shape, info.num_classes)
+    path = classifier_path(data_name)
+    if path.exists():
+        ckpt = checkpoint.load(path)
+        if ckpt.get("version") == CLASSIFIER_VERSION and list(ckpt.get("shape", [])) == list(info.shape):
+            model.load_state_dict(ckpt["model"])
+            return model.eval(), float(ckpt["test_accuracy"])
+    threads = torch.get_num_threads()
+    try:
+        if math.prod(info.shape) < 256:     # tiny convolutions: one thread avoids costly thread contention
+            torch.set_num_threads(1)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            model = Classifier(info.shape, info.num_classes)
+            cfg = TrainConfig(**classifier_recipe(len(train_data)))
+            Trainer(model, train_data, cfg).fit()
+    finally:
+        torch.set_num_threads(threads)
+    acc = accuracy(model, unit_view(data_name, data_config, "test"))
+    checkpoint.save_atomic({"model": model.state_dict(), "test_accuracy": acc, "shape": list(info.shape),
+                            "version": CLASSIFIER_VERSION}, path)
+    return model.eval(), acc
+
+
+@torch.no_grad()
+def features_and_probs(model: Classifier, x: torch.Tensor, batch: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
+    feats, probs = [], []
+    for i in range(0, len(x), batch):
+        f = model.features(x[i:i + batch].float().cpu())
+        feats.append(f)
+        probs.append(torch.softmax(model.head(f), 1))
+    return torch.cat(feats), torch.cat(probs)
+
+
+@torch.no_grad()
+def draw_samples(model, n: int, batch: int = 500) -> torch.Tensor:
+    was_training = model.training
+    model.eval()
+    out = torch.cat([model.sample(min(batch, n - i)).cpu() for i in range(0, n, batch)])
+    model.train(was_training)
+    return out.clamp(0, 1)
+
+
+def sample_quality(run, split: str = "test", n: int = FID_SAMPLES, seed: int = 0, limit: int | None = None) -> dict:
+    """FID (local classifier features) and classifier scores of ``n`` samples vs ``n`` split images."""
+    classifier, acc = get_classifier(run.data_name, run.data_config)
+    reference = unit_view(run.data_name, run.data_config, split).tensors[0]
+    n = min(n, len(reference), limit or len(reference))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        samples = draw_samples(run.model, n)
+    if tuple(samples.shape[1:]) != tuple(reference.shape[1:]):
+        raise GenlabError(f"samples have shape {tuple(samples.shape[1:])} but the data {tuple(reference.shape[1:])}")
+    f_gen, p_gen = features_and_probs(classifier, samples)
+    f_ref, p_ref = features_and_probs(classifier, reference[:n])
+    fid = frechet_distance(*gaussian_stats(f_gen), *gaussian_stats(f_ref))
+    return {"fid": fid, "fid_samples": n, "classifier_score": classifier_score(p_gen),
+            "classifier_score_data": classifier_score(p_ref), "classifier_test_acc": acc}
+
+
+@register_metric("fid")
+def fid_metric(run, data: TensorData, options: dict) -> dict | None:
+    """``genlab eval`` hook: for image models that can sample; None for anything else."""
+    if data.info.kind != "image" or not hasattr(run.model, "sample") or not data.info.num_classes:
+        return None
+    split = options.get("split", "test")
+    return sample_quality(run, split, options.get("fid_samples", FID_SAMPLES), options.get("seed", 0),
+                          limit=len(data))
+
+
+__all__ = ["Classifier", "classifier_score", "frechet_distance", "gaussian_stats", "get_classifier",
+           "sample_quality", "FID_SAMPLES"]
