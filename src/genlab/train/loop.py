@@ -70,14 +70,18 @@ def make_optimizers(model, cfg: TrainConfig) -> dict[str, torch.optim.Optimizer]
 
 
 class Trainer:
-    """Train ``model`` on ``train_data``; write everything under ``out`` (on rank 0)."""
+    """Train ``model`` on ``train_data``; write everything under ``out`` (on rank 0).
+
+    Under torchrun it trains with DDP across the processes; ``distributed=False`` keeps it to this
+    process (e.g. a helper model trained by rank 0 alone).
+    """
 
     def __init__(self, model, train_data: TensorData, config: TrainConfig, out: str | Path | None = None,
                  val_data: TensorData | None = None, callbacks: list[Callable] = (),
-                 run_config: dict | None = None):
+                 run_config: dict | None = None, distributed: bool = True):
         self.cfg = config
         self.device = pick_device(config.device)
-        self.dist = setup(self.device)
+        self.dist = setup(self.device) if distributed else DistInfo()
         self.model = model.to(self.device)
         self.train_data, self.val_data = train_data, val_data
         self.out = Path(out) if out else None
@@ -85,6 +89,7 @@ class Trainer:
         self.optimizers = make_optimizers(self.model, config)
         self.phase_params = {k: [p for g in o.param_groups for p in g["params"]] for k, o in self.optimizers.items()}
         self.state = TrainState()
+        self._running, self._count = {}, 0    # metrics summed since the last log row
         self.logger = MetricsLogger(self.out if self.dist.is_main else None, run_config)
         self.ddp = None
         self._compute = self.model.loss
@@ -109,6 +114,7 @@ class Trainer:
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
             "epoch": s.epoch, "step_in_epoch": s.step_in_epoch, "global_step": s.global_step,
             "rng": torch.get_rng_state(), "history": s.history,
+            "running": {k: float(v) for k, v in self._running.items()}, "running_count": self._count,
         }, self.checkpoint_path)
 
     def resume(self) -> "Trainer":
@@ -120,6 +126,7 @@ class Trainer:
         self.state = TrainState(ckpt["epoch"], ckpt["step_in_epoch"], ckpt["global_step"],
                                 history=list(ckpt["history"]))
         torch.set_rng_state(ckpt["rng"])
+        self._running, self._count = dict(ckpt["running"]), ckpt["running_count"]
         self.logger.truncate_after(self.state.global_step)
         return self
 
@@ -168,7 +175,7 @@ class Trainer:
         self.model.train()
         batches = epoch_batches(self.train_data, cfg.batch_size, cfg.seed, s.epoch, self.dist)
         transform = self.train_data.batch_transform
-        running, count, seen = {}, 0, 0
+        seen = 0
         bar = self.logger.progress(len(batches), s.epoch, cfg.epochs, initial=s.step_in_epoch,
                                    enabled=cfg.progress and self.dist.is_main)
         for step in range(s.step_in_epoch, len(batches)):
@@ -178,17 +185,17 @@ class Trainer:
                 batch = transform(batch, torch.Generator().manual_seed(batch_seed(cfg.seed, s.epoch, step, self.dist.rank)))
             logs = self.train_step(to_device(batch, self.device))
             for k, v in logs.items():
-                running[k] = running.get(k, 0.0) + v
-            count += 1
+                self._running[k] = self._running.get(k, 0.0) + v
+            self._count += 1
             seen += len(idx)
             s.step_in_epoch, s.global_step = step + 1, s.global_step + 1
             bar.update(1)
             if s.global_step % cfg.log_every == 0 or step == len(batches) - 1 or self._budget_spent():
-                means = {k: float(v) / count for k, v in running.items()}
+                means = {k: float(v) / self._count for k, v in self._running.items()}
                 self._check_finite(means)
                 self.logger.log({"split": "train", "epoch": s.epoch, "step": s.global_step, **means})
                 bar.set_postfix({k: f"{v:.4g}" for k, v in list(means.items())[:3]})
-                running, count = {}, 0
+                self._running, self._count = {}, 0
             if stop.raised or self._budget_spent():
                 break
         bar.close()

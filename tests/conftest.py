@@ -1,0 +1,35 @@
+"""Shared fixtures: an isolated cache, and a small MNIST-format folder the tests generate."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from genlab.data import idx, images
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path, monkeypatch):
+    monkeypatch.setenv("GENLAB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("GENLAB_DATA", raising=False)
+    monkeypatch.chdir(tmp_path)
+
+
+def write_fake_mnist(root, n_train=120, n_test=40, seed=0):
+    """Random digit-like idx.gz files laid out as ``root/mnist/*.gz``."""
+    rng = np.random.default_rng(seed)
+    folder = root / "mnist"
+    folder.mkdir(parents=True, exist_ok=True)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        idx.write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
+        idx.write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", rng.integers(0, 10, n, dtype=np.uint8))
+    return folder
+
+
+@pytest.fixture
+def fake_mnist(tmp_path, monkeypatch):
+    """A generated MNIST folder; checksums are those of the generated files, val split shrunk to 20."""
+    folder = write_fake_mnist(tmp_path / "data")
+    sums = {p.name: idx.sha256(p) for p in folder.iterdir()}
+    monkeypatch.setitem(images._MNIST_FILES, "mnist", dict(images._MNIST_FILES["mnist"], sha256=sums))
+    monkeypatch.setattr(images, "MNIST_VAL_SIZE", 20)
+    return tmp_path / "data"
