@@ -110,13 +110,13 @@ class TriangularLeakyLayer(Bijection):
     def forward(self, x):
         h = x @ self.weight().T + self.bias
         y = torch.where(h > 0, h, self.slope * h)
-        log_act = torch.where(h > 0, 0.0, math.log(self.slope)).sum(-1)
+        log_act = (h <= 0).to(h.dtype).sum(-1) * math.log(self.slope)
         return y, self.log_diag.sum() + log_act
 
     def inverse(self, y):
         h = torch.where(y > 0, y, y / self.slope)
         x = torch.linalg.solve_triangular(self.weight(), (h - self.bias).T, upper=False).T
-        log_act = torch.where(y > 0, 0.0, math.log(self.slope)).sum(-1)
+        log_act = (y <= 0).to(y.dtype).sum(-1) * math.log(self.slope)
         return x, -(self.log_diag.sum() + log_act)
 
 
