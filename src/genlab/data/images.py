@@ -50,7 +50,7 @@ def dynamic_binarize(batch, generator):
 
 
 def image_data(x: torch.Tensor, y: torch.Tensor, cfg: ImageDataConfig, split: str, num_classes: int,
-               name: str) -> TensorData:
+               name: str, grey_levels: int | None = None) -> TensorData:
     """Wrap intensities ``x`` (N,C,H,W in [0,1]) and labels as a TensorData in the configured view."""
     if cfg.limit:
         x, y = x[: cfg.limit], y[: cfg.limit]
@@ -58,7 +58,7 @@ def image_data(x: torch.Tensor, y: torch.Tensor, cfg: ImageDataConfig, split: st
     pixels = x if keep_continuous else apply_view(x, cfg, seed={"train": 0, "val": 1, "test": 2}[split])
     info = DataInfo(kind="image", shape=tuple(x.shape[1:]), view=cfg.view,
                     levels=cfg.levels if cfg.view == "quantized" else None,
-                    num_classes=num_classes, extras={"dataset": name})
+                    num_classes=num_classes, extras={"dataset": name, "grey_levels": grey_levels})
     return TensorData((pixels.contiguous(), y), info, dynamic_binarize if keep_continuous else None)
 
 
@@ -119,7 +119,7 @@ def _mnist_loader(name: str):
             idx = train_idx if split == "train" else val_idx
             images, labels = images[idx], labels[idx]
         x = torch.from_numpy(images.astype(np.float32) / 255.0).unsqueeze(1)
-        return image_data(x, torch.from_numpy(labels.astype(np.int64)), cfg, split, 10, name)
+        return image_data(x, torch.from_numpy(labels.astype(np.int64)), cfg, split, 10, name, grey_levels=256)
     return load
 
 
@@ -155,4 +155,4 @@ def load_digits(cfg: ImageDataConfig, split: str) -> TensorData:
     idx = {"test": perm[:n_test], "val": perm[n_test:n_test + n_val], "train": perm[n_test + n_val:]}[split]
     x = torch.from_numpy(d.images[np.sort(idx)].astype(np.float32) / 16.0).unsqueeze(1)
     y = torch.from_numpy(d.target[np.sort(idx)].astype(np.int64))
-    return image_data(x, y, cfg, split, 10, "digits")
+    return image_data(x, y, cfg, split, 10, "digits", grey_levels=17)

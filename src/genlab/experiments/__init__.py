@@ -1,7 +1,8 @@
 """The classic experiments, one module per family; importing this package registers them."""
 from . import geometry, vae
+from . import flows
 from .registry import EXPERIMENTS, list_experiments, register_experiment, run_experiment
 
-BUILTIN_MODULES = (vae, geometry)
+BUILTIN_MODULES = (vae, geometry, flows)
 
 __all__ = ["EXPERIMENTS", "list_experiments", "register_experiment", "run_experiment"]
