@@ -3,8 +3,6 @@ density is known (genlab.data.toy.KNOWN_DENSITY). It is -1/N sum_i log p(x_i), a
 entropy H(p): the best ``nll_nats`` any model can reach in expectation."""
 from __future__ import annotations
 
-import torch
-
 from .evaluate import register_metric
 
 
