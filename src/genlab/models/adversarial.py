@@ -193,16 +193,16 @@ class AAE(GenerativeModel):
         z = self.encode(x)
         if phase == "reconstruction":
             rec = self.reconstruction_error(x, z).mean()
-            return lam * rec, {"rec": rec}
+            return lam * rec, {"rec": rec.detach()}
         if phase == "discriminator":
             d_loss = self.discriminator_loss(z.detach(), self.prior.sample(len(x), x.device))
-            return (1 - lam) * d_loss, {"d_loss": d_loss}
+            return (1 - lam) * d_loss, {"d_loss": d_loss.detach()}
         if phase == "generator":
             g_loss = self.generator_loss(z)
-            return (1 - lam) * g_loss, {"g_loss": g_loss}
+            return (1 - lam) * g_loss, {"g_loss": g_loss.detach()}
         if phase == "autoencoder":
             rec, g_loss = self.reconstruction_error(x, z).mean(), self.generator_loss(z)
-            return lam * rec + (1 - lam) * g_loss, {"rec": rec, "g_loss": g_loss}
+            return lam * rec + (1 - lam) * g_loss, {"rec": rec.detach(), "g_loss": g_loss.detach()}
         raise ValueError(f"unknown phase {phase!r}")
 
     def eval_metrics(self, batch, **options):

@@ -1,0 +1,89 @@
+"""The Frechet distance and the local-classifier sample-quality metric."""
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+
+from genlab.data.registry import data_config
+from genlab.eval import EXTRA_METRICS
+from genlab.eval.fid import classifier_path, classifier_score, frechet_distance, gaussian_stats, get_classifier
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)            # tiny networks: a second thread only adds contention
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_frechet_distance_of_diagonal_gaussians_matches_closed_form():
+    rng = np.random.default_rng(0)
+    mu1, mu2 = rng.normal(size=6), rng.normal(size=6)
+    s1, s2 = rng.uniform(0.1, 3, 6), rng.uniform(0.1, 3, 6)
+    closed = ((mu1 - mu2) ** 2).sum() + (s1 + s2 - 2 * np.sqrt(s1 * s2)).sum()
+    assert frechet_distance(mu1, np.diag(s1), mu2, np.diag(s2)) == pytest.approx(closed, rel=1e-10)
+
+
+def test_frechet_distance_of_full_covariances_matches_scipy_sqrtm():
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=(5, 5)), rng.normal(size=(5, 5))
+    c1, c2 = a @ a.T, b @ b.T
+    mu1, mu2 = rng.normal(size=5), rng.normal(size=5)
+    ref = ((mu1 - mu2) ** 2).sum() + np.trace(c1 + c2 - 2 * np.real(scipy.linalg.sqrtm(c1 @ c2)))
+    assert frechet_distance(mu1, c1, mu2, c2) == pytest.approx(ref, rel=1e-8)
+    assert frechet_distance(mu1, c1, mu1, c1) == pytest.approx(0.0, abs=1e-8)
+    # singular covariances (rank 2 of 5) are handled without NaNs
+    low = a[:, :2] @ a[:, :2].T
+    assert np.isfinite(frechet_distance(mu1, low, mu2, c2))
+
+
+def test_gaussian_stats_and_classifier_score_bounds():
+    f = torch.randn(4000, 3, generator=torch.Generator().manual_seed(0)) * torch.tensor([1.0, 2.0, 0.5])
+    mu, cov = gaussian_stats(f)
+    assert np.allclose(np.diag(cov), [1.0, 4.0, 0.25], rtol=0.1)
+    assert classifier_score(torch.eye(10)) == pytest.approx(10.0)             # confident and diverse
+    assert classifier_score(torch.full((5, 10), 0.1)) == pytest.approx(1.0)   # uninformative
+
+
+def test_local_classifier_is_cached_and_accurate(tmp_path, monkeypatch):
+    monkeypatch.setenv("GENLAB_CACHE", str(tmp_path))
+    model, acc = get_classifier("digits", data_config("digits", {}))
+    assert acc > 0.95
+    path = classifier_path("digits")
+    assert path.exists()
+    stamp = path.stat().st_mtime_ns
+    again, acc2 = get_classifier("digits", data_config("digits", {}))
+    assert acc2 == acc and path.stat().st_mtime_ns == stamp
+    for a, b in zip(model.state_dict().values(), again.state_dict().values()):
+        assert torch.equal(a, b)
+    assert "fid" in EXTRA_METRICS
+
+
+def test_fid_metric_is_deterministic_and_ranks_data_above_noise(tmp_path, monkeypatch):
+    monkeypatch.setenv("GENLAB_CACHE", str(tmp_path))
+    from genlab.train.run import train
+    run = train("gan", "digits", None, epochs=1, progress=False, hidden=[16])
+    data = run.data("test")
+    first = EXTRA_METRICS["fid"](run, data, {"seed": 0})
+    second = EXTRA_METRICS["fid"](run, data, {"seed": 0})
+    assert first == second and first["fid_samples"] == len(data)
+
+    class DataSampler:          # "samples" that are the validation images: near-zero FID
+        def sample(self, n):
+            return run.data("val").tensors[0][:n]
+
+        def parameters(self):
+            return iter([torch.zeros(1)])
+
+        training = False
+
+        def eval(self):
+            return self
+
+        def train(self, mode=True):
+            return self
+
+    run.model = DataSampler()
+    real = EXTRA_METRICS["fid"](run, data, {"seed": 0})
+    assert real["fid"] < 0.2 * first["fid"]
