@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import time
 from pathlib import Path
@@ -100,7 +101,9 @@ def normflows_vs_genlab(out: Path, args) -> list[dict]:
             if data in genlab.data.toy.KNOWN_DENSITY else None
         row = {"data": data, "steps": args.steps, "batch": 256, "repeats": args.repeats, "data_nll_nats": true_nll}
         for lib, vals in per_lib.items():
-            row[lib] = {"nll_nats_median": round(statistics.median(v[0] for v in vals), 4),
+            finite = [v[0] for v in vals if math.isfinite(v[0])]
+            row[lib] = {"nll_nats_per_repeat": [round(v[0], 4) for v in vals],
+                        "nll_nats_median_of_finite": round(statistics.median(finite), 4) if finite else None,
                         "time_s_median": round(statistics.median(v[1] for v in vals), 2), "params": vals[0][2]}
         row["time_ratio_genlab_over_normflows"] = round(
             statistics.median(a[1] / b[1] for a, b in zip(per_lib["genlab"], per_lib["normflows"])), 3)
