@@ -145,7 +145,7 @@ def get_classifier(data_name: str, data_config) -> tuple[Classifier, float]:
             torch.manual_seed(0)
             model = Classifier(info.shape, info.num_classes)
             cfg = TrainConfig(**classifier_recipe(len(train_data)))
-            Trainer(model, train_data, cfg).fit()
+            Trainer(model, train_data, cfg, distributed=False).fit()
     finally:
         torch.set_num_threads(threads)
     acc = accuracy(model, unit_view(data_name, data_config, "test"))
