@@ -7,9 +7,15 @@ import pytest
 from genlab.data import idx, images
 
 
+@pytest.fixture(scope="session")
+def session_cache(tmp_path_factory):
+    """One cache for the whole session, so cached helpers (e.g. the FID classifier) train once."""
+    return tmp_path_factory.mktemp("genlab-cache")
+
+
 @pytest.fixture(autouse=True)
-def isolated_env(tmp_path, monkeypatch):
-    monkeypatch.setenv("GENLAB_CACHE", str(tmp_path / "cache"))
+def isolated_env(tmp_path, monkeypatch, session_cache):
+    monkeypatch.setenv("GENLAB_CACHE", str(session_cache))
     monkeypatch.delenv("GENLAB_DATA", raising=False)
     monkeypatch.chdir(tmp_path)
 
