@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 
 import numpy as np
 import torch
@@ -145,6 +146,8 @@ def get_classifier(data_name: str, data_config) -> tuple[Classifier, float]:
             torch.manual_seed(0)
             model = Classifier(info.shape, info.num_classes)
             cfg = TrainConfig(**classifier_recipe(len(train_data)))
+            print(f"training the local {data_name} classifier for FID ({cfg.epochs} epochs, once; cached in {path})",
+                  file=sys.stderr)
             Trainer(model, train_data, cfg, distributed=False).fit()
     finally:
         torch.set_num_threads(threads)

@@ -1,7 +1,5 @@
 """The classic experiments, one module per family; importing this package registers them."""
-from . import geometry, vae
-from . import flows
-from . import adversarial
+from . import adversarial, flows, geometry, vae
 from .registry import EXPERIMENTS, list_experiments, register_experiment, run_experiment
 
 BUILTIN_MODULES = (vae, geometry, flows, adversarial)
