@@ -60,7 +60,7 @@ def _train_settings(s: dict, seed: int) -> dict:
 
 
 @register_experiment("torus-interpolation", "VAE on a torus point cloud: Euclidean vs toroidal latent, "
-                     "interpolations on or off the surface (004 Problem 4)", "VAE / geometry")
+                     "interpolations on or off the surface (004 Problem 4)", "geometry")
 def torus_interpolation(out: Path, quick: bool, data_dir: str | None = None) -> dict:
     with single_thread():
         return _compare(out, QUICK if quick else FULL)
