@@ -13,7 +13,7 @@ from ..eval import evaluate
 from ..models.vae import kl_normal_std_normal, log_normal_pdf, reparameterize
 from ..train import train
 from ..viz import line_plot, make_figures, save_image_grid, save_rows
-from ..viz.report import interpolation_images, latent_grid, test_images, to_unit
+from ..viz.report import interpolation_images, latent_grid, test_images
 from .registry import register_experiment
 
 

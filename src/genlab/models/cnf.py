@@ -17,7 +17,6 @@ one probe drawn per solve as in FFJORD. Its variance for one probe is 2 ||(A + A
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -27,9 +26,8 @@ from torch import nn
 from ..config import field, require
 from ..data.registry import DataInfo
 from ..nn.blocks import activation
-from .base import GenerativeModel, register_model
-from .flows import dequantize, grey_levels, standard_normal_log_prob, to_levels
-from .vae import bits_per_dim
+from .base import register_model
+from .flows import ExactLikelihoodModel, LogitTransform, standard_normal_log_prob
 
 
 # ----------------------------------------------------------------- traces of the Jacobian
@@ -152,14 +150,10 @@ class CNFConfig:
 
 @register_model("cnf", CNFConfig, "continuous normalizing flow (FFJORD): neural ODE, exact or Hutchinson trace",
                 data_defaults={}, default_data="8gaussians")
-class CNF(GenerativeModel):
+class CNF(ExactLikelihoodModel):
     def __init__(self, config: CNFConfig, data_info: DataInfo):
         super().__init__(config, data_info)
-        from .flows import LogitTransform
-        self.image = data_info.kind == "image"
-        self.levels = grey_levels(data_info) if self.image else None
         self.event_shape = tuple(data_info.shape)
-        self.dims = math.prod(self.event_shape)
         self.logit = LogitTransform(config.logit_alpha) if self.image else None
         self.field = ConcatField(self.dims, config.hidden, config.act)
         trace = config.trace if config.trace != "auto" else ("exact" if self.dims <= 8 else "hutchinson")
@@ -187,25 +181,6 @@ class CNF(GenerativeModel):
             x, extra = self.logit(x)
         zs, deltas = self.flow_to_base(x)
         return standard_normal_log_prob(zs[-1]) - deltas[-1] + extra
-
-    def nll_nats(self, x):
-        if not self.image:
-            return -self.log_prob(x)
-        u = dequantize(to_levels(x, self.data_info), self.levels)
-        return -self.log_prob(u) + self.dims * math.log(self.levels)
-
-    def loss(self, batch, phase="main"):
-        nll = self.nll_nats(batch[0])
-        loss = nll.mean()
-        logs = {"bpd": bits_per_dim(loss.detach(), self.event_shape)} if self.image else {}
-        return loss, logs
-
-    def eval_metrics(self, batch, **options):
-        nll = self.nll_nats(batch[0]).detach()
-        out = {"nll_nats": nll}
-        if self.image:
-            out["bpd"] = bits_per_dim(nll, self.event_shape)
-        return out
 
     @torch.no_grad()
     def trajectory(self, z_T: torch.Tensor, times: torch.Tensor) -> torch.Tensor:

@@ -288,14 +288,44 @@ def dequantize(k: torch.Tensor, levels: int) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------- models
-class FlowModel(GenerativeModel):
-    """Base N(0, I) pushed through the inverse of a chain of bijections (see module docstring)."""
+class ExactLikelihoodModel(GenerativeModel):
+    """What flows and continuous flows share: subclasses give ``log_prob(x)``; for images the likelihood
+    is that of the discrete data through uniform dequantization, NLL = -log p(u) + D log L."""
 
-    def __init__(self, config, data_info: DataInfo, logit_alpha: float):
+    def __init__(self, config, data_info: DataInfo):
         super().__init__(config, data_info)
         self.image = data_info.kind == "image"
         self.levels = grey_levels(data_info) if self.image else None
         self.dims = math.prod(data_info.shape)
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def nll_nats(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-example NLL; images: -log p(u) + D log L, u dequantized (an upper bound on the discrete NLL)."""
+        if not self.image:
+            return -self.log_prob(x)
+        u = dequantize(to_levels(x, self.data_info), self.levels)
+        return -self.log_prob(u) + self.dims * math.log(self.levels)
+
+    def loss(self, batch, phase="main"):
+        loss = self.nll_nats(batch[0]).mean()
+        logs = {"bpd": bits_per_dim(loss.detach(), self.data_info.shape)} if self.image else {}
+        return loss, logs
+
+    def eval_metrics(self, batch, **options):
+        nll = self.nll_nats(batch[0]).detach()
+        out = {"nll_nats": nll}
+        if self.image:
+            out["bpd"] = bits_per_dim(nll, self.data_info.shape)
+        return out
+
+
+class FlowModel(ExactLikelihoodModel):
+    """Base N(0, I) pushed through the inverse of a chain of bijections (see module docstring)."""
+
+    def __init__(self, config, data_info: DataInfo, logit_alpha: float):
+        super().__init__(config, data_info)
         pre = [LogitTransform(logit_alpha)] if self.image else []
         layers, self.latent_shape = self.build_layers(tuple(data_info.shape))
         self.flow = Compose(pre + layers)
@@ -307,26 +337,6 @@ class FlowModel(GenerativeModel):
         """log p(x) = log N(f(x); 0, I) + log|det df/dx| (for images x is the dequantized u in [0,1))."""
         z, logdet = self.flow(x)
         return standard_normal_log_prob(z) + logdet
-
-    def nll_nats(self, x: torch.Tensor) -> torch.Tensor:
-        """Per-example NLL; images: -log p(u) + D log L, u dequantized (an upper bound on the discrete NLL)."""
-        if not self.image:
-            return -self.log_prob(x)
-        u = dequantize(to_levels(x, self.data_info), self.levels)
-        return -self.log_prob(u) + self.dims * math.log(self.levels)
-
-    def loss(self, batch, phase="main"):
-        nll = self.nll_nats(batch[0])
-        loss = nll.mean()
-        logs = {"bpd": bits_per_dim(loss.detach(), self.data_info.shape)} if self.image else {}
-        return loss, logs
-
-    def eval_metrics(self, batch, **options):
-        nll = self.nll_nats(batch[0])
-        out = {"nll_nats": nll}
-        if self.image:
-            out["bpd"] = bits_per_dim(nll, self.data_info.shape)
-        return out
 
     @torch.no_grad()
     def sample(self, n: int) -> torch.Tensor:

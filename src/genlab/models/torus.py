@@ -34,7 +34,6 @@ from typing import Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from ..config import field, require
 from ..data.registry import DataInfo

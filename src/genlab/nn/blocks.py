@@ -4,7 +4,6 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
-import torch
 from torch import nn
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "leaky_relu": lambda: nn.LeakyReLU(0.2),

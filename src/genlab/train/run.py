@@ -19,7 +19,7 @@ from .. import __version__
 from ..config import from_dict, to_dict
 from ..data.registry import DataInfo, TensorData, data_config, get_spec, load_dataset
 from ..errors import ConfigError, GenlabError
-from ..models.base import build_model, get_model_spec
+from ..models.base import get_model_spec
 from . import checkpoint
 from .config import TrainConfig
 from .distributed import pick_device
