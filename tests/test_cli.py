@@ -106,3 +106,13 @@ def test_quick_vae_experiments(name, keys, tmp_path):
     assert main(["experiment", "run", name, "--quick", "--out", str(tmp_path / name)]) == 0
     summary = json.loads((tmp_path / name / "summary.json").read_text())
     assert keys <= set(summary) and summary["quick"] is True
+
+
+def test_resume_from_the_command_line_extends_a_run(vae_run, tmp_path, capsys):
+    import shutil
+    run = tmp_path / "more"
+    shutil.copytree(vae_run, run)
+    assert main(["train", "--resume", str(run), "--epochs", "3", "--no-report"]) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["epochs_done"] == 3
+    assert json.loads((run / "config.json").read_text())["train_config"]["epochs"] == 3

@@ -116,12 +116,20 @@ def cmd_train(argv: list[str]) -> int:
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("model", nargs="?")
     pre.add_argument("--data")
+    pre.add_argument("--resume")
     known, _ = pre.parse_known_args(argv)
-    model = known.model if known.model and not known.model.startswith("-") else None
-    parser, groups = train_parser(model, known.data)
+    model, data = known.model, known.data
+    if known.resume:   # the run's own model and dataset decide which flags exist
+        from .train.run import read_config
+        config = read_config(known.resume)
+        model, data = config["model"], config["data"]
+    parser, groups = train_parser(model, data)
     args = parser.parse_args(argv)
     ov = {k: overrides_from_args(args, cls) for k, (cls, _) in groups.items()}
     if args.resume:
+        if ov.get("model") or ov.get("data"):
+            raise GenlabError("--resume continues a run with its own model and data settings; "
+                              "only training flags (e.g. --epochs) may change")
         run = resume_run(args.resume, **ov["train"])
     else:
         if not args.model:
