@@ -51,18 +51,22 @@ def kl_normal_std_normal(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tens
 
 
 def bernoulli_log_likelihood(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-    """log p(x|z) = sum_i [x_i log p_i + (1 - x_i) log(1 - p_i)], p = sigmoid(logits), over all but
-    the leading batch dimensions of ``x``'s shape (given by ``logits``' extra leading dims)."""
+    """log p(x|z) = sum_i [x_i log p_i + (1 - x_i) log(1 - p_i)], p = sigmoid(logits), summed over one
+    example's dimensions (all of ``x``'s but the first); ``logits`` may carry extra leading sample dims."""
+    n_event = x.dim() - 1
     ll = -F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none")
-    return ll.flatten(start_dim=logits.dim() - x.dim() + 1).sum(-1)
+    return ll.flatten(start_dim=-n_event).sum(-1) if n_event > 1 else ll.sum(-1)
 
 
 def categorical_log_likelihood(x_levels: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-    """log p(x|z) = sum_i log softmax(logits_i)[x_i] for integer levels ``x_levels`` (shape [..., C, H, W])
-    and ``logits`` of shape [..., K, C, H, W]."""
-    logp = torch.log_softmax(logits, dim=-4)
-    index = x_levels.long().unsqueeze(-4).expand(*logits.shape[:-4], 1, *logits.shape[-3:])
-    return logp.gather(-4, index).squeeze(-4).flatten(start_dim=-3).sum(-1)
+    """log p(x|z) = sum_i log softmax(logits_i)[x_i] for integer levels ``x_levels`` of shape [B, *event]
+    and ``logits`` of shape [..., B, K, *event] (K levels; extra leading sample dims allowed)."""
+    n_event = x_levels.dim() - 1
+    k_dim = -(n_event + 1)
+    logp = torch.log_softmax(logits, dim=k_dim)
+    index = x_levels.long().unsqueeze(k_dim).expand(*logits.shape[:k_dim], 1, *logits.shape[k_dim + 1:])
+    ll = logp.gather(k_dim, index).squeeze(k_dim)
+    return ll.flatten(start_dim=-n_event).sum(-1) if n_event > 1 else ll.sum(-1)
 
 
 def gaussian_log_likelihood(x: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -246,23 +250,23 @@ class VAE(GenerativeModel):
         return mu, logvar.clamp(-30.0, 20.0)
 
     def decoder_params(self, z: torch.Tensor) -> torch.Tensor:
-        """Decoder output for z of shape [..., z_dim]: [..., P, *data_shape] (P values per dimension)."""
+        """Decoder output for z of shape [..., z_dim]: [..., P, D], P values for each of the D data dimensions."""
         lead = z.shape[:-1]
         out = self.decoder_net(z.reshape(-1, z.shape[-1]))
-        return out.reshape(*lead, self.per_pixel, *self.data_info.shape)
+        return out.reshape(*lead, self.per_pixel, -1)
 
     def log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """log p(x|z), for z of shape [..., B, z_dim] and x of shape [B, *data_shape]."""
-        out = self.decoder_params(z)
+        out, x = self.decoder_params(z), x.flatten(1)
         if self.likelihood == "bernoulli":
-            return bernoulli_log_likelihood(x, out[..., 0, *[slice(None)] * len(self.data_info.shape)])
+            return bernoulli_log_likelihood(x, out[..., 0, :])
         if self.likelihood == "categorical":
             return categorical_log_likelihood(x, out)
-        mean = out[..., 0, *[slice(None)] * len(self.data_info.shape)]
+        mean = out[..., 0, :]
         if self.config.gaussian_std:
             logvar = torch.full_like(mean, 2 * math.log(self.config.gaussian_std))
         else:
-            logvar = out[..., 1, *[slice(None)] * len(self.data_info.shape)].clamp(-12.0, 6.0)
+            logvar = out[..., 1, :].clamp(-12.0, 6.0)
         return gaussian_log_likelihood(x, mean, logvar)
 
     def elbo(self, x: torch.Tensor, objective: str | None = None, n_samples: int | None = None,
@@ -274,14 +278,15 @@ class VAE(GenerativeModel):
         """
         objective = objective or self.config.objective
         mu, logvar = self.posterior(x)
-        z = reparameterize(mu, logvar, n_samples or self.config.n_samples)      # [L, B, d]
-        rec = self.log_likelihood(x, z).mean(0)
+        n = n_samples or self.config.n_samples
+        z = reparameterize(mu, logvar, n if n > 1 else None)      # [L, B, d], or [B, d] when L = 1
+        average = (lambda t: t.mean(0)) if n > 1 else (lambda t: t)
+        rec = average(self.log_likelihood(x, z))
         if objective == "analytic":
             kl = kl_normal_std_normal(mu, logvar)
         else:
             log_pz = log_normal_pdf(z, torch.zeros_like(z), torch.zeros_like(z))
-            log_qz = log_normal_pdf(z, mu, logvar)
-            kl = (log_qz - log_pz).mean(0)
+            kl = average(log_normal_pdf(z, mu, logvar) - log_pz)
         return {"elbo": rec - coeff * kl, "rec": rec, "kl": kl}
 
     def iwae(self, x: torch.Tensor, k: int, chunk: int | None = None) -> torch.Tensor:
@@ -318,29 +323,28 @@ class VAE(GenerativeModel):
             out["elbo_bpd"] = bits_per_dim(-terms["elbo"], self.data_info.shape)
         return out
 
+    def _unflatten(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(*x.shape[:-1], *self.data_info.shape)
+
     def mean_of(self, out: torch.Tensor) -> torch.Tensor:
-        """E[x|z] from decoder output, in [0, 1] for images."""
-        dims = [slice(None)] * len(self.data_info.shape)
+        """E[x|z] from decoder output [..., P, D], shaped like the data (images in [0, 1])."""
         if self.likelihood == "bernoulli":
-            return torch.sigmoid(out[..., 0, *dims])
+            return self._unflatten(torch.sigmoid(out[..., 0, :]))
         if self.likelihood == "categorical":
-            probs = torch.softmax(out, dim=-4)
-            levels = torch.arange(self.levels, dtype=out.dtype, device=out.device).view(-1, 1, 1, 1)
-            return (probs * levels).sum(-4) / (self.levels - 1)
-        return out[..., 0, *dims]
+            levels = torch.arange(self.levels, dtype=out.dtype, device=out.device).unsqueeze(-1)
+            return self._unflatten((torch.softmax(out, dim=-2) * levels).sum(-2) / (self.levels - 1))
+        return self._unflatten(out[..., 0, :])
 
     def draw_of(self, out: torch.Tensor) -> torch.Tensor:
-        """A sample x ~ p(x|z) from decoder output (images scaled to [0, 1])."""
-        dims = [slice(None)] * len(self.data_info.shape)
+        """A sample x ~ p(x|z) from decoder output [..., P, D] (images scaled to [0, 1])."""
         if self.likelihood == "bernoulli":
-            return torch.bernoulli(torch.sigmoid(out[..., 0, *dims]))
+            return self._unflatten(torch.bernoulli(torch.sigmoid(out[..., 0, :])))
         if self.likelihood == "categorical":
-            flat = out.movedim(-4, -1)
-            x = torch.distributions.Categorical(logits=flat).sample()
-            return x.float() / (self.levels - 1)
-        mean = out[..., 0, *dims]
-        std = self.config.gaussian_std or torch.exp(0.5 * out[..., 1, *dims].clamp(-12.0, 6.0))
-        return mean + std * torch.randn_like(mean)
+            x = torch.distributions.Categorical(logits=out.transpose(-1, -2)).sample()
+            return self._unflatten(x.float() / (self.levels - 1))
+        mean = out[..., 0, :]
+        std = self.config.gaussian_std or torch.exp(0.5 * out[..., 1, :].clamp(-12.0, 6.0))
+        return self._unflatten(mean + std * torch.randn_like(mean))
 
     def encode(self, x):
         return self.posterior(x)[0]
