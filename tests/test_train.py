@@ -131,3 +131,13 @@ def test_two_process_ddp_run(tmp_path):
     # each of the 2 ranks takes 1257 // 2 = 628 examples per epoch in batches of 64: 10 steps
     assert run.state["global_step"] == 20
     assert json.loads((tmp_path / "ddp" / "eval.json").read_text())["metrics"]["nll_nats"] > 0
+
+
+def test_resume_applies_a_changed_learning_rate(tmp_path):
+    genlab.train("vae", "digits", tmp_path / "run", **TINY | {"epochs": 1})
+    seen = {}
+
+    def spy(trainer, event):
+        seen["lr"] = [g["lr"] for o in trainer.optimizers.values() for g in o.param_groups]
+    resume_run(tmp_path / "run", callbacks=[spy], epochs=2, lr=1e-4)
+    assert seen["lr"] == [1e-4]

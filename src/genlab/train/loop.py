@@ -122,7 +122,10 @@ class Trainer:
         ckpt = checkpoint.load(self.checkpoint_path)
         self.model.load_state_dict(ckpt["model"])
         for k, o in self.optimizers.items():
+            configured = [(g["lr"], g["weight_decay"]) for g in o.param_groups]
             o.load_state_dict(ckpt["optimizers"][k])
+            for g, (lr, wd) in zip(o.param_groups, configured):   # a resumed run may lower the lr
+                g["lr"], g["weight_decay"] = lr, wd
         self.state = TrainState(ckpt["epoch"], ckpt["step_in_epoch"], ckpt["global_step"],
                                 history=list(ckpt["history"]))
         torch.set_rng_state(ckpt["rng"])
