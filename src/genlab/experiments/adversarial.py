@@ -5,7 +5,6 @@ bundled 8x8 digits with few epochs, each in well under a minute on 2 cores.
 """
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 import numpy as np
@@ -15,42 +14,8 @@ from ..eval.fid import sample_quality
 from ..eval.evaluate import evaluate
 from ..train.run import train
 from ..viz.figures import save_image_grid, save_rows, scatter2d
+from .common import mnist_or_digits as _data, one_thread_when_quick, snapshots
 from .registry import register_experiment
-
-
-def _data(quick: bool, data_dir: str | None) -> tuple[str, dict]:
-    return ("digits", {}) if quick else ("mnist", {"data_dir": data_dir} if data_dir else {})
-
-
-def one_thread_when_quick(fn):
-    """Quick runs train tiny networks, where a second thread mostly adds contention: use one."""
-    @functools.wraps(fn)
-    def wrapper(out, quick, data_dir):
-        threads = torch.get_num_threads()
-        try:
-            if quick:
-                torch.set_num_threads(1)
-            return fn(out, quick, data_dir)
-        finally:
-            torch.set_num_threads(threads)
-    return wrapper
-
-
-def snapshots(epochs, fn):
-    """A trainer callback calling ``fn(trainer, epoch)`` before training (epoch 0) and after each
-    epoch listed in ``epochs``."""
-    wanted = set(epochs)
-
-    def callback(trainer, event):
-        epoch = trainer.state.epoch if event == "epoch" else 0
-        if epoch in wanted and (event == "epoch" or epoch == 0):
-            was_training = trainer.model.training
-            trainer.model.eval()
-            with torch.no_grad(), torch.random.fork_rng(devices=[]):
-                torch.manual_seed(0)
-                fn(trainer, epoch)
-            trainer.model.train(was_training)
-    return callback
 
 
 def test_batch(data: str, data_dir_opts: dict, n: int = 16):
@@ -61,8 +26,7 @@ def test_batch(data: str, data_dir_opts: dict, n: int = 16):
 
 def recon_and_sample_grids(figures: Path, tag: str, x: torch.Tensor):
     """Callback body: save reconstructions of ``x`` and 64 prior samples as ``{tag}_*_epoch{E}.png``."""
-    def draw(trainer, epoch):
-        model = trainer.model
+    def draw(model, epoch):
         xd = x.to(next(model.parameters()).device)
         save_rows([xd, model.reconstruct(xd)], figures / f"{tag}_reconstructions_epoch{epoch:03d}.png")
         save_image_grid(model.sample(64), figures / f"{tag}_samples_epoch{epoch:03d}.png", nrow=8)
@@ -150,8 +114,7 @@ def gan_mnist(out: Path, quick: bool, data_dir: str | None) -> dict:
     shown = [0, 5, 10, 20, 30] if quick else [0, 1, 5, 10, 20]
     z_fixed = torch.randn(64, 32, generator=torch.Generator().manual_seed(0))
 
-    def draw(trainer, epoch):
-        model = trainer.model
+    def draw(model, epoch):
         grid = model.sample(64, z=z_fixed.to(next(model.parameters()).device))
         save_image_grid(grid, out / "figures" / f"gan_fixed_noise_epoch{epoch:03d}.png", nrow=8)
 

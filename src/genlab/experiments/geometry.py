@@ -9,7 +9,6 @@ latent torus), decodes the path, and we measure how far the decoded points leave
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -17,6 +16,7 @@ import torch
 from ..data.geometry import surface_distance
 from ..train.run import train
 from ..viz.geometry import interpolation_figure, reconstruction_figure
+from .common import single_thread
 from .registry import register_experiment
 
 PAIRS, STEPS = 20, 11
@@ -40,18 +40,6 @@ def decoded_paths(model, x: torch.Tensor, pairs: torch.Tensor, steps: int) -> to
     alphas = torch.linspace(0, 1, steps)
     latents = torch.stack([interpolate(codes[i], codes[j], alphas) for i, j in pairs.tolist()])
     return model.decode(latents)
-
-
-@contextmanager
-def single_thread():
-    """Run with one intra-op thread: these MLPs are far too small to gain from more, and on a busy
-    machine idle-spinning worker threads made the quick run 20x slower (10 s vs 196 s, measured)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _train_settings(s: dict, seed: int) -> dict:

@@ -14,24 +14,8 @@ from ..models.vae import kl_normal_std_normal, log_normal_pdf, reparameterize
 from ..train import train
 from ..viz import line_plot, make_figures, save_image_grid, save_rows
 from ..viz.report import interpolation_images, latent_grid, test_images
+from .common import mnist_or_digits as dataset, snapshots
 from .registry import register_experiment
-
-
-def dataset(quick: bool, data_dir: str | None) -> tuple[str, dict]:
-    return ("digits", {}) if quick else ("mnist", {"data_dir": data_dir} if data_dir else {})
-
-
-def snapshots(epochs: list[int], draw):
-    """A trainer callback calling ``draw(model, epoch)`` before training (epoch 0) and after each listed epoch."""
-    def callback(trainer, event):
-        epoch = trainer.state.epoch
-        if (event == "start" and 0 in epochs) or (event == "epoch" and epoch in epochs):
-            trainer.model.eval()
-            with torch.no_grad(), torch.random.fork_rng(devices=[]):
-                torch.manual_seed(0)
-                draw(trainer.model, epoch)
-            trainer.model.train()
-    return callback
 
 
 def metrics_of(run, iwae_k: int, limit: int | None = None) -> dict:
