@@ -56,10 +56,10 @@ def _train_aae(out: Path, tag: str, quick: bool, data_dir, epochs_shown, **model
 def aae_mnist(out: Path, quick: bool, data_dir: str | None) -> dict:
     shown = [0, 2, 5, 10] if quick else [0, 20, 50, 100]
     run = _train_aae(out, "aae_z8", quick, data_dir, shown, z_dim=8, lam=0.995)
-    train_rec = [r for r in run.state.history]
+    history = run.state.history
     return {"data": run.data_name, "epochs_shown": shown, "z_dim": 8, "lam": 0.995,
             "reference_rec_mse": 0.05, **_metrics(run, quick),
-            "final_val_rec_mse": train_rec[-1].get("val/rec_mse") if train_rec else None}
+            "final_val_rec_mse": history[-1].get("val/rec_mse") if history else None}
 
 
 def latent_figure(run, path: Path, title: str, n: int = 2000):

@@ -5,17 +5,25 @@ Full versions train on MNIST (a local folder via --data-dir / GENLAB_DATA, else 
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
 
+from ..data import load_dataset
 from ..eval import evaluate
 from ..models.vae import kl_normal_std_normal, log_normal_pdf, reparameterize
 from ..train import train
+from ..train.logger import read_jsonl
 from ..viz import line_plot, make_figures, save_image_grid, save_rows
 from ..viz.report import interpolation_images, latent_grid, test_images
 from .common import mnist_or_digits as dataset, snapshots
 from .registry import register_experiment
+
+
+def epoch_marks(quick: bool) -> tuple[int, list[int]]:
+    """(epochs, the epochs at which snapshots are drawn): 80 epochs and 0/10/80 as in the course."""
+    return (6, [0, 2, 6]) if quick else (80, [0, 10, 80])
 
 
 def metrics_of(run, iwae_k: int, limit: int | None = None) -> dict:
@@ -91,8 +99,7 @@ def vae_interpolation(out: Path, quick: bool, data_dir=None) -> dict:
                      "and the z=2 manifold (001 Q1.7-1.9)", "vae")
 def categorical_cnn(out: Path, quick: bool, data_dir=None) -> dict:
     data, opts = dataset(quick, data_dir)
-    epochs = 6 if quick else 80
-    marks = [0, 2, epochs] if quick else [0, 10, 80]
+    epochs, marks = epoch_marks(quick)
     common = dict(arch="cnn", view="quantized", levels=16, lr=1e-3, batch_size=128, **opts)
 
     def draw(model, epoch):
@@ -100,21 +107,16 @@ def categorical_cnn(out: Path, quick: bool, data_dir=None) -> dict:
 
     run = train("vae", data, out / "z20", z_dim=20, epochs=epochs, callbacks=[snapshots(marks, draw)], **common)
     test = metrics_of(run, 0)
-    (run.dir / "eval.json").write_text(__import__("json").dumps({"metrics": test}))
+    (run.dir / "eval.json").write_text(json.dumps({"metrics": test}))
     make_figures(run)
     curve = {r["epoch"]: r.get("val/elbo_bpd") for r in run.state.history}
     manifold_run = train("vae", data, out / "z2", z_dim=2, epochs=max(2, epochs // 2) if quick else 40, **common)
     save_image_grid(latent_grid(manifold_run), out / "figures" / "manifold_z2.png", nrow=20)
-    first_train = [r for r in _train_rows(run) if "bpd" in r]
+    first_train = [r for r in read_jsonl(run.dir / "metrics.jsonl") if r.get("split") == "train" and "bpd" in r]
     return {"test_elbo_bpd_z20": test["elbo_bpd"], "val_elbo_bpd_by_epoch": curve,
             "first_logged_train_bpd": first_train[0]["bpd"] if first_train else None,
             "course_reference": "~4 bpd at start, < 2.0 after 2 epochs, ~0.52 after 80 epochs",
             "sample_epochs": marks, "test_z2": metrics_of(manifold_run, 0)}
-
-
-def _train_rows(run):
-    from ..train.logger import read_jsonl
-    return [r for r in read_jsonl(run.dir / "metrics.jsonl") if r.get("split") == "train"]
 
 
 # ------------------------------------------------------------------ 002 Q9-10
@@ -122,15 +124,10 @@ def _train_rows(run):
                      "reconstructions at epochs 0/10/80 (002 Q9-10)", "vae")
 def bernoulli_mlp(out: Path, quick: bool, data_dir=None) -> dict:
     data, opts = dataset(quick, data_dir)
-    epochs = 6 if quick else 80
-    marks = [0, 2, epochs] if quick else [0, 10, 80]
-    holder = {}
+    epochs, marks = epoch_marks(quick)
+    x = load_dataset(data, "test", view="binarized", **opts).tensors[0][:10]
 
     def draw(model, epoch):
-        x = holder.setdefault("x", None)
-        if x is None:
-            from ..data import load_dataset
-            x = holder["x"] = load_dataset(data, "test", view="binarized", **opts).tensors[0][:10]
         save_rows([x, model.reconstruct(x)], out / "figures" / f"reconstructions_epoch{epoch:03d}.png")
 
     run = train("vae", data, out / "vae", hidden=(256, 256, 256), z_dim=20, view="binarized", batch_size=64,
