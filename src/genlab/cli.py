@@ -1,8 +1,13 @@
-"""The ``genlab`` command. Every command reads or writes a run folder; see ``genlab --help``."""
+"""The ``genlab`` command. Every command reads or writes a run folder; see ``genlab --help``.
+
+User mistakes end with one line on stderr and exit status 2; Ctrl-C with 130, SIGTERM with 143.
+"""
 from __future__ import annotations
 
 import argparse
-import json
+import dataclasses
+import os
+import signal
 import sys
 from pathlib import Path
 
@@ -13,60 +18,73 @@ EPILOG = """examples:
   genlab train vae --data digits --epochs 30 --out runs/vae     train (figures + test metrics at the end)
   genlab train vae --help                                       every flag of a model, its data and training
   genlab eval runs/vae --json                                   test metrics as one JSON object
-  genlab sample runs/vae -n 64                                  a grid of samples
+  genlab sample runs/vae -n 64                                  samples (images, points, text, ...)
+  genlab report runs/vae                                        redraw a run's figures
   genlab experiment list                                        the classic experiments
   genlab experiment run kl-check --quick                        one of them, in under a minute
   torchrun --nproc_per_node 2 -m genlab train vae ...           the same run on 2 processes (DDP)
 """
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse that exits with 2 and one line (not the usage block) on a bad flag."""
+
+    def error(self, message):
+        print(f"{self.prog}: error: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(prog="genlab", description="Deep generative models: train, evaluate, "
-                                     "sample and show them; reproduce classic experiments.",
-                                     epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    try:
+        return _main(argv)
+    except BrokenPipeError:   # `genlab eval RUN --json | head -1`
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    except KeyboardInterrupt:
+        print("genlab: interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str]) -> int:
+    parser = _Parser(prog="genlab", description="Deep generative models: train, evaluate, sample and show "
+                     "them; reproduce classic experiments.", epilog=EPILOG,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"genlab {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.add_parser("train", help="train a model (genlab train MODEL --help)", add_help=False)
-    p = sub.add_parser("eval", help="evaluate a run on its test split")
-    p.add_argument("run_dir")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--split", default="test", choices=["train", "val", "test"])
-    p.add_argument("--seed", type=int, default=0, help="seed for the Monte-Carlo estimates (default 0)")
-    p.add_argument("--iwae-k", type=int, default=100, help="importance samples for nll_nats (default 100)")
-    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N examples")
-    p.add_argument("--device", default="cpu")
-    p = sub.add_parser("sample", help="draw samples from a run")
-    p.add_argument("run_dir")
-    p.add_argument("-n", type=int, default=64, help="number of samples (default 64)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=None, help="output PNG (default RUN_DIR/samples/samples_N.png)")
-    p = sub.add_parser("report", help="draw every figure of a run into RUN_DIR/figures")
+    sub.add_parser("eval", help="evaluate a run on its test split (genlab eval RUN --help)", add_help=False)
+    sub.add_parser("sample", help="draw from a run (genlab sample RUN --help)", add_help=False)
+    p = sub.add_parser("report", help="redraw every figure of a run into RUN/figures")
     p.add_argument("run_dir")
     p = sub.add_parser("experiment", help="list or run the classic experiments")
-    esub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    esub = p.add_subparsers(dest="action", metavar="ACTION", required=True, parser_class=_Parser)
     esub.add_parser("list", help="list experiments")
     er = esub.add_parser("run", help="run one experiment")
     er.add_argument("name")
     er.add_argument("--quick", action="store_true", help="a small version that finishes in under a minute")
     er.add_argument("--out", default=None, help="output folder (default runs/experiments/NAME)")
     er.add_argument("--data-dir", default=None, help="local folder with dataset files (else $GENLAB_DATA / download)")
-    p = sub.add_parser("data", help="list datasets or describe one")
-    dsub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    p = sub.add_parser("data", help="list datasets, describe one, or prepare the FID classifier")
+    dsub = p.add_subparsers(dest="action", metavar="ACTION", required=True, parser_class=_Parser)
     dsub.add_parser("list", help="list datasets")
     di = dsub.add_parser("info", help="describe a dataset")
     di.add_argument("name")
     di.add_argument("--data-dir", default=None)
     di.add_argument("--load", action="store_true", help="also load every split and report sizes")
+    dp = dsub.add_parser("prepare-fid", help="train and cache the local classifier that FID uses for a dataset")
+    dp.add_argument("name")
+    dp.add_argument("--data-dir", default=None)
 
-    if argv and argv[0] == "train":
-        return _guard(lambda: cmd_train(argv[1:]))
+    commands = {"train": cmd_train, "eval": cmd_eval, "sample": cmd_sample}
+    if argv and argv[0] in commands:
+        return _guard(lambda: commands[argv[0]](argv[1:]))
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 0
-    handler = {"eval": cmd_eval, "sample": cmd_sample, "report": cmd_report, "experiment": cmd_experiment,
-               "data": cmd_data}[args.command]
+    handler = {"report": cmd_report, "experiment": cmd_experiment, "data": cmd_data}[args.command]
     return _guard(lambda: handler(args))
 
 
@@ -78,56 +96,87 @@ def _guard(fn) -> int:
         return 2
 
 
+def _is_main() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _run_model(run_dir: str) -> str:
+    from .train.rundir import RunDir
+    return RunDir(run_dir).read_config()["model"]
+
+
+def _first(argv: list[str]) -> str | None:
+    """The leading positional argument (a model or a run folder), if any."""
+    return argv[0] if argv and not argv[0].startswith("-") else None
+
+
+def _pre(argv: list[str], *names: str, positional: str | None = None) -> argparse.Namespace:
+    pre = argparse.ArgumentParser(add_help=False)
+    if positional:
+        pre.add_argument(positional, nargs="?")
+    for n in names:
+        pre.add_argument(n)
+    return pre.parse_known_args(argv)[0]
+
+
 # ------------------------------------------------------------------ train
 def train_parser(model: str | None, data: str | None) -> tuple[argparse.ArgumentParser, dict]:
+    from . import catalog
     from .config import add_config_flags
-    from .data.registry import get_spec, list_datasets
-    from .models.base import MODELS, get_model_spec
+    from .data.registry import get_spec
+    from .models.base import get_model_spec
     from .train.config import TrainConfig
-    get_model_spec("vae")  # registers the built-in models
-    models = "\n".join(f"  {n:<16} {s.description}" for n, s in sorted(MODELS.items()))
-    datasets = ", ".join(s.name for s in list_datasets())
-    p = argparse.ArgumentParser(
+    models = "\n".join(f"  {n:<16} {get_model_spec(n).description}" for n in catalog.names("model")) \
+        if model is None else ""
+    p = _Parser(
         prog="genlab train", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Train a model. After training it writes figures and test metrics into the run folder.",
-        epilog=f"models:\n{models}\n\ndatasets: {datasets}\n\n"
+        description="Train a model into a run folder; then write its test metrics (eval.json) and figures.",
+        epilog=(f"models:\n{models}\n\n" if models else "") +
+               f"datasets: {', '.join(catalog.names('dataset'))}\n\n"
                "Any config field is a flag: `genlab train MODEL --data NAME --help` lists them.\n"
-               "Resume an interrupted run with `genlab train --resume RUN_DIR`.")
-    p.add_argument("model", nargs="?", choices=sorted(MODELS), metavar="MODEL", help="model to train")
-    p.add_argument("--data", default=None, help="dataset (default: the model's default, usually digits)")
-    p.add_argument("--out", default=None, help="run folder (default runs/MODEL-DATA)")
+               "A run folder that holds a run is never overwritten: continue it with\n"
+               "`genlab train --resume RUN_DIR`, or start again with --overwrite.")
+    p.add_argument("model", nargs="?", metavar="MODEL", help="model to train (see the list below)")
+    p.add_argument("--data", default=None, help="dataset (default: the model's default)")
+    p.add_argument("--out", default=None, help="run folder (default runs/MODEL-DATA, numbered if taken)")
     p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue the run in RUN_DIR exactly")
-    p.add_argument("--no-report", action="store_true", help="skip figures and test metrics after training")
-    p.add_argument("--iwae-k", type=int, default=100, help="importance samples for the final test nll (default 100)")
+    p.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
+    p.add_argument("--no-report", action="store_true", help="skip test metrics and figures after training")
+    p.add_argument("--no-fid", action="store_true", help="skip FID in the final test metrics")
     groups = {}
     taken = {a for action in p._actions for a in action.option_strings}
     if model:
         spec = get_model_spec(model)
         data = data or spec.default_data
+        dspec = get_spec(data)
         groups["model"] = (spec.config, add_config_flags(p, spec.config, f"model: {model}", taken, "model-"))
-        groups["data"] = (get_spec(data).config, add_config_flags(p, get_spec(data).config, f"data: {data}", taken, "data-"))
+        groups["data"] = (dspec.config, add_config_flags(p, dspec.config, f"data: {data}", taken, "data-",
+                                                         defaults=spec.data_defaults))
+        groups["eval"] = (spec.eval_config, add_config_flags(p, spec.eval_config, "final test metrics", taken, "eval-"))
     groups["train"] = (TrainConfig, add_config_flags(p, TrainConfig, "training", taken, "train-"))
     return p, groups
 
 
 def cmd_train(argv: list[str]) -> int:
+    from .api import train, write_report
     from .config import overrides_from_args
-    from .train.run import resume_run, train
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("model", nargs="?")
-    pre.add_argument("--data")
-    pre.add_argument("--resume")
-    known, _ = pre.parse_known_args(argv)
-    model, data = known.model, known.data
+    from .train.rundir import RunDir
+    from .train.run import resume_run
+    known = _pre(argv, "--data", "--resume")
+    model = argv[0] if argv and not argv[0].startswith("-") else None
+    data = known.data
     if known.resume:   # the run's own model and dataset decide which flags exist
-        from .train.run import read_config
-        config = read_config(known.resume)
+        config = RunDir(known.resume).read_config()
+        if model and model != config["model"]:
+            raise GenlabError(f"{known.resume} is a {config['model']} run, not {model}; "
+                              f"resume it with `genlab train --resume {known.resume}`")
         model, data = config["model"], config["data"]
     parser, groups = train_parser(model, data)
     args = parser.parse_args(argv)
     ov = {k: overrides_from_args(args, cls) for k, (cls, _) in groups.items()}
+    extras = {"fid"} if args.no_fid else True
     if args.resume:
-        if ov.get("model") or ov.get("data"):
+        if ov.get("model") or ov.get("data") or args.data:
             raise GenlabError("--resume continues a run with its own model and data settings; "
                               "only training flags (e.g. --epochs) may change")
         run = resume_run(args.resume, **ov["train"])
@@ -136,69 +185,89 @@ def cmd_train(argv: list[str]) -> int:
             parser.error("name a MODEL to train, or --resume RUN_DIR")
         from .models.base import get_model_spec
         data = args.data or get_model_spec(args.model).default_data
-        out = Path(args.out or Path("runs") / f"{args.model}-{data}")
-        run = train(args.model, data, out, model_options=ov.get("model"), data_options=ov.get("data"),
-                    train_options=ov["train"])
+        out = args.out or RunDir.fresh_default("runs", f"{args.model}-{data}").path
+        run = train(args.model, data, out, report=False, overwrite=args.overwrite, model_options=ov.get("model"),
+                    data_options=ov.get("data"), train_options=ov["train"])
     if run.state.interrupted:
-        return 130
-    if not args.no_report and _is_main():
-        _report(run, iwae_k=args.iwae_k)
+        return 143 if run.state.signal == signal.SIGTERM else 130
+    if not args.no_report and _is_main() and run.dir is not None and not run.state.idle:
+        record, figures = write_report(run, eval_options=ov.get("eval"), extras=extras)
+        print(f"\nrun folder: {run.dir}")
+        print("test metrics:", ", ".join(f"{k}={v:.4g}" for k, v in record["metrics"].items()
+                                         if isinstance(v, (int, float))))
+        print("figures:", ", ".join(str(p.relative_to(run.dir)) for p in figures))
+        print("next:")
+        print(f"  genlab eval {run.dir} --json")
+        print(f"  genlab sample {run.dir}")
+        print(f"  genlab report {run.dir}")
     return 0
 
 
-def _is_main() -> bool:
-    import os
-    return int(os.environ.get("RANK", "0")) == 0
+# ------------------------------------------------------------------ eval and sample
+def _run_parser(command: str, description: str, run_dir: str | None, group: str):
+    """A parser with the generic flags of `genlab eval|sample RUN` and the run's family flags."""
+    from .config import add_config_flags
+    p = _Parser(prog=f"genlab {command}", description=description)
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by `genlab train`")
+    p.add_argument("--seed", type=int, default=0, help="seed for every random draw (default 0)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto (default cpu)")
+    p.add_argument("--data-dir", default=None, help="where the run's dataset lives now (else the folder it was "
+                   "trained from, $GENLAB_DATA, or a download)")
+    cls = None
+    if run_dir:
+        from .models.base import get_model_spec
+        spec = get_model_spec(_run_model(run_dir))
+        cls = getattr(spec, group)
+        add_config_flags(p, cls, f"{spec.name} options", {a for x in p._actions for a in x.option_strings})
+    return p, cls
 
 
-def _report(run, iwae_k: int) -> None:
-    from .eval import evaluate
-    from .viz import make_figures
-    result = evaluate(run, iwae_k=iwae_k, progress=True)
-    (run.dir / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
-    figures = make_figures(run)
-    print(f"\nrun folder: {run.dir}")
-    print("test metrics:", ", ".join(f"{k}={v:.4g}" for k, v in result["metrics"].items()))
-    print("figures:", ", ".join(str(p.relative_to(run.dir)) for p in figures))
-    print(f"next: genlab eval {run.dir} --json | genlab sample {run.dir} -n 64")
+def _data_dir(args) -> str | None:
+    return args.data_dir or None
+
+
+def cmd_eval(argv: list[str]) -> int:
+    import json
+
+    from .config import overrides_from_args
+    from .eval.evaluate import evaluate
+    p, cls = _run_parser("eval", "Evaluate a run: its model's metrics on a split, plus extra metrics "
+                         "(FID, true-data NLL, ...) that apply.", _first(argv), "eval_config")
+    p.add_argument("--json", action="store_true", help="print one JSON object (the eval.json schema)")
+    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N examples (N > 0)")
+    p.add_argument("--no-fid", action="store_true", help="skip FID (its classifier takes minutes to train once)")
+    args = p.parse_args(argv)
+    options = overrides_from_args(args, cls) if cls else {}
+    result = evaluate(args.run_dir, split=args.split, seed=args.seed, limit=args.limit, device=args.device,
+                      progress=not args.json, data_dir=_data_dir(args), options=options,
+                      extras={"fid"} if args.no_fid else True)
+    if args.json:
+        from .train.rundir import dumps
+        print(dumps(result, indent=None))
+        return 0
+    print(f"{result['model']} on {result['data']} ({result['split']}, {result['examples']} examples, "
+          f"seed {result['seed']}):")
+    for k, v in result["metrics"].items():
+        print(f"  {k:<22} {v:.5g}" if isinstance(v, float) else f"  {k:<22} {json.dumps(v)}")
+    return 0
+
+
+def cmd_sample(argv: list[str]) -> int:
+    from .api import sample
+    from .config import overrides_from_args
+    p, cls = _run_parser("sample", "Draw from a run: an image grid, points, text, renders -- as its family "
+                         "declares.", _first(argv), "sample_config")
+    p.add_argument("-n", type=int, default=64, help="how many samples (text models: tokens) (default 64)")
+    p.add_argument("--out", default=None, help="output file (default RUN_DIR/samples/...)")
+    args = p.parse_args(argv)
+    options = overrides_from_args(args, cls) if cls else {}
+    for line in sample(args.run_dir, args.n, args.seed, args.out, args.device, options=options):
+        print(line)
+    return 0
 
 
 # ------------------------------------------------------------------ other commands
-def cmd_eval(args) -> int:
-    from .eval import evaluate
-    result = evaluate(args.run_dir, split=args.split, seed=args.seed, iwae_k=args.iwae_k, limit=args.limit,
-                      device=args.device, progress=not args.json)
-    if args.json:
-        print(json.dumps(result))
-    else:
-        print(f"{result['model']} on {result['data']} ({result['split']}, {result['examples']} examples, "
-              f"seed {result['seed']}):")
-        for k, v in result["metrics"].items():
-            print(f"  {k:<14} {v:.5g}")
-    return 0
-
-
-def cmd_sample(args) -> int:
-    import torch
-    from .train.run import load_run
-    from .viz import save_image_grid
-    run = load_run(args.run_dir)
-    if not hasattr(run.model, "sample"):
-        raise GenlabError(f"model {run.model_name} cannot sample")
-    torch.manual_seed(args.seed)
-    x = run.model.sample(args.n)
-    out = Path(args.out or run.dir / "samples" / f"samples_{args.n}.png")
-    if run.data_info.kind == "image":
-        save_image_grid(x, out, nrow=int(max(1, round(args.n ** 0.5))))
-    else:
-        out = out.with_suffix(".csv")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        import numpy as np
-        np.savetxt(out, x.reshape(len(x), -1).cpu().numpy(), delimiter=",")
-    print(out)
-    return 0
-
-
 def cmd_report(args) -> int:
     from .train.run import load_run
     from .viz import make_figures
@@ -210,24 +279,32 @@ def cmd_report(args) -> int:
 
 def cmd_experiment(args) -> int:
     from .experiments import list_experiments, run_experiment
+    from .train.rundir import dumps
     if args.action == "list":
         for e in list_experiments():
             print(f"{e.name:<26} [{e.family}] {e.description}")
         return 0
     summary = run_experiment(args.name, args.out, args.quick, args.data_dir)
-    print(json.dumps(summary, indent=2, default=float))
+    print(dumps(summary))
     return 0
 
 
 def cmd_data(args) -> int:
+    from .config import to_dict
     from .data.registry import data_config, get_spec, list_datasets, load_dataset
     if args.action == "list":
         for s in list_datasets():
             print(f"{s.name:<16} [{s.group}] {s.description}")
         return 0
+    if args.action == "prepare-fid":
+        from .eval import fid
+        if not hasattr(fid, "prepare_fid"):
+            raise GenlabError("this version cannot prepare the FID classifier ahead of time")
+        print(fid.prepare_fid(args.name, args.data_dir))
+        return 0
     spec = get_spec(args.name)
-    cfg = data_config(args.name, {"data_dir": args.data_dir} if args.data_dir else {}) \
-        if args.data_dir else data_config(args.name)
+    fields = {f.name for f in dataclasses.fields(spec.config)}
+    cfg = data_config(args.name, {"data_dir": args.data_dir} if args.data_dir and "data_dir" in fields else {})
     print(f"{spec.name}: {spec.description}")
     for k, v in (spec.details(cfg) if spec.details else {}).items():
         if isinstance(v, dict):
@@ -236,7 +313,6 @@ def cmd_data(args) -> int:
                 print(f"    {kk}  {vv}")
         else:
             print(f"  {k}: {v}")
-    from .config import to_dict
     print("  options: " + ", ".join(f"--{k.replace('_', '-')} (default {v})" for k, v in to_dict(cfg).items()))
     if args.load:
         for split in ("train", "val", "test"):

@@ -111,11 +111,13 @@ def flag_name(field_name: str) -> str:
 
 
 def add_config_flags(parser: argparse.ArgumentParser, cls, group_title: str, taken: set[str],
-                     prefix: str = "") -> dict[str, str]:
+                     prefix: str = "", defaults: dict | None = None) -> dict[str, str]:
     """Add one ``--flag`` per field of ``cls``. Returns {dest: field name}.
 
     Defaults are left as ``None`` so that only flags the user typed override the config.
-    A name already ``taken`` by another group is prefixed (``--data-n``) to stay unique.
+    A name already ``taken`` by another group is prefixed (``--data-n``) to stay unique. ``defaults``
+    are the effective defaults to show where they differ from the dataclass's (e.g. a model's
+    preferred pixel view).
     """
     group = parser.add_argument_group(group_title)
     hints = _resolved_types(cls)
@@ -129,6 +131,8 @@ def add_config_flags(parser: argparse.ArgumentParser, cls, group_title: str, tak
         tp, _ = _unwrap_optional(hints[f.name])
         default = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+        if defaults and f.name in defaults:
+            default = defaults[f.name]
         help_text = f"{f.metadata.get('help', '')} (default: {default})"
         kw: dict[str, Any] = dict(dest=dest, default=None, help=help_text)
         origin = get_origin(tp)

@@ -1,18 +1,21 @@
-"""One registry of datasets: ``register_dataset`` adds one, ``load_dataset`` builds a split.
+"""Datasets: ``register_dataset`` declares one (listed in ``genlab.catalog``), ``load_dataset`` builds a split.
 
-A dataset loader returns a :class:`TensorData`: a tuple of tensors whose first dimension indexes
-examples (e.g. ``(images, labels)`` or ``(points,)``), plus :class:`DataInfo` describing them.
+A loader returns a dataset object with ``info`` (:class:`DataInfo`), ``train_batches`` and
+``eval_batches`` (see ``genlab.data.batches``): :class:`TensorData` for in-memory examples (images,
+points, rays), :class:`TokenStream` for a corpus, :class:`PairData` for sequence pairs.
 """
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 
+from .. import catalog
 from ..config import from_dict
 from ..errors import ConfigError
+from .batches import BucketedBatches, PermutationBatches, WindowBatches, pad_batch
 
 SPLITS = ("train", "val", "test")
 
@@ -39,14 +42,16 @@ class DataInfo:
 
 @dataclass
 class TensorData:
-    """Examples held in memory as tensors sharing their first dimension.
+    """Examples held in memory as tensors sharing their first dimension (images, points, rays).
 
     ``batch_transform(batch, generator)`` (optional) is applied to every training batch, e.g.
-    dynamic binarization, which draws fresh Bernoulli pixels each time an image is seen.
+    dynamic binarization, which draws fresh Bernoulli pixels each time an image is seen;
+    ``eval_transform`` likewise to evaluation batches (e.g. a fixed-seed binarization).
     """
     tensors: tuple[torch.Tensor, ...]
     info: DataInfo
     batch_transform: Callable | None = None
+    eval_transform: Callable | None = None
 
     def __post_init__(self):
         n = {len(t) for t in self.tensors}
@@ -57,7 +62,81 @@ class TensorData:
         return len(self.tensors[0])
 
     def subset(self, index) -> "TensorData":
-        return TensorData(tuple(t[index] for t in self.tensors), self.info, self.batch_transform)
+        return TensorData(tuple(t[index] for t in self.tensors), self.info, self.batch_transform,
+                          self.eval_transform)
+
+    def train_batches(self, batch_size: int, seed: int, dist, **hints) -> PermutationBatches:
+        return PermutationBatches(self.tensors, batch_size, seed, dist, self.batch_transform)
+
+    def eval_batches(self, batch_size: int, **hints) -> Iterator[tuple[torch.Tensor, ...]]:
+        for i, start in enumerate(range(0, len(self), batch_size)):
+            batch = tuple(t[start:start + batch_size] for t in self.tensors)
+            if self.eval_transform is not None:
+                batch = self.eval_transform(batch, torch.Generator().manual_seed(1_000_003 + i))
+            yield batch
+
+
+@dataclass
+class TokenStream:
+    """One long stream of token ids (a language model's corpus split).
+
+    Training draws random windows of ``block_size + 1`` tokens (the model's ``batch_hints()`` gives
+    ``block_size``); evaluation walks consecutive windows so each token is predicted once, with up to
+    ``block_size`` tokens of context. ``tokenizer`` (optional) turns ids back into text.
+    """
+    tokens: torch.Tensor
+    info: DataInfo
+    tokenizer: Any = None
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def subset(self, index: slice) -> "TokenStream":
+        return TokenStream(self.tokens[index], self.info, self.tokenizer)
+
+    def train_batches(self, batch_size: int, seed: int, dist, block_size: int = 64, **hints) -> WindowBatches:
+        return WindowBatches(self.tokens, block_size, batch_size, seed, dist)
+
+    def eval_batches(self, batch_size: int, block_size: int = 64, **hints):
+        n = (len(self.tokens) - 1) // block_size                  # whole windows
+        starts = torch.arange(n) * block_size
+        offsets = torch.arange(block_size + 1)
+        for i in range(0, n, batch_size):
+            windows = self.tokens[starts[i:i + batch_size, None] + offsets]     # [B, T+1]
+            yield windows[:, :-1], windows[:, 1:]
+
+
+@dataclass
+class PairData:
+    """Pairs of token-id sequences (source, target), e.g. sentence pairs for translation.
+
+    Training batches are length-bucketed and padded with ``pad_id``; evaluation batches keep the
+    order of the pairs. ``extras`` holds what a family needs beside the ids (tokenizers, raw text).
+    """
+    src: list
+    tgt: list
+    info: DataInfo
+    pad_id: int = 0
+    max_tokens: int | None = None
+    extras: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.src)
+
+    def subset(self, index: slice) -> "PairData":
+        return PairData(self.src[index], self.tgt[index], self.info, self.pad_id, self.max_tokens, self.extras)
+
+    def train_batches(self, batch_size: int, seed: int, dist, **hints) -> BucketedBatches:
+        return BucketedBatches(self.src, self.tgt, batch_size, seed, dist, self.pad_id,
+                               hints.get("max_tokens", self.max_tokens))
+
+    def eval_batches(self, batch_size: int, **hints):
+        for i in range(0, len(self.src), batch_size):
+            yield (pad_batch(self.src[i:i + batch_size], self.pad_id),
+                   pad_batch(self.tgt[i:i + batch_size], self.pad_id))
+
+
+Dataset = TensorData | TokenStream | PairData
 
 
 @dataclass
@@ -70,26 +149,18 @@ class DatasetSpec:
     details: Callable[[Any], dict] | None = None   # extra lines for `genlab data info`
 
 
-DATASETS: dict[str, DatasetSpec] = {}
-
-
 def register_dataset(name: str, config: type, description: str, group: str,
                      details: Callable[[Any], dict] | None = None):
-    """Decorator: register ``loader(cfg, split) -> TensorData`` under ``name``."""
+    """Decorator declaring ``loader(cfg, split) -> dataset`` as ``name`` (list it in
+    ``genlab.catalog.DATASETS``)."""
     def deco(loader):
-        if name in DATASETS:
-            raise ValueError(f"dataset {name!r} registered twice")
-        DATASETS[name] = DatasetSpec(name, config, loader, description, group, details)
+        catalog.register("dataset", name, DatasetSpec(name, config, loader, description, group, details))
         return loader
     return deco
 
 
 def get_spec(name: str) -> DatasetSpec:
-    _load_builtin()
-    if name not in DATASETS:
-        raise ConfigError(f"unknown dataset {name!r}; `genlab data list` shows the {len(DATASETS)} "
-                          f"available: {', '.join(sorted(DATASETS))}")
-    return DATASETS[name]
+    return catalog.get("dataset", name)
 
 
 def data_config(name: str, overrides: dict | None = None):
@@ -97,7 +168,7 @@ def data_config(name: str, overrides: dict | None = None):
     return from_dict(get_spec(name).config, overrides, where=f"dataset {name}")
 
 
-def load_dataset(name: str, split: str = "train", config=None, **overrides) -> TensorData:
+def load_dataset(name: str, split: str = "train", config=None, **overrides):
     """Load one split of a registered dataset, e.g. ``load_dataset("mnist", "test", view="binarized")``."""
     if split not in SPLITS:
         raise ConfigError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
@@ -110,9 +181,4 @@ def load_dataset(name: str, split: str = "train", config=None, **overrides) -> T
 
 
 def list_datasets() -> list[DatasetSpec]:
-    _load_builtin()
-    return sorted(DATASETS.values(), key=lambda s: (s.group, s.name))
-
-
-def _load_builtin() -> None:
-    from . import BUILTIN_MODULES  # noqa: F401  (importing registers them)
+    return sorted(catalog.load_all("dataset").values(), key=lambda s: (s.group, s.name))

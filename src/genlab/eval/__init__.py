@@ -1,6 +1,5 @@
-"""Metrics: ELBO, IWAE NLL, bits/dim (from each model's ``eval_metrics``) and registered extras:
-``fid`` (local-classifier features) for image samplers, ``data_nll`` for data with a known density."""
-from .evaluate import EXTRA_METRICS, evaluate, register_metric
-from . import data_nll, fid  # noqa: E402,F401  (importing registers the extra metrics)
+"""Metrics: each model's own (ELBO, IWAE NLL, bits/dim, perplexity, PSNR, ...) as sums over counts, and
+the extra metrics listed in ``genlab.catalog.METRICS`` (FID with local features, true-data NLL)."""
+from .evaluate import MetricSpec, evaluate, register_metric
 
-__all__ = ["EXTRA_METRICS", "evaluate", "register_metric"]
+__all__ = ["MetricSpec", "evaluate", "register_metric"]

@@ -1,50 +1,86 @@
-"""Evaluate a run on a split: the model's per-example metrics averaged, with a fixed seed.
+"""Evaluate a run on a split: the model's metrics as sums over counts, with a fixed seed, plus the
+extra metrics (listed in ``genlab.catalog.METRICS``) that apply to what the model can do.
 
-Other metrics (e.g. a sample-quality score) plug in through ``register_metric``: a function
-``(run, split_data, options) -> dict | None`` that returns nothing when it does not apply.
+An extra metric is declared with ``@register_metric(name, needs=(Samples,), kinds=("image",))`` on a
+function ``(run, split_data, options) -> dict | None``; it runs only for models that follow every
+protocol in ``needs`` on data of one of ``kinds`` (all kinds when empty), and only when the user did
+not switch it off (``genlab eval --no-NAME``).
 """
 from __future__ import annotations
 
+import dataclasses
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import torch
 
+from .. import catalog
+from ..config import from_dict, to_dict
+from ..errors import ConfigError
+from ..models.protocols import can
 from ..train.loop import evaluate_model
+from ..train.rundir import eval_record
 from ..train.run import Run, load_run
 
-EXTRA_METRICS: dict[str, Callable] = {}
+
+@dataclass
+class MetricSpec:
+    name: str
+    fn: Callable
+    needs: tuple = ()
+    kinds: tuple = ()
+    description: str = ""
+
+    def applies(self, run: Run, data) -> bool:
+        return can(run.model, *self.needs) and (not self.kinds or data.info.kind in self.kinds)
 
 
-def register_metric(name: str):
+def register_metric(name: str, needs: tuple = (), kinds: tuple = (), description: str = ""):
+    """Declare an extra metric of ``genlab eval`` (list ``name`` in ``genlab.catalog.METRICS``)."""
     def deco(fn):
-        EXTRA_METRICS[name] = fn
+        catalog.register("metric", name, MetricSpec(name, fn, tuple(needs), tuple(kinds), description))
         return fn
     return deco
 
 
-def evaluate(run: Run | str | Path, split: str = "test", seed: int = 0, iwae_k: int = 100,
-             batch_size: int = 256, device: str = "cpu", limit: int | None = None,
-             extras: bool = True, progress: bool = False) -> dict:
+def eval_options(run: Run, options: dict | None) -> object:
+    """The model's evaluation config (its family declares it) with ``options`` applied."""
+    return from_dict(run.spec.eval_config, options or {}, where=f"eval options of {run.model_name}")
+
+
+def evaluate(run: Run | str | Path, split: str = "test", seed: int = 0, batch_size: int = 256,
+             device: str = "cpu", limit: int | None = None, extras: bool | set = True, progress: bool = False,
+             data_dir: str | None = None, options: dict | None = None, **model_options) -> dict:
     """Metrics of ``run`` on ``split``; the same run and seed always give the same numbers.
 
-    ``iwae_k`` importance samples for likelihood bounds (VAE ``nll_nats``); ``limit`` evaluates only
-    the first N examples.
+    ``options`` (or keywords) go to the model's eval config, e.g. ``iwae_k=1000`` for a VAE;
+    ``limit`` evaluates the first N examples; ``extras``: True for every extra metric that applies,
+    False for none, or the set of names to skip. Returns the ``eval.json`` record.
     """
+    if limit is not None and limit <= 0:
+        raise ConfigError(f"--limit must be a positive number of examples, got {limit}")
+    if batch_size <= 0:
+        raise ConfigError(f"batch size must be positive, got {batch_size}")
     if not isinstance(run, Run):
         run = load_run(run, device)
-    data = run.data(split)
+    cfg = eval_options(run, (options or {}) | model_options)
+    data = run.data(split, data_dir)
     if limit:
         data = data.subset(slice(0, limit))
     start = time.perf_counter()
+    skip = set(extras) if isinstance(extras, (set, frozenset, list, tuple)) else set()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         metrics = evaluate_model(run.model, data, batch_size, next(run.model.parameters()).device,
-                                 progress=progress, iwae_k=iwae_k)
-        if extras:
-            for fn in EXTRA_METRICS.values():
-                metrics |= fn(run, data, {"seed": seed, "split": split}) or {}
-    return {"model": run.model_name, "data": run.data_name, "split": split, "examples": len(data),
-            "seed": seed, "iwae_k": iwae_k, "metrics": metrics,
-            "eval_time_s": round(time.perf_counter() - start, 3)}
+                                 progress=progress, **to_dict(cfg))
+        if extras is not False:
+            for name, spec in catalog.load_all("metric").items():
+                if name in skip or not spec.applies(run, data):
+                    continue
+                torch.manual_seed(seed)
+                metrics |= spec.fn(run, data, {"seed": seed, "split": split, "data_dir": data_dir,
+                                               "progress": progress}) or {}
+    return eval_record(run.model_name, run.data_name, split, len(data), seed,
+                       dataclasses.asdict(cfg), metrics, time.perf_counter() - start)

@@ -1,7 +1,5 @@
-"""The classic experiments, one module per family; importing this package registers them."""
-from . import adversarial, flows, geometry, vae
-from .registry import EXPERIMENTS, list_experiments, register_experiment, run_experiment
+"""The classic experiments, declared per family (``registry.Experiment``) and listed in
+``genlab.catalog.EXPERIMENTS``."""
+from .registry import Context, Experiment, Setting, declare, list_experiments, register_experiment, run_experiment
 
-BUILTIN_MODULES = (vae, geometry, flows, adversarial)
-
-__all__ = ["EXPERIMENTS", "list_experiments", "register_experiment", "run_experiment"]
+__all__ = ["Context", "Experiment", "Setting", "declare", "list_experiments", "register_experiment", "run_experiment"]

@@ -1,53 +1,124 @@
-"""Experiments: one command reproduces one classic result, writing figures and ``summary.json``."""
+"""Experiments as declarations: the runs to train (model, data, settings, quick overrides) and an
+analysis that turns the trained runs into figures and ``summary.json``.
+
+    declare(Experiment(
+        name="vae-sgvb-vs-analytic", family="vae", description="...",
+        runs=[Setting("sgvb", "vae", {"objective": "sgvb", "epochs": 30}, quick={"epochs": 5}),
+              Setting("analytic", "vae", {"objective": "analytic", "epochs": 30}, quick={"epochs": 5})],
+        analyze=compare_objectives))
+
+``genlab experiment run NAME [--quick]`` trains each setting into ``OUT/<setting name>`` (data: the
+setting's own, else the experiment's -- MNIST for full runs, the bundled digits for quick ones),
+then calls ``analyze(ctx)``; ``ctx.runs`` maps setting names to trained runs. An experiment without
+runs is an analysis alone (e.g. a numerical check). The module declaring it is listed in
+``genlab.catalog.EXPERIMENTS``.
+"""
 from __future__ import annotations
 
-import json
+import dataclasses
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
-from ..errors import ConfigError
+import torch
+
+from .. import catalog
+from ..train.rundir import write_json_atomic
+
+
+@dataclass
+class Setting:
+    """One training run of an experiment."""
+    name: str                      # its sub-folder and key in ctx.runs
+    model: str
+    options: dict = field(default_factory=dict)    # model, data and training options (full run)
+    quick: dict = field(default_factory=dict)      # overrides applied with --quick
+    data: str | None = None        # None: the experiment's data
+    quick_data: str | None = None  # None: the experiment's quick data (or ``data`` when set)
+    report: bool = False           # write eval.json + figures into the run folder
+
+
+@dataclass
+class Context:
+    out: Path
+    quick: bool
+    data_dir: str | None
+    runs: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, Setting] = field(default_factory=dict)
+
+    @property
+    def figures(self) -> Path:
+        return self.out / "figures"
 
 
 @dataclass
 class Experiment:
     name: str
-    fn: Callable[..., dict]
-    description: str
     family: str
+    description: str
+    analyze: Callable[[Context], dict]
+    runs: list[Setting] | Callable[[bool], list[Setting]] = field(default_factory=list)
+    data: str = "mnist"            # full runs
+    quick_data: str = "digits"     # --quick runs
+    callbacks: Callable[[Context, Setting], list] | None = None   # e.g. snapshot grids during training
+    one_thread_quick: bool = False  # tiny networks: one intra-op thread (measured faster on 2 busy cores)
+    quick_note: str = ""           # what --quick can and cannot show
+
+    def settings(self, quick: bool) -> list[Setting]:
+        return list(self.runs(quick) if callable(self.runs) else self.runs)
 
 
-EXPERIMENTS: dict[str, Experiment] = {}
+def declare(exp: Experiment) -> Experiment:
+    """Declare an experiment (list its name in ``genlab.catalog.EXPERIMENTS``)."""
+    return catalog.register("experiment", exp.name, exp)
 
 
-def register_experiment(name: str, description: str, family: str):
-    """Decorator for ``fn(out: Path, quick: bool, data_dir: str | None) -> dict`` (the summary)."""
+def register_experiment(name: str, description: str, family: str, **kw):
+    """Declare an analysis-only experiment from a function ``fn(out, quick, data_dir) -> summary``."""
     def deco(fn):
-        if name in EXPERIMENTS:
-            raise ValueError(f"experiment {name!r} registered twice")
-        EXPERIMENTS[name] = Experiment(name, fn, description, family)
+        declare(Experiment(name, family, description, lambda ctx: fn(ctx.out, ctx.quick, ctx.data_dir), **kw))
         return fn
     return deco
 
 
 def list_experiments() -> list[Experiment]:
-    from . import BUILTIN_MODULES  # noqa: F401
-    return sorted(EXPERIMENTS.values(), key=lambda e: (e.family, e.name))
+    return sorted(catalog.load_all("experiment").values(), key=lambda e: (e.family, e.name))
+
+
+def train_setting(exp: Experiment, ctx: Context, s: Setting):
+    """Train one declared setting into ``ctx.out / s.name`` (replacing an earlier run of it)."""
+    from ..api import train
+    data = (s.quick_data or s.data or exp.quick_data) if ctx.quick else (s.data or exp.data)
+    options = dict(s.options) | (dict(s.quick) if ctx.quick else {})
+    from ..data.registry import get_spec
+    if ctx.data_dir and "data_dir" in {f.name for f in dataclasses.fields(get_spec(data).config)}:
+        options.setdefault("data_dir", ctx.data_dir)
+    options.setdefault("progress", not ctx.quick)
+    callbacks = exp.callbacks(ctx, s) if exp.callbacks else []
+    return train(s.model, data, ctx.out / s.name, overwrite=True, report=s.report, callbacks=callbacks, **options)
 
 
 def run_experiment(name: str, out: str | Path | None = None, quick: bool = False,
                    data_dir: str | None = None) -> dict:
     """Run experiment ``name`` into ``out`` (default ``runs/experiments/NAME``); returns its summary."""
-    from . import BUILTIN_MODULES  # noqa: F401
-    if name not in EXPERIMENTS:
-        raise ConfigError(f"unknown experiment {name!r}; `genlab experiment list` shows: "
-                          f"{', '.join(sorted(EXPERIMENTS))}")
+    exp = catalog.get("experiment", name)
     out = Path(out or Path("runs") / "experiments" / name)
     (out / "figures").mkdir(parents=True, exist_ok=True)
+    ctx = Context(out, quick, data_dir)
     start = time.perf_counter()
-    summary = EXPERIMENTS[name].fn(out=out, quick=quick, data_dir=data_dir)
-    summary = {"experiment": name, "quick": quick, **summary,
+    threads = torch.get_num_threads()
+    if quick and exp.one_thread_quick:
+        torch.set_num_threads(1)
+    try:
+        for s in exp.settings(quick):
+            ctx.settings[s.name] = s
+            ctx.runs[s.name] = train_setting(exp, ctx, s)
+        summary = exp.analyze(ctx) or {}
+    finally:
+        torch.set_num_threads(threads)
+    summary = {"experiment": name, "family": exp.family, "quick": quick, **summary,
+               **({"quick_note": exp.quick_note} if quick and exp.quick_note else {}),
                "wall_time_s": round(time.perf_counter() - start, 2)}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float) + "\n")
+    write_json_atomic(out / "summary.json", summary)
     return summary

@@ -27,7 +27,8 @@ def epoch_marks(quick: bool) -> tuple[int, list[int]]:
 
 
 def metrics_of(run, iwae_k: int, limit: int | None = None) -> dict:
-    return {k: round(v, 4) for k, v in evaluate(run, iwae_k=iwae_k, limit=limit, extras=False)["metrics"].items()}
+    options = {"iwae_k": iwae_k} if run.model_name == "vae" else {}
+    return {k: round(v, 4) for k, v in evaluate(run, options=options, limit=limit, extras=False)["metrics"].items()}
 
 
 # ------------------------------------------------------------------ 004 P3 b / 000 P4 e

@@ -1,7 +1,5 @@
-"""Model families, one module each; importing this package registers them."""
-from . import adversarial, cnf, flows, torus, vae
-from .base import MODELS, GenerativeModel, ModelSpec, build_model, get_model_spec, register_model
+"""Model families: one module (or subpackage) each, listed in ``genlab.catalog`` and loaded lazily;
+shared math in ``densities``, ``bijections`` and ``exact``; abilities in ``protocols``."""
+from .base import Avg, GenerativeModel, ModelSpec, build_model, get_model_spec, register_model
 
-BUILTIN_MODULES = (vae, adversarial, torus, flows, cnf)
-
-__all__ = ["MODELS", "GenerativeModel", "ModelSpec", "build_model", "get_model_spec", "register_model"]
+__all__ = ["Avg", "GenerativeModel", "ModelSpec", "build_model", "get_model_spec", "register_model"]

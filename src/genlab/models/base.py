@@ -1,4 +1,4 @@
-"""The protocol every genlab model follows, and the model registry.
+"""The protocol every genlab model follows, and its declaration (``register_model``).
 
 A model is an ``nn.Module`` built as ``Model(config, data_info)``. The trainer drives it through:
 
@@ -7,25 +7,42 @@ A model is an ``nn.Module`` built as ``Model(config, data_info)``. The trainer d
   dict ``{"params": [...], "lr": ..., "betas": ...}`` overriding the run's optimizer settings.
   Adversarial models return e.g. ``{"discriminator": ..., "generator": ...}``.
 * ``loss(batch, phase) -> (loss, logs)`` -- a scalar to minimise for that phase and a dict of scalar
-  tensors to log. ``batch`` is the tuple of tensors of a :class:`~genlab.data.TensorData`.
-* ``eval_metrics(batch, **options) -> dict[str, Tensor]`` -- per-example values (shape ``[B]``)
-  that the eval layer averages over a split; keys such as ``nll_nats``, ``elbo_nats``.
-* optional capabilities used by eval / figures when present: ``sample(n)``, ``encode(x)``,
-  ``decode(z)``, ``reconstruct(x)``, ``latent_dim``.
+  tensors to log. ``batch`` is a tuple of tensors from the dataset's batch source.
+* ``eval_metrics(batch, **options) -> dict[str, Tensor | Avg]`` -- what the eval layer averages over a
+  split. A tensor of shape ``[B]`` holds per-example values (averaged per example); an :class:`Avg`
+  holds a sum and a count (per token, per pixel, per image: the metric decides). ``options`` are the
+  fields of the model's ``eval_config``.
+* ``finalize_metrics(means) -> dict`` -- derived metrics from the split means (e.g. perplexity =
+  exp(nll per token)); default: unchanged.
+* ``batch_hints() -> dict`` -- what the dataset's batch source needs from the model (e.g.
+  ``{"block_size": 256}`` for windows of a token stream); default: nothing.
+* optional abilities (``genlab.models.protocols``): ``Samples``, ``Encodes``, ``Decodes``, ...
 
 Models never import the trainer, the CLI or the figures.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
 
+from .. import catalog
 from ..config import from_dict
 from ..data.registry import DataInfo
-from ..errors import ConfigError
+
+
+@dataclass
+class Avg:
+    """A metric as a sum and a count over a batch; a split's value is sum(total) / sum(count)."""
+    total: torch.Tensor
+    count: torch.Tensor | float
+
+    @classmethod
+    def of(cls, values: torch.Tensor) -> "Avg":
+        """Per-element mean of ``values`` (e.g. per-token NLLs of the real tokens)."""
+        return cls(values.sum(), values.numel())
 
 
 class GenerativeModel(nn.Module):
@@ -42,41 +59,58 @@ class GenerativeModel(nn.Module):
     def loss(self, batch, phase: str = "main") -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         raise NotImplementedError
 
-    def eval_metrics(self, batch, **options) -> dict[str, torch.Tensor]:
+    def eval_metrics(self, batch, **options) -> dict[str, torch.Tensor | Avg]:
         with torch.no_grad():
             loss, _ = self.loss(batch, next(iter(self.phases())))
-        return {"loss": loss.expand(len(batch[0]))}
+        return {"loss": Avg(loss * len(batch[0]), len(batch[0]))}
+
+    def finalize_metrics(self, means: dict[str, float]) -> dict[str, float]:
+        return means
+
+    def batch_hints(self) -> dict[str, Any]:
+        return {}
+
+
+@dataclass
+class NoOptions:
+    """A model without evaluation or sampling options."""
 
 
 @dataclass
 class ModelSpec:
+    """How ``genlab train NAME`` builds a model, and what ``eval`` / ``sample`` offer for it.
+
+    ``eval_config``: a dataclass whose fields become flags of ``genlab eval`` and keywords of the
+    model's ``eval_metrics``. ``sample_config`` and ``sample``: the flags of ``genlab sample`` and the
+    function ``sample(run, cfg, n, out) -> list[str]`` (lines to print: paths or text); without one,
+    ``genlab sample`` draws ``model.sample(n)`` and writes them as the data kind says.
+    """
     name: str
     cls: type
     config: type
     description: str
     data_defaults: dict = field(default_factory=dict)   # e.g. {"view": "binarized"}
     default_data: str = "digits"
-
-
-MODELS: dict[str, ModelSpec] = {}
+    eval_config: type = NoOptions
+    sample_config: type = NoOptions
+    sample: Callable | None = None
+    family: str = ""
 
 
 def register_model(name: str, config: type, description: str, data_defaults: dict | None = None,
-                   default_data: str = "digits"):
-    """Class decorator: make ``genlab train NAME`` build this model."""
+                   default_data: str = "digits", eval_config: type = NoOptions,
+                   sample_config: type = NoOptions, sample: Callable | None = None, family: str = ""):
+    """Class decorator declaring ``genlab train NAME`` (list NAME in ``genlab.catalog.MODELS``)."""
     def deco(cls):
-        if name in MODELS:
-            raise ValueError(f"model {name!r} registered twice")
-        MODELS[name] = ModelSpec(name, cls, config, description, dict(data_defaults or {}), default_data)
+        catalog.register("model", name, ModelSpec(name, cls, config, description, dict(data_defaults or {}),
+                                                  default_data, eval_config, sample_config, sample,
+                                                  family or cls.__module__.split(".")[2]))
         return cls
     return deco
 
 
 def get_model_spec(name: str) -> ModelSpec:
-    from . import BUILTIN_MODULES  # noqa: F401  (importing registers them)
-    if name not in MODELS:
-        raise ConfigError(f"unknown model {name!r}; available: {', '.join(sorted(MODELS))}")
-    return MODELS[name]
+    return catalog.get("model", name)
 
 
 def build_model(name: str, data_info: DataInfo, config=None, **overrides) -> GenerativeModel:

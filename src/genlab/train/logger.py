@@ -10,11 +10,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-
-def write_json_atomic(path: Path, obj) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+from .rundir import RunDir, dumps, write_json_atomic  # noqa: F401  (write_json_atomic re-exported)
 
 
 class MetricsLogger:
@@ -23,11 +19,7 @@ class MetricsLogger:
         self._tb = None
         if out is None:
             return
-        out.mkdir(parents=True, exist_ok=True)
-        for sub in ("checkpoints", "figures", "samples"):
-            (out / sub).mkdir(exist_ok=True)
-        if run_config is not None:
-            write_json_atomic(out / "config.json", run_config)
+        RunDir(out).ensure_layout()
         try:
             from torch.utils.tensorboard import SummaryWriter
             self._tb = SummaryWriter(str(out / "tensorboard"))
@@ -42,7 +34,7 @@ class MetricsLogger:
         if self.out is None:
             return
         with open(self.jsonl, "a") as f:
-            f.write(json.dumps(row) + "\n")
+            f.write(dumps(row, indent=None) + "\n")
         if self._tb is not None:
             for k, v in row.items():
                 if isinstance(v, (int, float)) and k not in ("epoch", "step"):
@@ -68,14 +60,14 @@ class MetricsLogger:
             return
         keep = [r for r in read_jsonl(self.jsonl) if r.get("step", 0) <= step and r.get("split") != "note"]
         tmp = self.jsonl.with_suffix(".tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in keep))
+        tmp.write_text("".join(dumps(r, indent=None) + "\n" for r in keep))
         os.replace(tmp, self.jsonl)
 
     def note(self, message: str) -> None:
         print(message, file=sys.stderr)
 
-    def progress(self, total: int, epoch: int, epochs: int, initial: int, enabled: bool):
-        return tqdm(total=total, initial=initial, desc=f"epoch {epoch + 1}/{epochs}", leave=False,
+    def progress(self, total: int, label: str, initial: int, enabled: bool):
+        return tqdm(total=total, initial=initial, desc=label, leave=False,
                     disable=None if enabled else True, mininterval=0.5)
 
     def close(self) -> None:

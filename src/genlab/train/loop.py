@@ -1,15 +1,22 @@
 """The one training loop. It drives any model that follows the protocol of ``genlab.models.base``:
 ``phases()`` gives one optimizer per phase, ``loss(batch, phase)`` the scalar each one minimises.
 
-Features: epochs or a step budget, Adam/AdamW, gradient clipping, validation every N epochs,
-progress bar, JSON-lines + CSV metrics (TensorBoard if installed), atomic checkpoints, exact resume
-(data order and noise are derived from (seed, epoch, step), the RNG state is checkpointed), Ctrl-C
-saves and exits, NaN/inf losses stop the run keeping the last good checkpoint, DDP under torchrun.
+Step-based: each optimizer step consumes ``grad_accum`` batches from the dataset's batch source
+(``genlab.data.batches``: permutations of in-memory examples, random windows of a token stream,
+length-bucketed pairs); epochs are derived from the source's ``steps_per_epoch``. Options: Adam /
+AdamW / SGD / Muon, learning-rate schedules (``schedules.lr_factor``), EMA of the weights (used by
+eval and sampling), gradient accumulation, bf16 autocast, gradient clipping, validation per epoch or
+every N steps, per-step hooks, progress bar, JSON-lines + CSV metrics, atomic checkpoints, exact
+resume (batches are a function of (seed, epoch, step, rank); RNG, optimizers and EMA are
+checkpointed; schedules are pure functions of the step), Ctrl-C and SIGTERM save and stop, NaN/inf
+losses stop the run keeping the last good checkpoint, DDP under torchrun.
 """
 from __future__ import annotations
 
+import math
 import signal
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -17,20 +24,24 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ..data.registry import TensorData
 from ..errors import TrainingDiverged
+from ..models.base import Avg
 from . import checkpoint
 from .config import TrainConfig
-from .distributed import DistInfo, all_true, barrier, pick_device, setup, shard
+from .distributed import DistInfo, all_true, barrier, pick_device, setup
+from .ema import EMA
 from .logger import MetricsLogger
+from .schedules import lr_factor
 
 
 @dataclass
 class TrainState:
     epoch: int = 0            # completed epochs
-    step_in_epoch: int = 0    # steps done in the current epoch
-    global_step: int = 0
+    step_in_epoch: int = 0    # batches done in the current epoch
+    global_step: int = 0      # optimizer steps done
     interrupted: bool = False
+    signal: int | None = None  # the signal that interrupted the run (SIGINT, SIGTERM)
+    idle: bool = False         # a resume that found nothing left to do
     history: list = field(default_factory=list)   # one dict per epoch
 
 
@@ -45,49 +56,91 @@ class _PhaseLoss(nn.Module):
         return self.model.loss(batch, phase)
 
 
-def batch_seed(seed: int, epoch: int, step: int, rank: int) -> int:
-    return (seed * 1_000_003 + epoch * 10_007 + step) * 64 + rank
-
-
-def epoch_batches(data: TensorData, batch_size: int, seed: int, epoch: int, dist: DistInfo):
-    """This rank's index batches for ``epoch``: a permutation seeded by (seed, epoch)."""
-    perm = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
-    return shard(perm, dist).split(batch_size)
-
-
 def to_device(batch, device):
     return tuple(t.to(device, non_blocking=True) for t in batch)
 
 
 def make_optimizers(model, cfg: TrainConfig) -> dict[str, torch.optim.Optimizer]:
-    opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
     optimizers = {}
     for name, group in model.phases().items():
         group = dict(group) if isinstance(group, dict) else {"params": list(group)}
-        kwargs = {"lr": cfg.lr, "betas": cfg.betas, "weight_decay": cfg.weight_decay} | group
-        optimizers[name] = opt_cls(**kwargs)
+        if cfg.optimizer == "muon":
+            optimizers[name] = _muon(group, cfg)
+            continue
+        if cfg.optimizer == "sgd":
+            opt = torch.optim.SGD(**({"lr": cfg.lr, "momentum": cfg.betas[0], "weight_decay": cfg.weight_decay} | group))
+        else:
+            cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+            opt = cls(**({"lr": cfg.lr, "betas": cfg.betas, "weight_decay": cfg.weight_decay} | group))
+        optimizers[name] = opt
+    for opt in optimizers.values():
+        for g in opt.param_groups:
+            g.setdefault("base_lr", g["lr"])
     return optimizers
+
+
+class _Combined(torch.optim.Optimizer):
+    """Muon for 2-D hidden weight matrices and AdamW for the rest, stepped together (Jordan et al. 2024)."""
+
+    def __init__(self, optimizers: list[torch.optim.Optimizer]):
+        self.optimizers = optimizers
+        self.param_groups = [g for o in optimizers for g in o.param_groups]
+        self.defaults = {}
+        self.state = {}
+
+    def zero_grad(self, set_to_none: bool = True):
+        for o in self.optimizers:
+            o.zero_grad(set_to_none=set_to_none)
+
+    def step(self, closure=None):
+        for o in self.optimizers:
+            o.step()
+
+    def state_dict(self):
+        return {"parts": [o.state_dict() for o in self.optimizers]}
+
+    def load_state_dict(self, state):
+        for o, s in zip(self.optimizers, state["parts"]):
+            o.load_state_dict(s)
+
+
+def _muon(group: dict, cfg: TrainConfig) -> torch.optim.Optimizer:
+    params = group.pop("params")
+    lr = group.pop("lr", cfg.lr)
+    matrices = [p for p in params if p.ndim == 2 and max(p.shape) < 32_768]   # not embeddings / output heads
+    names = {id(p) for p in matrices}
+    rest = [p for p in params if id(p) not in names]
+    parts = []
+    if matrices:
+        parts.append(torch.optim.Muon(matrices, lr=lr, weight_decay=cfg.weight_decay, adjust_lr_fn="match_rms_adamw"))
+    if rest:
+        parts.append(torch.optim.AdamW(rest, lr=lr, betas=cfg.betas, weight_decay=cfg.weight_decay))
+    return _Combined(parts)
 
 
 class Trainer:
     """Train ``model`` on ``train_data``; write everything under ``out`` (on rank 0).
 
-    Under torchrun it trains with DDP across the processes; ``distributed=False`` keeps it to this
-    process (e.g. a helper model trained by rank 0 alone).
+    ``callbacks``: ``fn(trainer, event)`` with event "start" (before the first step) or "epoch" (after
+    each epoch). ``step_hooks``: ``fn(trainer)`` after every optimizer step. Under torchrun it trains
+    with DDP across the processes; ``distributed=False`` keeps it to this process.
     """
 
-    def __init__(self, model, train_data: TensorData, config: TrainConfig, out: str | Path | None = None,
-                 val_data: TensorData | None = None, callbacks: list[Callable] = (),
-                 run_config: dict | None = None, distributed: bool = True):
+    def __init__(self, model, train_data, config: TrainConfig, out: str | Path | None = None,
+                 val_data=None, callbacks: list[Callable] = (), run_config: dict | None = None,
+                 distributed: bool = True, step_hooks: list[Callable] = ()):
         self.cfg = config
         self.device = pick_device(config.device)
         self.dist = setup(self.device) if distributed else DistInfo()
         self.model = model.to(self.device)
         self.train_data, self.val_data = train_data, val_data
         self.out = Path(out) if out else None
-        self.callbacks = list(callbacks)
+        self.callbacks, self.step_hooks = list(callbacks), list(step_hooks)
+        self.hints = model.batch_hints() if hasattr(model, "batch_hints") else {}
+        self.source = train_data.train_batches(config.batch_size, config.seed, self.dist, **self.hints)
         self.optimizers = make_optimizers(self.model, config)
         self.phase_params = {k: [p for g in o.param_groups for p in g["params"]] for k, o in self.optimizers.items()}
+        self.ema = EMA(self.model, config.ema) if config.ema else None
         self.state = TrainState()
         self._running, self._count = {}, 0    # metrics summed since the last log row
         self.logger = MetricsLogger(self.out if self.dist.is_main else None, run_config)
@@ -98,7 +151,25 @@ class Trainer:
             self.ddp = nn.parallel.DistributedDataParallel(
                 _PhaseLoss(self.model), device_ids=ids, find_unused_parameters=len(self.optimizers) > 1)
             self._compute = self.ddp
+        self._autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16)
+                          if config.autocast == "bf16" else nullcontext())
+        self._saved = False
         torch.manual_seed(config.seed * 7919 + 1 + self.dist.rank)   # noise stream; model init is the caller's
+
+    # ------------------------------------------------------------ sizes
+    @property
+    def steps_per_epoch(self) -> int:
+        """Optimizer steps per epoch."""
+        return math.ceil(self.source.steps_per_epoch / self.cfg.grad_accum)
+
+    @property
+    def total_steps(self) -> int:
+        return self.cfg.max_steps or self.cfg.epochs * self.steps_per_epoch
+
+    @property
+    def eval_model(self) -> nn.Module:
+        """The weights eval and sampling use: the EMA when it is on."""
+        return self.ema.model if self.ema else self.model
 
     # ------------------------------------------------------------ checkpoints
     @property
@@ -111,62 +182,90 @@ class Trainer:
         s = self.state
         checkpoint.save_atomic({
             "model": self.model.state_dict(),
+            "ema": self.ema.state_dict() if self.ema else None,
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
             "epoch": s.epoch, "step_in_epoch": s.step_in_epoch, "global_step": s.global_step,
             "rng": torch.get_rng_state(), "history": s.history,
             "running": {k: float(v) for k, v in self._running.items()}, "running_count": self._count,
         }, self.checkpoint_path)
+        self._saved = True
 
     def resume(self) -> "Trainer":
         """Continue from ``out/checkpoints/last.pt`` exactly where it stopped."""
         ckpt = checkpoint.load(self.checkpoint_path)
         self.model.load_state_dict(ckpt["model"])
         for k, o in self.optimizers.items():
-            configured = [(g["lr"], g["weight_decay"]) for g in o.param_groups]
+            configured = [(g["base_lr"], g["weight_decay"]) for g in o.param_groups]
             o.load_state_dict(ckpt["optimizers"][k])
             for g, (lr, wd) in zip(o.param_groups, configured):   # a resumed run may lower the lr
-                g["lr"], g["weight_decay"] = lr, wd
+                g["base_lr"], g["lr"], g["weight_decay"] = lr, lr, wd
+        if self.ema is not None and ckpt.get("ema"):
+            self.ema.load_state_dict(ckpt["ema"])
         self.state = TrainState(ckpt["epoch"], ckpt["step_in_epoch"], ckpt["global_step"],
                                 history=list(ckpt["history"]))
         torch.set_rng_state(ckpt["rng"])
         self._running, self._count = dict(ckpt["running"]), ckpt["running_count"]
         self.logger.truncate_after(self.state.global_step)
+        self._saved = True
         return self
 
     # ------------------------------------------------------------ the loop
-    def train_step(self, batch) -> dict[str, torch.Tensor]:
-        logs = {}
+    def _set_lr(self) -> float:
+        cfg = self.cfg
+        f = lr_factor(cfg.schedule, self.state.global_step, self.total_steps, cfg.warmup_steps,
+                      cfg.min_lr_ratio, cfg.lr_gamma, self.steps_per_epoch)
+        for o in self.optimizers.values():
+            for g in o.param_groups:
+                g["lr"] = g["base_lr"] * f
+        return cfg.lr * f
+
+    def train_step(self, batches: list) -> dict[str, torch.Tensor]:
+        """One optimizer step per phase over ``batches`` (gradients accumulated over them)."""
+        logs: dict[str, torch.Tensor] = {}
+        lr = self._set_lr()
         for phase, opt in self.optimizers.items():
             opt.zero_grad(set_to_none=True)
-            loss, phase_logs = self._compute(batch, phase)
-            loss.backward()
+            for batch in batches:
+                with self._autocast:
+                    loss, phase_logs = self._compute(batch, phase)
+                (loss / len(batches)).backward()
+                key = f"loss/{phase}" if len(self.optimizers) > 1 else "loss"
+                logs[key] = logs.get(key, 0) + loss.detach().float() / len(batches)
+                for k, v in phase_logs.items():
+                    logs[k] = logs.get(k, 0) + v.detach().float() / len(batches)
             if self.cfg.grad_clip:
                 torch.nn.utils.clip_grad_norm_(self.phase_params[phase], self.cfg.grad_clip)
             opt.step()
-            logs[f"loss/{phase}" if len(self.optimizers) > 1 else "loss"] = loss.detach()
-            logs.update({k: v.detach() for k, v in phase_logs.items()})
+        if self.ema is not None:
+            self.ema.update(self.model)
+        if self.cfg.schedule != "constant" or self.cfg.warmup_steps:
+            logs["lr"] = torch.tensor(lr)
         return logs
 
     def fit(self) -> TrainState:
         cfg, s = self.cfg, self.state
         stop = _StopFlag()
+        epochs = cfg.epochs if cfg.max_steps is None else math.inf
         try:
             with stop:
-                if s.global_step == 0 and s.epoch == 0:
+                if s.global_step == 0 and s.epoch == 0 and s.step_in_epoch == 0:
                     self._callbacks("start")
-                while s.epoch < cfg.epochs and not self._budget_spent():
+                while s.epoch < epochs and not self._budget_spent():
                     t0 = time.perf_counter()
                     seen = self._run_epoch(stop)
-                    if stop.raised or s.interrupted:
+                    if stop.raised:
+                        break
+                    if s.step_in_epoch < self.source.steps_per_epoch:   # budget spent mid-epoch
+                        self.save()
                         break
                     s.epoch, s.step_in_epoch = s.epoch + 1, 0
                     self._end_epoch(seen, time.perf_counter() - t0)
         finally:
             if stop.raised:
-                s.interrupted = True
+                s.interrupted, s.signal = True, stop.signum
                 self.save()
-                self.logger.note(f"interrupted at epoch {s.epoch} step {s.step_in_epoch}; "
-                                 f"checkpoint saved; continue with --resume {self.out}")
+                self.logger.note(f"interrupted at epoch {s.epoch} step {s.global_step}; checkpoint saved; "
+                                 f"continue with: genlab train --resume {self.out}")
             self.logger.close()
         return s
 
@@ -176,38 +275,45 @@ class Trainer:
     def _run_epoch(self, stop: "_StopFlag") -> int:
         cfg, s = self.cfg, self.state
         self.model.train()
-        batches = epoch_batches(self.train_data, cfg.batch_size, cfg.seed, s.epoch, self.dist)
-        transform = self.train_data.batch_transform
+        n = self.source.steps_per_epoch
         seen = 0
-        bar = self.logger.progress(len(batches), s.epoch, cfg.epochs, initial=s.step_in_epoch,
-                                   enabled=cfg.progress and self.dist.is_main)
-        for step in range(s.step_in_epoch, len(batches)):
-            idx = batches[step]
-            batch = tuple(t[idx] for t in self.train_data.tensors)
-            if transform is not None:
-                batch = transform(batch, torch.Generator().manual_seed(batch_seed(cfg.seed, s.epoch, step, self.dist.rank)))
-            logs = self.train_step(to_device(batch, self.device))
+        label = f"epoch {s.epoch + 1}/{cfg.epochs}" if cfg.max_steps is None else f"epoch {s.epoch + 1}"
+        bar = self.logger.progress(n, label, initial=s.step_in_epoch, enabled=cfg.progress and self.dist.is_main)
+        while s.step_in_epoch < n:
+            stop_at = min(n, s.step_in_epoch + cfg.grad_accum)
+            batches = [to_device(self.source.get(s.epoch, i), self.device) for i in range(s.step_in_epoch, stop_at)]
+            logs = self.train_step(batches)
             for k, v in logs.items():
                 self._running[k] = self._running.get(k, 0.0) + v
             self._count += 1
-            seen += len(idx)
-            s.step_in_epoch, s.global_step = step + 1, s.global_step + 1
-            bar.update(1)
-            if s.global_step % cfg.log_every == 0 or step == len(batches) - 1 or self._budget_spent():
+            seen += sum(len(b[0]) for b in batches)
+            bar.update(stop_at - s.step_in_epoch)
+            s.step_in_epoch, s.global_step = stop_at, s.global_step + 1
+            last = s.step_in_epoch == n or self._budget_spent()
+            if s.global_step % cfg.log_every == 0 or last:
                 means = {k: float(v) / self._count for k, v in self._running.items()}
                 self._check_finite(means)
                 self.logger.log({"split": "train", "epoch": s.epoch, "step": s.global_step, **means})
                 bar.set_postfix({k: f"{v:.4g}" for k, v in list(means.items())[:3]})
                 self._running, self._count = {}, 0
+            if cfg.eval_steps and s.global_step % cfg.eval_steps == 0 and self.val_data is not None:
+                row = {f"val/{k}": v for k, v in self.evaluate(self.val_data, max_batches=cfg.val_batches).items()}
+                self.logger.log({"split": "val", "epoch": s.epoch, "step": s.global_step, **row})
+                self.model.train()
+            for hook in self.step_hooks:
+                hook(self)
             if stop.raised or self._budget_spent():
                 break
         bar.close()
         return seen
 
     def _check_finite(self, means: dict[str, float]) -> None:
-        bad = [k for k, v in means.items() if not torch.isfinite(torch.tensor(v))]
+        bad = [k for k, v in means.items() if not math.isfinite(v)]
         if not all_true(not bad, self.dist):
-            where = f"; the last good checkpoint is {self.checkpoint_path}" if self.out else ""
+            if self._saved:
+                where = f"; the last good checkpoint is {self.checkpoint_path} (resume from it with a smaller --lr)"
+            else:
+                where = "; no checkpoint had been written yet"
             raise TrainingDiverged(
                 f"loss is not finite at step {self.state.global_step} ({', '.join(bad) or 'another rank'})"
                 f"{where}. Try a smaller --lr, --grad-clip 1.0, or check the data.")
@@ -216,8 +322,9 @@ class Trainer:
         s, cfg = self.state, self.cfg
         row = {"epoch": s.epoch, "step": s.global_step, "time_s": round(elapsed, 3),
                "examples_per_s": round(seen * self.dist.world_size / max(elapsed, 1e-9), 1)}
-        if self.val_data is not None and cfg.eval_every and (s.epoch % cfg.eval_every == 0 or s.epoch == cfg.epochs):
-            row |= {f"val/{k}": v for k, v in self.evaluate(self.val_data).items()}
+        if (self.val_data is not None and cfg.eval_every and not cfg.eval_steps
+                and (s.epoch % cfg.eval_every == 0 or s.epoch == cfg.epochs)):
+            row |= {f"val/{k}": v for k, v in self.evaluate(self.val_data, max_batches=cfg.val_batches).items()}
         s.history.append(row)
         self.logger.log({"split": "epoch", **row})
         self.logger.epoch_row(row)
@@ -232,49 +339,65 @@ class Trainer:
         barrier(self.dist)
 
     @torch.no_grad()
-    def evaluate(self, data: TensorData, **options) -> dict[str, float]:
-        """Average the model's per-example ``eval_metrics`` over ``data``."""
-        return evaluate_model(self.model, data, self.cfg.eval_batch_size, self.device, **options)
+    def evaluate(self, data, max_batches: int | None = None, **options) -> dict[str, float]:
+        """The model's ``eval_metrics`` over ``data``, as sums over counts (EMA weights when on)."""
+        return evaluate_model(self.eval_model, data, self.cfg.eval_batch_size, self.device,
+                              max_batches=max_batches, hints=self.hints, **options)
 
 
 @torch.no_grad()
-def evaluate_model(model, data: TensorData, batch_size: int, device, progress: bool = False,
-                   **options) -> dict[str, float]:
-    """Mean over ``data`` of each per-example value returned by ``model.eval_metrics``."""
+def evaluate_model(model, data, batch_size: int, device, progress: bool = False, max_batches: int | None = None,
+                   hints: dict | None = None, **options) -> dict[str, float]:
+    """Each metric of ``model.eval_metrics`` over ``data``: sum of totals / sum of counts.
+
+    A ``[B]`` tensor counts as B examples; an :class:`~genlab.models.base.Avg` brings its own count
+    (tokens, pixels, images). ``model.finalize_metrics`` then adds derived values (e.g. perplexity).
+    """
     from tqdm.auto import tqdm
     was_training = model.training
     model.eval()
-    sums: dict[str, float] = {}
-    n = 0
-    for start in tqdm(range(0, len(data), batch_size), desc="eval", disable=not progress or None, leave=False):
-        batch = to_device(tuple(t[start:start + batch_size] for t in data.tensors), device)
-        for k, v in model.eval_metrics(batch, **options).items():
-            sums[k] = sums.get(k, 0.0) + float(v.double().sum())
-        n += len(batch[0])
+    totals: dict[str, float] = {}
+    counts: dict[str, float] = {}
+    hints = hints if hints is not None else (model.batch_hints() if hasattr(model, "batch_hints") else {})
+    batches = data.eval_batches(batch_size, **hints)
+    for i, batch in enumerate(tqdm(batches, desc="eval", disable=not progress or None, leave=False)):
+        if max_batches is not None and i >= max_batches:
+            break
+        for k, v in model.eval_metrics(to_device(batch, device), **options).items():
+            if not isinstance(v, Avg):
+                v = Avg(v.double().sum(), v.numel())
+            totals[k] = totals.get(k, 0.0) + float(v.total)
+            counts[k] = counts.get(k, 0.0) + float(v.count)
     model.train(was_training)
-    return {k: v / max(n, 1) for k, v in sums.items()}
+    means = {k: totals[k] / counts[k] if counts[k] else math.nan for k in totals}
+    return model.finalize_metrics(means) if hasattr(model, "finalize_metrics") else means
 
 
 class _StopFlag:
-    """Turns the first Ctrl-C into a flag checked between steps; a second one aborts at once."""
+    """Turns the first Ctrl-C (SIGINT) or SIGTERM into a flag checked between steps, so the run saves
+    and stops cleanly; a second one aborts at once."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self):
         self.raised = False
-        self._old = None
+        self.signum: int | None = None
+        self._old: dict = {}
 
     def __enter__(self):
-        try:
-            self._old = signal.signal(signal.SIGINT, self._handle)
-        except ValueError:  # not the main thread
-            self._old = None
+        for sig in self.SIGNALS:
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread
+                pass
         return self
 
     def _handle(self, signum, frame):
         if self.raised:
             raise KeyboardInterrupt
-        self.raised = True
+        self.raised, self.signum = True, signum
 
     def __exit__(self, *exc):
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
         return False

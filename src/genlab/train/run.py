@@ -2,12 +2,12 @@
 
 ``train("vae", data="digits", epochs=20, z_dim=2)`` routes each keyword to the config that owns
 it (model, dataset or training); ``load_run(dir)`` rebuilds the model from ``config.json`` and the
-last checkpoint, so ``eval``, ``sample`` and ``report`` never need the live process.
+last checkpoint, so ``eval``, ``sample`` and ``report`` never need the live process. The run folder
+itself is owned by :class:`~genlab.train.rundir.RunDir`.
 """
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,14 +17,14 @@ import torch
 
 from .. import __version__
 from ..config import from_dict, to_dict
-from ..data.registry import DataInfo, TensorData, data_config, get_spec, load_dataset
+from ..data.registry import DataInfo, data_config, get_spec, load_dataset
 from ..errors import ConfigError, GenlabError
 from ..models.base import get_model_spec
 from . import checkpoint
 from .config import TrainConfig
 from .distributed import pick_device
-from .logger import write_json_atomic
 from .loop import Trainer
+from .rundir import RunDir
 
 
 @dataclass
@@ -39,12 +39,24 @@ class Run:
     data_info: DataInfo
     state: object = None
 
-    def data(self, split: str) -> TensorData:
-        return load_dataset(self.data_name, split, config=self.data_config)
+    def data(self, split: str, data_dir: str | None = None):
+        """A split of the run's dataset (``data_dir`` replaces the folder the run was trained from)."""
+        cfg = self.data_config
+        if data_dir and any(f.name == "data_dir" for f in dataclasses.fields(cfg)):
+            cfg = dataclasses.replace(cfg, data_dir=data_dir)
+        return load_dataset(self.data_name, split, config=cfg)
+
+    @property
+    def folder(self) -> RunDir:
+        return RunDir(self.dir)
 
     @property
     def figures(self) -> Path:
-        return self.dir / "figures"
+        return self.folder.figures
+
+    @property
+    def spec(self):
+        return get_model_spec(self.model_name)
 
 
 def split_overrides(model: str, data: str, options: dict) -> tuple[dict, dict, dict]:
@@ -64,7 +76,7 @@ def split_overrides(model: str, data: str, options: dict) -> tuple[dict, dict, d
 
 def prepare(model: str, data: str | None = None, model_options: dict | None = None,
             data_options: dict | None = None, train_options: dict | None = None, **options):
-    """Resolve configs and load the train/val splits; returns what :func:`train` needs."""
+    """Resolve and validate every config; returns (spec, data name, model, data and train configs)."""
     spec = get_model_spec(model)
     data = data or spec.default_data
     m, d, t = split_overrides(model, data, options)
@@ -76,77 +88,136 @@ def prepare(model: str, data: str | None = None, model_options: dict | None = No
     return spec, data, from_dict(spec.config, m, where=f"model {model}"), dcfg, train_cfg
 
 
-def train(model: str, data: str | None = None, out: str | Path | None = None, *,
-          callbacks: list[Callable] = (), resume: bool = False, model_options: dict | None = None,
-          data_options: dict | None = None, train_options: dict | None = None, **options) -> Run:
-    """Train registered ``model`` on dataset ``data``; returns the :class:`Run`.
+def _rank() -> int:
+    import os
+    return int(os.environ.get("RANK", "0"))
 
-    Example: ``run = genlab.train("vae", "digits", epochs=20, z_dim=2); run.model.sample(16)``.
-    """
-    if resume:
-        return resume_run(out, callbacks=callbacks)
-    spec, data, mcfg, dcfg, tcfg = prepare(model, data, model_options, data_options, train_options, **options)
+
+def _load_splits(data: str, dcfg, check_test: bool = True):
+    """The train and val splits; the test split is read too so a bad file stops the run before the
+    first step rather than after training."""
     train_data = load_dataset(data, "train", config=dcfg)
     val_data = load_dataset(data, "val", config=dcfg)
+    if check_test:
+        load_dataset(data, "test", config=dcfg)
+    return train_data, val_data
+
+
+def _build(spec, mcfg, info: DataInfo):
+    try:
+        return spec.cls(mcfg, info)
+    except (ValueError, RuntimeError) as e:   # a config that builds no valid network
+        raise ConfigError(f"model {spec.name}: these settings do not build a network ({e})") from None
+
+
+def train(model: str, data: str | None = None, out: str | Path | None = None, *,
+          callbacks: list[Callable] = (), step_hooks: list[Callable] = (), resume: bool = False,
+          overwrite: bool = False, model_options: dict | None = None, data_options: dict | None = None,
+          train_options: dict | None = None, **options) -> Run:
+    """Train registered ``model`` on dataset ``data`` into the folder ``out``; returns the :class:`Run`.
+
+    ``out`` must be new or empty unless ``overwrite`` (clears it) or ``resume`` (continues it).
+    Figures and test metrics are the caller's (``genlab.api.train`` adds them, as ``genlab train`` does).
+    """
+    if resume:
+        return resume_run(out, callbacks=callbacks, step_hooks=step_hooks, **(train_options or {}))
+    spec, data, mcfg, dcfg, tcfg = prepare(model, data, model_options, data_options, train_options, **options)
+    folder = RunDir(out) if out else None
+    if folder is not None and _rank() == 0:   # under torchrun, rank 0 alone owns the folder
+        folder.prepare_new(overwrite)
+    train_data, val_data = _load_splits(data, dcfg)
     torch.manual_seed(tcfg.seed)
-    net = spec.cls(mcfg, train_data.info)
-    run_config = {"genlab_version": __version__, "model": model, "model_config": to_dict(mcfg),
-                  "data": data, "data_config": to_dict(dcfg), "train_config": to_dict(tcfg),
-                  "data_info": train_data.info.to_dict(), "created": time.strftime("%Y-%m-%d %H:%M:%S")}
-    trainer = Trainer(net, train_data, tcfg, out, val_data, callbacks, run_config)
+    net = _build(spec, mcfg, train_data.info)
+    trainer = Trainer(net, train_data, tcfg, out, val_data, callbacks, step_hooks=step_hooks)
+    if folder is not None and trainer.dist.is_main:
+        folder.write_config({"genlab_version": __version__, "model": model, "model_config": to_dict(mcfg),
+                             "data": data, "data_config": to_dict(dcfg), "train_config": to_dict(tcfg),
+                             "data_info": train_data.info.to_dict(),
+                             "created": time.strftime("%Y-%m-%d %H:%M:%S")})
     return _finish(trainer, model, data, dcfg, tcfg, train_data.info)
 
 
-def resume_run(run_dir: str | Path, callbacks: list[Callable] = (), **train_overrides) -> Run:
-    """Continue an interrupted run from its last checkpoint, with the same configs."""
-    cfg = read_config(run_dir)
+def resume_run(run_dir: str | Path, callbacks: list[Callable] = (), step_hooks: list[Callable] = (),
+               **train_overrides) -> Run:
+    """Continue an interrupted (or extend a finished) run from its last checkpoint, with the same
+    configs; ``train_overrides`` may change training settings (e.g. more epochs, a lower lr). The
+    config file is rewritten only once the resumed run has finished its first checkpoint interval
+    without diverging."""
+    folder = RunDir(run_dir)
+    cfg = folder.read_config()
     spec = get_model_spec(cfg["model"])
     tcfg = from_dict(TrainConfig, cfg["train_config"] | train_overrides, where="training")
     dcfg = data_config(cfg["data"], cfg["data_config"])
-    train_data = load_dataset(cfg["data"], "train", config=dcfg)
-    val_data = load_dataset(cfg["data"], "val", config=dcfg)
+    train_data, val_data = _load_splits(cfg["data"], dcfg)
     torch.manual_seed(tcfg.seed)
-    net = spec.cls(from_dict(spec.config, cfg["model_config"]), train_data.info)
-    trainer = Trainer(net, train_data, tcfg, run_dir, val_data, callbacks, None).resume()
-    if train_overrides:
-        write_json_atomic(Path(run_dir) / "config.json", cfg | {"train_config": to_dict(tcfg)})
-    return _finish(trainer, cfg["model"], cfg["data"], dcfg, tcfg, train_data.info)
-
-
-def _finish(trainer: Trainer, model: str, data: str, dcfg, tcfg, info: DataInfo) -> Run:
-    state = trainer.fit()
-    run = Run(trainer.out, trainer.model, model, data, dcfg, tcfg, info, state)
-    if trainer.out and trainer.dist.is_main:
-        last = state.history[-1] if state.history else {}
-        write_json_atomic(trainer.out / "summary.json", {
-            "model": model, "data": data, "epochs_done": state.epoch, "steps": state.global_step,
-            "interrupted": state.interrupted, "last_epoch": last,
-            "train_time_s": round(sum(r.get("time_s", 0) for r in state.history), 3)})
+    net = _build(spec, from_dict(spec.config, cfg["model_config"], where=f"{folder.config}"), train_data.info)
+    trainer = Trainer(net, train_data, tcfg, run_dir, val_data, callbacks, step_hooks=step_hooks)
+    trainer.resume()
+    s = trainer.state
+    if (tcfg.max_steps is not None and s.global_step >= tcfg.max_steps) or (
+            tcfg.max_steps is None and s.epoch >= tcfg.epochs):
+        goal = f"step {s.global_step} of {tcfg.max_steps}" if tcfg.max_steps else f"epoch {s.epoch} of {tcfg.epochs}"
+        print(f"{run_dir} is already at {goal}: nothing to do (raise --epochs or --max-steps to train on)")
+        s.idle = True
+        return Run(folder.path, trainer.eval_model, cfg["model"], cfg["data"], dcfg, tcfg, train_data.info, s)
+    run = _finish(trainer, cfg["model"], cfg["data"], dcfg, tcfg, train_data.info)
+    if train_overrides and trainer.dist.is_main:   # accepted: the run trained on with them
+        folder.write_config(cfg | {"train_config": to_dict(tcfg)})
     return run
 
 
-def read_config(run_dir: str | Path) -> dict:
-    path = Path(run_dir) / "config.json"
-    if not path.exists():
-        raise GenlabError(f"{run_dir} is not a genlab run folder (no config.json); "
-                          f"pass the --out folder of a `genlab train` run")
+def _finish(trainer: Trainer, model: str, data: str, dcfg, tcfg, info: DataInfo) -> Run:
+    folder = RunDir(trainer.out) if trainer.out else None
+    start = time.perf_counter()
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise GenlabError(f"{path}: not valid JSON ({e})") from None
+        state = trainer.fit()
+    except GenlabError as e:
+        if folder is not None and trainer.dist.is_main:
+            _write_summary(folder, trainer, model, data, "failed", str(e), time.perf_counter() - start)
+        raise
+    run = Run(trainer.out, trainer.eval_model, model, data, dcfg, tcfg, info, state)
+    if folder is not None and trainer.dist.is_main:
+        _write_summary(folder, trainer, model, data, "interrupted" if state.interrupted else "finished", None,
+                       time.perf_counter() - start)
+    return run
+
+
+def _write_summary(folder: RunDir, trainer: Trainer, model: str, data: str, status: str, message, seconds):
+    s = trainer.state
+    previous = folder.read_summary() if folder.summary.exists() else {}
+    total = previous.get("train_time_s", 0.0) + seconds if trainer.state.global_step else seconds
+    last = s.history[-1] if s.history else {}
+    folder.write_summary({
+        "model": model, "data": data, "status": status, "message": message, "epochs_done": s.epoch,
+        "steps": s.global_step, "interrupted": s.interrupted, "last_epoch": last,
+        "train_time_s": round(total, 3)})
+
+
+def read_config(run_dir: str | Path) -> dict:
+    return RunDir(run_dir).read_config()
 
 
 def load_run(run_dir: str | Path, device: str = "cpu") -> Run:
-    """Rebuild a run's model from ``config.json`` and ``checkpoints/last.pt``."""
-    run_dir = Path(run_dir)
-    cfg = read_config(run_dir)
+    """Rebuild a run's model from ``config.json`` and ``checkpoints/last.pt`` (EMA weights when the run
+    kept them)."""
+    folder = RunDir(run_dir)
+    cfg = folder.read_config()
     spec = get_model_spec(cfg["model"])
-    info = DataInfo.from_dict(cfg["data_info"])
-    net = spec.cls(from_dict(spec.config, cfg["model_config"]), info)
-    ckpt = checkpoint.load(run_dir / "checkpoints" / "last.pt")
-    net.load_state_dict(ckpt["model"])
+    try:
+        info = DataInfo.from_dict(cfg["data_info"])
+    except (TypeError, KeyError) as e:
+        raise GenlabError(f"{folder.config}: the data_info entry is damaged ({e})") from None
+    net = _build(spec, from_dict(spec.config, cfg["model_config"], where=f"{folder.config}"), info)
+    ckpt = checkpoint.load(folder.checkpoint)
+    weights = ckpt["ema"]["model"] if ckpt.get("ema") else ckpt["model"]
+    try:
+        net.load_state_dict(weights)
+    except RuntimeError as e:
+        first = str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else str(e)[:200]
+        raise GenlabError(f"{folder.checkpoint} does not match the model that {folder.config} describes "
+                          f"({first}); was config.json edited?") from None
     net.to(pick_device(device)).eval()
     dcfg = data_config(cfg["data"], cfg["data_config"])
-    tcfg = from_dict(TrainConfig, cfg["train_config"])
+    tcfg = from_dict(TrainConfig, cfg["train_config"], where=f"{folder.config}")
     state = {k: ckpt[k] for k in ("epoch", "global_step", "history")}
-    return Run(run_dir, net, cfg["model"], cfg["data"], dcfg, tcfg, info, state)
+    return Run(folder.path, net, cfg["model"], cfg["data"], dcfg, tcfg, info, state)

@@ -1,8 +1,7 @@
-"""Figures: one toolkit of primitives (``figures``) and per-run figure makers (``report``)."""
+"""Figures: one toolkit of primitives (``figures``), per-run figure makers declared with
+``register_figures`` (their modules listed in ``genlab.catalog.FIGURES``), sample writers."""
 from .figures import heatmap, line_plot, save_image_grid, save_rows, scatter2d, scatter3d
-from .report import FIGURE_MAKERS, make_figures, register_figures
-from . import geometry as _geometry  # noqa: F401,E402  (3-D point-cloud figures)
-from . import flows as _flows  # noqa: F401,E402  (density / transformation figures of flows)
+from .report import make_figures, register_figures
 
-__all__ = ["FIGURE_MAKERS", "heatmap", "line_plot", "make_figures", "register_figures", "save_image_grid",
-           "save_rows", "scatter2d", "scatter3d"]
+__all__ = ["heatmap", "line_plot", "make_figures", "register_figures", "save_image_grid", "save_rows",
+           "scatter2d", "scatter3d"]

@@ -8,11 +8,12 @@ import numpy as np
 import torch
 
 from .figures import _plt, _save
+from ..models.protocols import HasStages, HasTrajectory, LogProb, Samples, can
 from .report import register_figures
 
 
 def _is_density_model(run) -> bool:
-    return run.data_info.kind == "points" and hasattr(run.model, "log_prob")
+    return run.data_info.kind == "points" and can(run.model, LogProb, Samples)
 
 
 def _device(run):
@@ -42,7 +43,7 @@ def _true_log_prob(run):
     return lambda x: toy.log_density(extras["dataset"], x.double(), extras.get("noise")).float()
 
 
-@register_figures
+@register_figures(needs=(LogProb, Samples), kinds=("points",))
 def density_2d(run, out: Path):
     """Three panels: the data (true density when known, else a histogram), the model's density, samples."""
     if not (_is_density_model(run) and run.data_info.shape == (2,)):
@@ -70,7 +71,7 @@ def density_2d(run, out: Path):
     return [_save(fig, out / "density.png")]
 
 
-@register_figures
+@register_figures(needs=(LogProb, Samples), kinds=("points",))
 def density_1d(run, out: Path):
     """Histogram of the test data, the model's density and the true one when known."""
     if not (_is_density_model(run) and run.data_info.shape == (1,)):
@@ -94,11 +95,11 @@ def pick_stages(stages: list, keep: int = 6) -> list[tuple[int, torch.Tensor]]:
     return [(i, stages[i]) for i in idx]
 
 
-@register_figures
+@register_figures(needs=(LogProb, Samples), kinds=("points",))
 def transformation(run, out: Path):
     """Test points, coloured by their angle in data space, after each layer of a flow (or at
     equally spaced times along a CNF's trajectory): data (left) to base N(0, I) (right)."""
-    if not (_is_density_model(run) and run.data_info.shape == (2,) and hasattr(run.model, "stages")):
+    if not (_is_density_model(run) and run.data_info.shape == (2,) and can(run.model, HasStages)):
         return []
     x = run.data("test").tensors[0][:1500].to(_device(run))
     stages = [s.reshape(len(x), -1).cpu().numpy() for s in run.model.stages(x)]
@@ -106,7 +107,7 @@ def transformation(run, out: Path):
     chosen = pick_stages(stages)
     plt = _plt()
     fig, axes = plt.subplots(1, len(chosen), figsize=(3 * len(chosen), 3.2), dpi=100)
-    label = "t" if run.model_name == "cnf" else "layer"
+    label = "t" if can(run.model, HasTrajectory) else "layer"   # a continuous flow: stages are times
     for ax, (i, pts) in zip(np.atleast_1d(axes), chosen):
         ax.scatter(pts[:, 0], pts[:, 1], c=colour, cmap="hsv", s=1)
         ax.set_title(f"{label} {i}" if label == "layer" else f"t = {i / (len(stages) - 1) * run.model.config.T:.2f}")

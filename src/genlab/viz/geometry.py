@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from .figures import scatter3d
+from ..models.protocols import Reconstructs, Samples, can
 from .report import register_figures
 
 
@@ -29,17 +30,17 @@ def interpolation_figure(cloud: torch.Tensor, paths: dict[str, torch.Tensor], pa
                      equal_aspect=True)
 
 
-@register_figures
+@register_figures(kinds=("points",))
 def point_cloud_figures(run, out: Path):
     """For a 3-D point-cloud run: reconstructions of 1,000 test points and 1,000 samples."""
     if not is_point_cloud_model(run):
         return []
     x = run.data("test").tensors[0][:1000].to(next(run.model.parameters()).device)
     paths = []
-    if hasattr(run.model, "reconstruct"):
+    if can(run.model, Reconstructs):
         paths.append(reconstruction_figure(x, run.model.reconstruct(x), Path(out) / "reconstructions_3d.png",
                                            f"{run.model_name}: test points and reconstructions"))
-    if hasattr(run.model, "sample"):
+    if can(run.model, Samples):
         paths.append(scatter3d({"data": _np(x), "samples": _np(run.model.sample(1000))}, Path(out) / "samples_3d.png",
                                title=f"{run.model_name}: samples (decoded prior draws)", equal_aspect=True))
     return paths

@@ -1,10 +1,13 @@
 """Figures of a run, chosen by what its model can do (never by its family's name).
 
-Each maker is ``fn(run, out_dir) -> list[Path]`` and draws only when the model has the
-capabilities it needs. Families add makers with ``register_figures``.
+Each maker is ``fn(run, out_dir) -> list[Path]`` declared with
+``@register_figures(needs=(Samples,), kinds=("image",))``: it is drawn only for models that follow
+every protocol in ``needs`` (``genlab.models.protocols``) on data of one of ``kinds``. The modules
+that declare makers are listed in ``genlab.catalog.FIGURES``.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -12,19 +15,28 @@ import numpy as np
 import torch
 from scipy.stats import norm
 
+from .. import catalog
+from ..models.protocols import Decodes, Encodes, HasPrior, Reconstructs, Samples, can
 from ..train.logger import read_jsonl
 from .figures import line_plot, save_image_grid, save_rows
 
-FIGURE_MAKERS: list[Callable] = []
+@dataclass
+class FigureSpec:
+    name: str
+    fn: Callable
+    needs: tuple = ()
+    kinds: tuple = ()
+
+    def applies(self, run) -> bool:
+        return can(run.model, *self.needs) and (not self.kinds or run.data_info.kind in self.kinds)
 
 
-def register_figures(fn: Callable) -> Callable:
-    FIGURE_MAKERS.append(fn)
-    return fn
-
-
-def is_image_model(run) -> bool:
-    return run.data_info.kind == "image"
+def register_figures(fn: Callable | None = None, *, needs: tuple = (), kinds: tuple = ()):
+    """Declare a figure maker ``fn(run, out) -> list[Path]`` (its module listed in ``catalog.FIGURES``)."""
+    def deco(f):
+        catalog.register("figure", f"{f.__module__}.{f.__name__}", FigureSpec(f.__name__, f, tuple(needs), tuple(kinds)))
+        return f
+    return deco(fn) if fn is not None else deco
 
 
 def make_figures(run, out: Path | None = None, seed: int = 0) -> list[Path]:
@@ -32,11 +44,13 @@ def make_figures(run, out: Path | None = None, seed: int = 0) -> list[Path]:
     out = Path(out or run.figures)
     paths = []
     with torch.random.fork_rng(devices=[]):
-        for maker in FIGURE_MAKERS:
+        for spec in catalog.load_all("figure").values():
+            if not spec.applies(run):
+                continue
             torch.manual_seed(seed)
             run.model.eval()
             with torch.no_grad():
-                paths += maker(run, out) or []
+                paths += spec.fn(run, out) or []
     return paths
 
 
@@ -52,18 +66,14 @@ def to_unit(run, x: torch.Tensor) -> torch.Tensor:
     return x / (levels - 1) if run.data_info.view == "quantized" and levels else x
 
 
-@register_figures
+@register_figures(needs=(Reconstructs,), kinds=("image",))
 def reconstructions(run, out: Path):
-    if not (is_image_model(run) and hasattr(run.model, "reconstruct")):
-        return []
     x, _ = test_images(run, 16)
     return [save_rows([to_unit(run, x), run.model.reconstruct(x)], out / "reconstructions.png")]
 
 
-@register_figures
+@register_figures(needs=(Samples,), kinds=("image",))
 def samples(run, out: Path):
-    if not (is_image_model(run) and hasattr(run.model, "sample")):
-        return []
     return [save_image_grid(run.model.sample(64), out / "samples.png", nrow=8)]
 
 
@@ -71,9 +81,9 @@ def latent_grid(run, n: int = 20) -> torch.Tensor | None:
     """The 2-D latent grid: for a VAE the inverse normal CDF of an even grid in (0, 1) (Kingma &
     Welling Fig. 4b); for an AE an even grid over the range of the test codes."""
     model = run.model
-    if getattr(model, "latent_dim", None) != 2 or not hasattr(model, "decode"):
+    if not can(model, Decodes, Encodes) or model.latent_dim != 2:
         return None
-    if hasattr(model, "sample") and hasattr(model, "posterior"):     # a prior N(0, I) to invert
+    if can(model, Samples, HasPrior):     # a prior N(0, I) to invert
         u = torch.linspace(0.5 / n, 1 - 0.5 / n, n)
         axis = torch.from_numpy(norm.ppf(u.numpy())).float()
         ys, xs = axis.flip(0), axis
@@ -86,10 +96,8 @@ def latent_grid(run, n: int = 20) -> torch.Tensor | None:
     return model.decode(z.to(next(model.parameters()).device))
 
 
-@register_figures
+@register_figures(needs=(Decodes, Encodes), kinds=("image",))
 def manifold(run, out: Path):
-    if not is_image_model(run):
-        return []
     images = latent_grid(run)
     return [] if images is None else [save_image_grid(images, out / "latent_grid.png", nrow=20)]
 
@@ -105,10 +113,8 @@ def interpolation_images(run, alphas=None) -> torch.Tensor:
     return run.model.decode((1 - a) * z[0] + a * z[1])
 
 
-@register_figures
+@register_figures(needs=(Encodes, Decodes), kinds=("image",))
 def interpolation(run, out: Path):
-    if not (is_image_model(run) and hasattr(run.model, "encode") and hasattr(run.model, "decode")):
-        return []
     return [save_image_grid(interpolation_images(run), out / "interpolation.png", nrow=11)]
 
 

@@ -1,0 +1,74 @@
+"""The Python API, the same code path as the ``genlab`` command: a trained run gets the same folder
+(checkpoint, metrics, ``eval.json``, figures) from ``genlab.train(...)`` as from ``genlab train``.
+
+    import genlab
+    run = genlab.train("vae", "digits", out="runs/nb", epochs=20, z_dim=2)
+    genlab.evaluate(run, iwae_k=1000)["metrics"]
+    genlab.sample(run, 16)        # the paths or text written
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from .config import from_dict
+from .errors import ConfigError, GenlabError
+from .eval.evaluate import evaluate
+from .models.protocols import Samples
+from .train.run import Run, load_run
+from .train.run import train as train_run
+from .viz import make_figures
+from .viz.samples import write_samples
+
+
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def train(model: str, data: str | None = None, out: str | Path | None = None, *, report: bool = True,
+          overwrite: bool = False, resume: bool = False, callbacks: list[Callable] = (),
+          step_hooks: list[Callable] = (), eval_options: dict | None = None, extras: bool | set = True,
+          model_options: dict | None = None, data_options: dict | None = None,
+          train_options: dict | None = None, **options) -> Run:
+    """Train ``model`` on ``data`` into ``out``; then (``report``) write ``eval.json`` on the test split
+    and every figure that applies. Keywords go to the config that owns them (model, data, training)."""
+    run = train_run(model, data, out, callbacks=callbacks, step_hooks=step_hooks, resume=resume,
+                    overwrite=overwrite, model_options=model_options, data_options=data_options,
+                    train_options=train_options, **options)
+    if report and run.dir is not None and is_main_process() and not getattr(run.state, "interrupted", False):
+        write_report(run, eval_options=eval_options, extras=extras)
+    return run
+
+
+def write_report(run: Run, eval_options: dict | None = None, extras: bool | set = True,
+                 progress: bool = True) -> tuple[dict, list[Path]]:
+    """Evaluate on the test split into ``eval.json`` and draw the run's figures."""
+    record = evaluate(run, options=eval_options, extras=extras, progress=progress)
+    run.folder.write_eval(record)
+    return record, make_figures(run)
+
+
+def sample(run: Run | str | Path, n: int = 64, seed: int = 0, out: str | Path | None = None,
+           device: str = "cpu", options: dict | None = None, **sample_options) -> list[str]:
+    """Draw from a run as its family declares (image grid, points, text, renders); returns the lines
+    to show (paths written, or generated text)."""
+    if n <= 0:
+        raise ConfigError(f"-n must be a positive number of samples, got {n}")
+    if not isinstance(run, Run):
+        run = load_run(run, device)
+    spec = run.spec
+    cfg = from_dict(spec.sample_config, (options or {}) | sample_options, where=f"sample options of {run.model_name}")
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        torch.manual_seed(seed)
+        if spec.sample is not None:
+            return list(spec.sample(run, cfg, n, Path(out) if out else None, seed))
+        if not isinstance(run.model, Samples):
+            raise GenlabError(f"model {run.model_name} cannot sample (it has no generative prior); "
+                              f"try `genlab report {run.dir}` for its figures")
+        return [str(write_samples(run, run.model.sample(n), Path(out) if out else None))]
+
+
+__all__ = ["evaluate", "load_run", "sample", "train", "write_report"]
