@@ -14,7 +14,7 @@ from genlab.errors import TrainingDiverged
 from genlab.train import checkpoint, load_run, resume_run
 from genlab.train.logger import read_jsonl
 
-TINY = dict(epochs=4, z_dim=4, hidden=(32,), batch_size=128, log_every=3, progress=False, view="dynamic")
+TINY = dict(epochs=4, z_dim=4, hidden=(32,), batch_size=128, log_every=3, progress=False, view="dynamic", report=False)
 
 
 def params(model):
