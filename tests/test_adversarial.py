@@ -142,10 +142,33 @@ def test_aae_discriminator_loss_is_bce_of_prior_real_and_codes_fake():
     loss, logs = model.loss((x,), "discriminator")
     torch.testing.assert_close(loss, (1 - model.config.lam) * logs["d_loss"])
     rec, rlogs = model.loss((x,), "reconstruction")
-    torch.testing.assert_close(rec, model.config.lam * ((x - model.reconstruct(x)) ** 2).mean())
+    r = torch.tanh(model.decoder_net(model.encode(x))).view_as(x)              # tanh decoder (001 Eq. 15)
+    torch.testing.assert_close(rec, model.config.lam * (((2 * x - 1) - r) ** 2).mean())   # Eq. 18 on [-1, 1]
     g, _ = model.loss((x,), "generator")
     torch.testing.assert_close(g, (1 - model.config.lam) * -torch.log(torch.sigmoid(model.discriminate(model.encode(x)))).mean(),
                                rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.unit
+def test_aae_pixel_scales_and_reconstruction_metrics():
+    """The course's scaling (x in [-1, 1], tanh) by default, [0, 1] with a sigmoid as an option; the eval
+    metrics name the scale: rec_mse_pm1 is the course's loss (reference < 0.05), rec_mse_01 a quarter of it."""
+    for output in ("tanh", "sigmoid"):
+        model, x = _digits_aae(z_dim=3, output=output)
+        model.eval()
+        with torch.no_grad():
+            z = model.encode(x)
+            rec = model.reconstruct(x)
+            m = model.eval_metrics((x,))
+        assert rec.min() >= 0 and rec.max() <= 1 and model.sample(3).min() >= 0
+        torch.testing.assert_close(m["rec_mse_01"], ((x - rec) ** 2).flatten(1).mean(-1))
+        torch.testing.assert_close(m["rec_mse_pm1"], (((2 * x - 1) - (2 * rec - 1)) ** 2).flatten(1).mean(-1))
+        torch.testing.assert_close(m["rec_mse"], m["rec_mse_pm1"] if output == "tanh" else m["rec_mse_01"])
+        raw = model.decoder_net(z).view_as(x)
+        expected = torch.tanh(raw) if output == "tanh" else torch.sigmoid(raw)
+        torch.testing.assert_close(model.decode_scaled(z), expected)
+    tanh_model, _ = _digits_aae(z_dim=3)
+    assert tanh_model.config.output == "tanh"
 
 
 def test_aae_discriminator_loss_falls_when_trained_alone():
@@ -217,7 +240,7 @@ def test_cli_train_and_eval_json(model, extra, tmp_path, capsys):
 
 EXPERIMENT_KEYS = {
     "aae-mnist": {"test_rec_mse", "fid_local", "reference_rec_mse", "epochs_shown"},
-    "aae-vs-ae-2d": {"ae", "aae", "epochs_shown"},
+    "aae-vs-ae-2d": {"ae_z2", "aae_z2", "epochs_shown"},
     "aae-stochastic-z20": {"deterministic", "gaussian"},
     "gan-mnist": {"fid_local", "fid_samples", "epochs_shown"},
 }

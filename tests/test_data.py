@@ -78,6 +78,19 @@ def test_dynamic_binarization_draws_fresh_pixels(fake_mnist):
     assert set(test.unique().tolist()) <= {0.0, 1.0}   # eval splits are drawn once, deterministically
 
 
+def test_evaluating_a_dynamic_train_split_scores_fixed_binary_draws(fake_mnist):
+    """Issue 10 item 3: evaluation batches of the dynamic train split are Bernoulli draws with fixed seeds."""
+    d = load_dataset("mnist", "train", data_dir=str(fake_mnist), view="dynamic")
+    first = torch.cat([b[0] for b in d.eval_batches(32)])
+    again = torch.cat([b[0] for b in d.eval_batches(32)])
+    assert set(first.unique().tolist()) == {0.0, 1.0} and torch.equal(first, again)
+    assert first.shape == d.tensors[0].shape
+    grey = d.tensors[0]
+    assert abs(float(first.mean()) - float(grey.mean())) < 0.02          # draws of Bernoulli(grey)
+    assert len([b for b in d.eval_batches(32)]) == 4 and torch.equal(torch.cat([b[1] for b in d.eval_batches(32)]),
+                                                                       d.tensors[1])
+
+
 def test_digits_is_offline_and_split_disjointly():
     sizes = {s: len(load_dataset("digits", s)) for s in ("train", "val", "test")}
     assert sizes == {"train": 1257, "val": 180, "test": 360}
@@ -142,3 +155,78 @@ def test_download_checks_sha256_and_falls_back_to_the_next_mirror(http_folder, t
     with pytest.raises(DataError, match="does not match"):
         idx.download([url + "f.bin"], dest, "0" * 64, progress=False)
     assert not dest.exists() and not list(dest.parent.glob("*.part"))   # nothing half-written is left
+
+
+# ----------------------------------------------------------------- issue 9: unpacked idx files, advice
+def _unpack(folder, names=None):
+    """Write the uncompressed idx file beside each ``.gz`` (or only those in ``names``)."""
+    for gz in sorted(folder.glob("*.gz")):
+        if names is None or gz.name in names:
+            (folder / gz.name[:-3]).write_bytes(gzip.decompress(gz.read_bytes()))
+
+
+def test_unpacked_idx_files_are_read_instead_of_the_gz(fake_mnist):
+    folder = fake_mnist / "mnist"
+    packed = load_dataset("mnist", "test", data_dir=str(fake_mnist)).tensors[0]
+    _unpack(folder)
+    for gz in folder.glob("*.gz"):
+        gz.unlink()
+    assert not list(folder.glob("*.gz"))
+    unpacked = load_dataset("mnist", "test", data_dir=str(fake_mnist)).tensors[0]
+    assert torch.equal(packed, unpacked)
+    assert len(load_dataset("mnist", "train", data_dir=str(fake_mnist))) == 100
+
+
+def test_unpacked_idx_file_beside_the_gz_is_used_only_when_the_gz_is_missing(fake_mnist):
+    folder = fake_mnist / "mnist"
+    _unpack(folder, {"t10k-labels-idx1-ubyte.gz"})
+    (folder / "t10k-labels-idx1-ubyte.gz").unlink()
+    assert len(load_dataset("mnist", "test", data_dir=str(fake_mnist))) == 40
+    # a damaged unpacked file is caught by its header / length (no published checksum applies)
+    raw = folder / "t10k-labels-idx1-ubyte"
+    raw.write_bytes(raw.read_bytes()[:-3])
+    with pytest.raises(DataError, match="truncated or corrupt"):
+        load_dataset("mnist", "test", data_dir=str(fake_mnist))
+
+
+def test_missing_file_names_both_the_gz_and_the_unpacked_name(fake_mnist):
+    (fake_mnist / "mnist" / "t10k-images-idx3-ubyte.gz").unlink()
+    with pytest.raises(DataError, match=r"t10k-images-idx3-ubyte.gz: file not found \(or unpacked, "
+                                        r"t10k-images-idx3-ubyte\)"):
+        load_dataset("mnist", "test", data_dir=str(fake_mnist))
+
+
+@pytest.mark.parametrize("damage", ["cut_gz", "bad_length_unpacked", "checksum"])
+def test_a_bad_file_in_the_users_own_folder_is_never_to_be_deleted(fake_mnist, damage, capsys):
+    folder = fake_mnist / "mnist"
+    if damage == "cut_gz":     # sha256 no longer matches either: the published checksum speaks first
+        f = folder / "t10k-images-idx3-ubyte.gz"
+        f.write_bytes(f.read_bytes()[:-10])
+    elif damage == "checksum":
+        f = folder / "t10k-labels-idx1-ubyte.gz"
+        f.write_bytes(gzip.compress(gzip.decompress(f.read_bytes())[:-1] + b"\x07"))
+    else:
+        _unpack(folder, {"t10k-images-idx3-ubyte.gz"})
+        (folder / "t10k-images-idx3-ubyte.gz").unlink()
+        f = folder / "t10k-images-idx3-ubyte"
+        f.write_bytes(f.read_bytes()[:-100])
+    assert main(["data", "info", "mnist", "--data-dir", str(fake_mnist), "--load"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err and f.name in err
+    assert "Delete" not in err and "delete" not in err
+    assert "genlab data info mnist" in err and "replace it" in err
+    assert f.exists()
+
+
+def test_a_bad_file_in_genlabs_own_cache_may_be_deleted_and_fetched_again(fake_mnist, monkeypatch):
+    import shutil
+    cache = idx.cache_dir() / "mnist"
+    shutil.rmtree(cache, ignore_errors=True)
+    shutil.copytree(fake_mnist / "mnist", cache)
+    try:
+        f = cache / "t10k-images-idx3-ubyte.gz"
+        f.write_bytes(f.read_bytes()[:-10])
+        with pytest.raises(DataError, match="Delete it and run again to download a fresh copy"):
+            load_dataset("mnist", "test")
+    finally:
+        shutil.rmtree(cache)

@@ -5,8 +5,8 @@ import scipy.linalg
 import torch
 
 from genlab.data.registry import data_config
-from genlab.eval import EXTRA_METRICS
-from genlab.eval.fid import classifier_path, classifier_score, frechet_distance, gaussian_stats, get_classifier
+from genlab.eval.fid import (classifier_path, classifier_score, fid_metric, frechet_distance, gaussian_stats,
+                             get_classifier, prepare_fid, reference_subset)
 
 
 @pytest.fixture(autouse=True)
@@ -57,7 +57,6 @@ def test_local_classifier_is_cached_and_accurate(tmp_path, monkeypatch):
     assert acc2 == acc and path.stat().st_mtime_ns == stamp
     for a, b in zip(model.state_dict().values(), again.state_dict().values()):
         assert torch.equal(a, b)
-    assert "fid" in EXTRA_METRICS
 
 
 def test_fid_metric_is_deterministic_and_ranks_data_above_noise(tmp_path, monkeypatch):
@@ -65,8 +64,8 @@ def test_fid_metric_is_deterministic_and_ranks_data_above_noise(tmp_path, monkey
     from genlab.train.run import train
     run = train("gan", "digits", None, epochs=1, progress=False, hidden=[16])
     data = run.data("test")
-    first = EXTRA_METRICS["fid"](run, data, {"seed": 0})
-    second = EXTRA_METRICS["fid"](run, data, {"seed": 0})
+    first = fid_metric(run, data, {"seed": 0})
+    second = fid_metric(run, data, {"seed": 0})
     assert first == second and first["fid_samples"] == len(data)
 
     class DataSampler:          # "samples" that are the validation images: near-zero FID
@@ -85,5 +84,26 @@ def test_fid_metric_is_deterministic_and_ranks_data_above_noise(tmp_path, monkey
             return self
 
     run.model = DataSampler()
-    real = EXTRA_METRICS["fid"](run, data, {"seed": 0})
+    real = fid_metric(run, data, {"seed": 0})
     assert real["fid"] < 0.2 * first["fid"]
+    # the real-vs-real floor at this size: the same for every model, below the GAN's FID, near the data's
+    assert real["fid_real_floor"] == first["fid_real_floor"] and 0 < first["fid_real_floor"] < first["fid"]
+    assert real["fid"] < 3 * first["fid_real_floor"]
+    assert fid_metric(run, data, {"seed": 0, "fid": False}) is None                 # the user skipped FID
+    assert "fid_real_floor" not in fid_metric(run, data, {"seed": 0, "fid_real_floor": False})
+
+
+@pytest.mark.unit
+def test_reference_subset_is_random_fixed_and_keeps_order():
+    images = torch.arange(100).float().view(100, 1, 1, 1)
+    a, b = reference_subset(images, 10), reference_subset(images, 10)
+    assert torch.equal(a, b) and not torch.equal(a, images[:10])
+    assert (a.flatten().diff() > 0).all() and len(a.flatten().unique()) == 10
+    assert torch.equal(reference_subset(images, 200), images)
+
+
+def test_prepare_fid_trains_and_caches_the_classifier(tmp_path, monkeypatch):
+    monkeypatch.setenv("GENLAB_CACHE", str(tmp_path))
+    info = prepare_fid("digits", progress=False)
+    assert info["test_accuracy"] > 0.95 and classifier_path("digits").exists()
+    assert info["classifier"] == str(classifier_path("digits"))

@@ -14,8 +14,9 @@ from genlab.data import DataInfo, load_dataset
 from genlab.errors import ConfigError
 from genlab.experiments import run_experiment
 from genlab.models.base import build_model
-from genlab.models.flows import (ActNorm, AffineCoupling, Compose, ConvConditioner, LogitTransform, Permutation,
-                                 Reshape, TriangularLeakyLayer, dequantize, mlp_conditioner, to_levels)
+from genlab.models.bijections import (ActNorm, AffineCoupling, Compose, ConvConditioner, LogitTransform, Permutation,
+                                      Reshape, TriangularLeakyLayer, mlp_conditioner)
+from genlab.models.densities import dequantize, to_levels
 
 
 def randomize(module: nn.Module, scale=0.3):

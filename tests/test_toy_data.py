@@ -67,6 +67,22 @@ def test_checkerboard_without_noise_is_uniform_on_its_squares():
     assert toy.log_density("checkerboard", torch.tensor([[1.0, -1.0]]), 0.0).item() == -math.inf
 
 
+@pytest.mark.unit
+def test_checkerboard_points_on_cell_edges_have_a_finite_density():
+    """Issue 10 item 5: float32 can round a sample onto a square's edge (outer border 4.0, inner edges,
+    corners shared by two black squares); the density there is 1/32, never 0."""
+    edges = torch.tensor([[4.0, 3.0], [-4.0, -3.0], [3.0, 4.0], [0.0, 0.0], [2.0, 1.0], [-2.0, -2.0], [4.0, 4.0],
+                          [1.0, 2.0], [-4.0, -4.0]])
+    for dtype in (torch.float32, torch.float64):
+        got = toy.log_density("checkerboard", edges.to(dtype), 0.0)
+        torch.testing.assert_close(got, torch.full((len(edges),), -math.log(32.0), dtype=dtype))
+    outside = torch.tensor([[4.001, 3.0], [1.0, -1.0], [-0.5, 0.5]])
+    assert (toy.log_density("checkerboard", outside, 0.0) == -math.inf).all()
+    # a whole split rounded to float32 has a finite data NLL (and the integral stays 1: edges have no area)
+    x = load_dataset("checkerboard", "test", n=5000, seed=3).tensors[0]
+    assert torch.isfinite(toy.log_density("checkerboard", x, 0.0)).all()
+
+
 def test_data_nll_matches_the_integrated_entropy():
     """data_nll_nats is a Monte-Carlo estimate of H(p) = -int p log p (here by quadrature on a grid)."""
     data = load_dataset("gmm2d", "test", n=20000)

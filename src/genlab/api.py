@@ -68,7 +68,22 @@ def sample(run: Run | str | Path, n: int = 64, seed: int = 0, out: str | Path | 
         if not isinstance(run.model, Samples):
             raise GenlabError(f"model {run.model_name} cannot sample (it has no generative prior); "
                               f"try `genlab report {run.dir}` for its figures")
-        return [str(write_samples(run, run.model.sample(n), Path(out) if out else None))]
+        if out:
+            out = Path(out)
+            if out.is_dir():
+                raise ConfigError(f"--out {out} is a folder; name a file, e.g. {out / 'samples.png'}")
+            if not out.parent.is_dir():
+                raise ConfigError(f"--out {out}: the folder {out.parent} does not exist; create it or choose "
+                                  f"another --out")
+        x = run.model.sample(n)
+        try:
+            return [str(write_samples(run, x, out or None))]
+        except OSError as e:
+            raise GenlabError(f"cannot write {e.filename or out}: {e.strerror or e}; choose another --out") from None
+        except ValueError as e:   # e.g. an image file name whose extension no writer knows
+            if not out:
+                raise
+            raise ConfigError(f"cannot write {out}: {e}; name a .png file") from None
 
 
 __all__ = ["evaluate", "load_run", "sample", "train", "write_report"]

@@ -25,6 +25,8 @@ MODELS: dict[str, str] = {
     "invertible-mlp": "genlab.models.flows",
     "realnvp": "genlab.models.flows",
     "cnf": "genlab.models.cnf",
+    # autoregressive pixel models
+    "pixelcnn": "genlab.models.pixelcnn",
     # diffusion
     # language models
     "gpt": "genlab.models.lm.model",
@@ -32,6 +34,8 @@ MODELS: dict[str, str] = {
     # translation
     "translator": "genlab.models.translation.model",
     # neural radiance fields
+    "nerf": "genlab.models.nerf.model",
+    "nerf-grid": "genlab.models.nerf.model",
 }
 
 DATASETS: dict[str, str] = {
@@ -48,6 +52,7 @@ DATASETS: dict[str, str] = {
     "multi30k": "genlab.data.translation",
     "synthetic-pairs": "genlab.data.translation",
     # scenes
+    **{name: "genlab.data.scenes" for name in ("blender", "tiny-nerf", "synthetic-scene")},
 }
 
 EXPERIMENTS: dict[str, str] = {
@@ -63,7 +68,11 @@ EXPERIMENTS: dict[str, str] = {
     # language models
     **{name: "genlab.experiments.lm" for name in ("rnn-vs-transformer", "attention-anatomy", "gpt-shakespeare")},
     # translation
+    "prenorm-vs-postnorm": "genlab.experiments.translation",
     # neural radiance fields
+    # across families: the likelihood table and every experiment in turn
+    "likelihood-table": "genlab.experiments.report",
+    "all": "genlab.experiments.report",
 }
 
 # Extra metrics of `genlab eval` (each applies only to runs whose model can do what it needs).
@@ -71,6 +80,7 @@ METRICS: dict[str, str] = {
     "fid": "genlab.eval.fid",
     "data_nll": "genlab.eval.data_nll",
     "text": "genlab.eval.text",
+    "nerf_views": "genlab.eval.nerf",
 }
 
 # Modules whose figure makers `genlab report RUN` draws (each maker declares what it needs).
@@ -79,6 +89,7 @@ FIGURES: list[str] = [
     "genlab.viz.geometry",
     "genlab.viz.flows",
     "genlab.viz.lm",
+    "genlab.viz.nerf",
 ]
 
 SECTIONS = {"model": MODELS, "dataset": DATASETS, "experiment": EXPERIMENTS, "metric": METRICS}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import os
 import signal
 import sys
@@ -20,6 +21,7 @@ EPILOG = """examples:
   genlab eval runs/vae --json                                   test metrics as one JSON object
   genlab sample runs/vae -n 64                                  samples (images, points, text, ...)
   genlab report runs/vae                                        redraw a run's figures
+  genlab report runs --out report                               HTML report of every run in runs/
   genlab experiment list                                        the classic experiments
   genlab experiment run kl-check --quick                        one of them, in under a minute
   torchrun --nproc_per_node 2 -m genlab train vae ...           the same run on 2 processes (DDP)
@@ -30,8 +32,26 @@ class _Parser(argparse.ArgumentParser):
     """argparse that exits with 2 and one line (not the usage block) on a bad flag."""
 
     def error(self, message):
-        print(f"{self.prog}: error: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        _fail(f"{self.prog}: error: {message} (see `{self.prog} --help`)")
         raise SystemExit(2)
+
+
+def _fail(line: str) -> None:
+    """Print a user error. Under ``torchrun`` every worker checks the same command line, so only rank 0
+    prints it; every rank also leaves it in the launcher's error file, so the launcher's closing
+    "Root Cause" block shows this line instead of a pointer to its traceback docs."""
+    if _is_main():
+        print(line, file=sys.stderr)
+    error_file = os.environ.get("TORCHELASTIC_ERROR_FILE") if "WORLD_SIZE" in os.environ else None
+    if error_file:
+        import json
+        import time
+        try:
+            with open(error_file, "w") as f:
+                json.dump({"message": {"message": line, "extraInfo": {"py_callstack": line,
+                                                                       "timestamp": str(int(time.time()))}}}, f)
+        except OSError:
+            pass
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,8 +76,11 @@ def _main(argv: list[str]) -> int:
     sub.add_parser("train", help="train a model (genlab train MODEL --help)", add_help=False)
     sub.add_parser("eval", help="evaluate a run on its test split (genlab eval RUN --help)", add_help=False)
     sub.add_parser("sample", help="draw from a run (genlab sample RUN --help)", add_help=False)
-    p = sub.add_parser("report", help="redraw every figure of a run into RUN/figures")
-    p.add_argument("run_dir")
+    p = sub.add_parser("report", help="HTML report of a folder of runs (DIR/index.html), or redraw one run's figures",
+                       description="On a folder of runs (or with --out): write a static HTML report, DIR/index.html "
+                       "(default RUNS_DIR/report/). On a single run folder: redraw its figures into RUN/figures.")
+    p.add_argument("run_dir", metavar="RUNS_DIR", help="a folder of runs and experiments, or one run folder")
+    p.add_argument("--out", default=None, metavar="DIR", help="write the HTML report into DIR (default RUNS_DIR/report)")
     p = sub.add_parser("experiment", help="list or run the classic experiments")
     esub = p.add_subparsers(dest="action", metavar="ACTION", required=True, parser_class=_Parser)
     esub.add_parser("list", help="list experiments")
@@ -88,11 +111,22 @@ def _main(argv: list[str]) -> int:
     return _guard(lambda: handler(args))
 
 
+# a file system that refuses a write: the user can fix it, so one line, not a traceback
+_DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
 def _guard(fn) -> int:
     try:
         return fn() or 0
     except GenlabError as e:
-        print(f"genlab: error: {e}", file=sys.stderr)
+        _fail(f"genlab: error: {e}")
+        return 2
+    except OSError as e:
+        if e.errno not in _DISK_ERRORS:
+            raise
+        where = f"{e.filename}: " if e.filename else ""
+        _fail(f"genlab: error: {where}{e.strerror or e}; free some space or fix the permissions (a run's last "
+              f"checkpoint is kept; continue it with `genlab train --resume RUN_DIR`)")
         return 2
 
 
@@ -111,7 +145,7 @@ def _first(argv: list[str]) -> str | None:
 
 
 def _pre(argv: list[str], *names: str, positional: str | None = None) -> argparse.Namespace:
-    pre = argparse.ArgumentParser(add_help=False)
+    pre = _Parser(prog="genlab", add_help=False)
     if positional:
         pre.add_argument(positional, nargs="?")
     for n in names:
@@ -269,6 +303,11 @@ def cmd_sample(argv: list[str]) -> int:
 
 # ------------------------------------------------------------------ other commands
 def cmd_report(args) -> int:
+    from .train.rundir import RunDir
+    if args.out is not None or not RunDir(args.run_dir).is_run():
+        from .report import write_html_report
+        print(write_html_report(args.run_dir, args.out))
+        return 0
     from .train.run import load_run
     from .viz import make_figures
     run = load_run(args.run_dir)

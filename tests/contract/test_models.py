@@ -32,6 +32,8 @@ TINY: dict[str, tuple[str, dict, dict]] = {
     "cnf": ("8gaussians", {"hidden": (16,), "steps": 2}, TOY),
     # diffusion
     # language models
+    "gpt": ("synthetic-text", {"n_layer": 1, "n_head": 2, "n_embd": 16, "block_size": 16}, {"words": 1000}),
+    "rnnlm": ("synthetic-text", {"n_layer": 1, "n_embd": 8, "hidden": 16, "block_size": 16}, {"words": 1000}),
     # translation
     # neural radiance fields
 }

@@ -23,6 +23,31 @@ from ..errors import DataError
 _DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
+# where each file that ``locate`` handed out came from: {path: dataset name}, for the advice below
+_LOCATED: dict[Path, str] = {}
+
+
+def _in_cache(path: Path) -> bool:
+    try:
+        return Path(path).resolve().is_relative_to(cache_dir().resolve())
+    except (OSError, RuntimeError):
+        return False
+
+
+def fix_advice(path: str | Path) -> str:
+    """What to do about a bad file. A file genlab downloaded into its cache may be deleted and fetched
+    again; a file in the user's own folder (``--data-dir`` / ``GENLAB_DATA``) is never to be deleted:
+    say where a good copy comes from."""
+    path = Path(path)
+    if _in_cache(path):
+        return "Delete it and run again to download a fresh copy."
+    name = _LOCATED.get(path)
+    where = (f"`genlab data info {name}` lists where the original files come from and their sha256"
+             if name else "the dataset's original distribution")
+    return (f"This is your own copy, so genlab leaves it alone: replace it with a good copy of the original "
+            f"file ({where}), or drop --data-dir / GENLAB_DATA to let genlab download one into its cache.")
+
+
 def _read_bytes(path: Path) -> bytes:
     if not path.exists():
         raise DataError(f"{path}: file not found")
@@ -32,8 +57,9 @@ def _read_bytes(path: Path) -> bytes:
                 return f.read()
         return path.read_bytes()
     except (EOFError, OSError, zlib.error) as e:
-        raise DataError(f"{path}: cannot decompress ({e}); the file is truncated or corrupt. "
-                        f"Delete it and download it again.") from None
+        what = "decompress" if path.suffix == ".gz" else "read"
+        raise DataError(f"{path}: cannot {what} ({e}); the file is truncated or corrupt. "
+                        f"{fix_advice(path)}") from None
 
 
 def read_idx(path: str | Path, expect_magic: int | None = None) -> np.ndarray:
@@ -58,8 +84,8 @@ def read_idx(path: str | Path, expect_magic: int | None = None) -> np.ndarray:
     payload = len(raw) - header
     if payload != expected:
         raise DataError(f"{path}: header promises {dims} = {expected} bytes of data but the file "
-                        f"holds {payload}; it is truncated or corrupt. Delete it and download it again.")
-    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))
+                        f"holds {payload}; it is truncated or corrupt. {fix_advice(path)}")
+    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))  # flat -> dims
 
 
 def write_idx(path: str | Path, array: np.ndarray) -> None:
@@ -81,11 +107,11 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def check_sha256(path: Path, expected: str | None) -> None:
+def check_sha256(path: Path, expected: str | None, advice: str | None = None) -> None:
     if expected and (got := sha256(path)) != expected:
         raise DataError(f"{path}: sha256 {got[:16]}... does not match the published {expected[:16]}...; "
-                        f"the file is truncated, corrupt or a different version. Delete it and run again "
-                        f"to download a fresh copy.")
+                        f"the file is truncated, corrupt or a different version. "
+                        f"{fix_advice(path) if advice is None else advice}")
 
 
 def download(urls: list[str], dest: Path, expected_sha256: str | None, progress: bool = True) -> Path:
@@ -98,7 +124,7 @@ def download(urls: list[str], dest: Path, expected_sha256: str | None, progress:
             with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as resp:
                 total = int(resp.headers.get("Content-Length") or 0)
                 _copy_with_progress(resp, out, total, dest.name if progress else None)
-            check_sha256(Path(tmp), expected_sha256)
+            check_sha256(Path(tmp), expected_sha256, advice="This mirror served another file.")
             os.replace(tmp, dest)
             return dest
         except (OSError, DataError) as e:
@@ -127,23 +153,40 @@ def cache_dir() -> Path:
 
 def locate(name: str, filename: str, urls: list[str], sha: str | None, data_dir: str | None) -> Path:
     """Find ``filename`` of dataset ``name``: in the local folder if one is given, else in the cache
-    (downloading it there on first use). Either way the file's sha256 is checked."""
+    (downloading it there on first use). The sha256 of a ``.gz`` file is checked; an unpacked copy
+    (``train-images-idx3-ubyte`` beside or instead of ``train-images-idx3-ubyte.gz``) is read too, and
+    checked by its idx header and length, since the published checksums are of the ``.gz`` files."""
     data_dir = data_dir or os.environ.get("GENLAB_DATA")
+    unpacked = filename[:-3] if filename.endswith(".gz") else None
     if data_dir:
         root = Path(data_dir).expanduser()
         if not root.is_dir():
             raise DataError(f"data folder {root} does not exist; pass an existing folder with "
                             f"--data-dir or GENLAB_DATA (files laid out as {root}/{name}/{filename})")
-        for candidate in (root / name / filename, root / filename):
-            if candidate.exists():
-                check_sha256(candidate, sha)
-                return candidate
-        raise DataError(f"{root / name / filename}: file not found. Put the original {name} files "
+        found = _first_file(root / name / filename, root / filename)
+        if found is not None:
+            return _located(found, name, sha)
+        found = unpacked and _first_file(root / name / unpacked, root / unpacked)
+        if found:
+            return _located(found, name, None)
+        also = f" (or unpacked, {unpacked})" if unpacked else ""
+        raise DataError(f"{root / name / filename}: file not found{also}. Put the original {name} files "
                         f"in {root / name}/ or drop --data-dir/GENLAB_DATA to download them.")
     path = cache_dir() / name / filename
     if path.exists():
-        check_sha256(path, sha)
-        return path
-    return download(urls, path, sha)
+        return _located(path, name, sha)
+    if unpacked and (path.parent / unpacked).is_file():
+        return _located(path.parent / unpacked, name, None)
+    return _located(download(urls, path, sha), name, None)
+
+
+def _first_file(*candidates: Path) -> Path | None:
+    return next((c for c in candidates if c.is_file()), None)
+
+
+def _located(path: Path, name: str, sha: str | None) -> Path:
+    _LOCATED[path] = name
+    check_sha256(path, sha)
+    return path
 
 

@@ -3,7 +3,8 @@
 Pixel views (``--view``):
   continuous  x in [0, 1]
   binarized   1[x > threshold], fixed threshold 0.5
-  dynamic     a fresh Bernoulli(x) draw each time a training image is seen; val/test drawn once
+  dynamic     a fresh Bernoulli(x) draw each time a training image is seen; val/test drawn once; evaluating
+              the train split scores Bernoulli draws with fixed seeds (``eval_transform``), never grey pixels
   quantized   floor(K x) clipped to K-1 (K = ``levels``; 16 gives the 4-bit view), stored as floats
 """
 from __future__ import annotations
@@ -59,7 +60,9 @@ def image_data(x: torch.Tensor, y: torch.Tensor, cfg: ImageDataConfig, split: st
     info = DataInfo(kind="image", shape=tuple(x.shape[1:]), view=cfg.view,
                     levels=cfg.levels if cfg.view == "quantized" else None,
                     num_classes=num_classes, extras={"dataset": name, "grey_levels": grey_levels})
-    return TensorData((pixels.contiguous(), y), info, dynamic_binarize if keep_continuous else None)
+    # dynamic train split: fresh draws for training, and fixed-seed draws (never grey pixels) for evaluation
+    transform = dynamic_binarize if keep_continuous else None
+    return TensorData((pixels.contiguous(), y), info, transform, eval_transform=transform)
 
 
 def split_train_val(n: int, n_val: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

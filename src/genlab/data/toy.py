@@ -87,15 +87,22 @@ def checkerboard_cells() -> list[tuple[float, float]]:
 
 def checkerboard_log_density(x: torch.Tensor, noise: float) -> torch.Tensor:
     """Uniform density 1/32 on the 8 squares, convolved with N(0, noise^2 I) when noise > 0:
-    p(x) = 1/8 sum_cells prod_d (1/2) [Phi((x_d - a_d)/s) - Phi((x_d - a_d - 2)/s)]."""
+    p(x) = 1/8 sum_cells prod_d (1/2) [Phi((x_d - a_d)/s) - Phi((x_d - a_d - 2)/s)].
+
+    Without noise the squares are taken closed, p(x) = 1/32 on their union (edges and corners included,
+    counted once): edges have measure zero, so this is the same density, and a point that float32 rounds
+    onto an edge keeps a finite log-density (with half-open squares it got log 0 = -inf)."""
+    if noise <= 0:
+        inside = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+        for a, b in checkerboard_cells():
+            lo = torch.tensor([a, b], dtype=x.dtype, device=x.device)
+            inside |= ((x >= lo) & (x <= lo + 2)).all(-1)
+        return torch.where(inside, -math.log(32.0), -math.inf).to(x.dtype)
     total = torch.zeros(len(x), dtype=x.dtype, device=x.device)
+    normal = torch.distributions.Normal(0.0, 1.0)
     for a, b in checkerboard_cells():
         lo = torch.tensor([a, b], dtype=x.dtype, device=x.device)
-        if noise > 0:
-            normal = torch.distributions.Normal(0.0, 1.0)
-            box = normal.cdf((x - lo) / noise) - normal.cdf((x - lo - 2) / noise)
-        else:
-            box = ((x >= lo) & (x < lo + 2)).to(x.dtype)
+        box = normal.cdf((x - lo) / noise) - normal.cdf((x - lo - 2) / noise)
         total = total + box.prod(-1) / 4.0
     return torch.log(total / 8.0)
 

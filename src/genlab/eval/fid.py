@@ -28,6 +28,7 @@ from ..train.loop import Trainer
 from .evaluate import register_metric
 
 FID_SAMPLES = 2000          # samples vs reference images (fewer when the split is smaller)
+REFERENCE_SEED = 0          # draws the reference images: the same subset for every model and eval seed
 CLASSIFIER_VERSION = 1      # bump when the architecture or its training recipe changes
 
 
@@ -98,10 +99,11 @@ class Classifier(nn.Module):
         return loss, {}
 
 
-def classifier_recipe(n_train: int) -> dict:
-    """Training settings: more epochs for small sets, so the budget stays a few seconds on digits."""
+def classifier_recipe(n_train: int, progress: bool = True) -> dict:
+    """Training settings: more epochs for small sets, so the budget stays a few seconds on digits.
+    ``progress``: tqdm bars of the training (shown on a terminal only)."""
     epochs = 3 if n_train > 20000 else 15
-    return {"epochs": epochs, "batch_size": 64, "lr": 1e-3, "seed": 0, "progress": False,
+    return {"epochs": epochs, "batch_size": 64, "lr": 1e-3, "seed": 0, "progress": progress,
             "eval_every": 0, "log_every": 10_000, "device": "cpu"}
 
 
@@ -124,7 +126,7 @@ def classifier_path(data_name: str):
     return cache_dir() / "classifiers" / f"{data_name}.pt"
 
 
-def get_classifier(data_name: str, data_config) -> tuple[Classifier, float]:
+def get_classifier(data_name: str, data_config, progress: bool = True) -> tuple[Classifier, float]:
     """The dataset's local classifier and its test accuracy: loaded from the cache, else trained
     with genlab's trainer (deterministic, seed 0) and saved atomically."""
     train_data = unit_view(data_name, data_config, "train")
@@ -145,7 +147,7 @@ def get_classifier(data_name: str, data_config) -> tuple[Classifier, float]:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
             model = Classifier(info.shape, info.num_classes)
-            cfg = TrainConfig(**classifier_recipe(len(train_data)))
+            cfg = TrainConfig(**classifier_recipe(len(train_data), progress))
             print(f"training the local {data_name} classifier for FID ({cfg.epochs} epochs, once; cached in {path})",
                   file=sys.stderr)
             Trainer(model, train_data, cfg, distributed=False).fit()
@@ -176,32 +178,72 @@ def draw_samples(model, n: int, batch: int = 500) -> torch.Tensor:
     return out.clamp(0, 1)
 
 
-def sample_quality(run, split: str = "test", n: int = FID_SAMPLES, seed: int = 0, limit: int | None = None) -> dict:
-    """FID (local classifier features) and classifier scores of ``n`` samples vs ``n`` split images."""
-    classifier, acc = get_classifier(run.data_name, run.data_config)
-    reference = unit_view(run.data_name, run.data_config, split).tensors[0]
-    n = min(n, len(reference), limit or len(reference))
+def reference_subset(images: torch.Tensor, n: int, seed: int = REFERENCE_SEED) -> torch.Tensor:
+    """``n`` images drawn at random without replacement with a fixed seed (the same for every model and
+    every eval seed), in their original order: a fair reference set (the first n need not be typical)."""
+    if n >= len(images):
+        return images
+    index = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:n]
+    return images[index.sort().values]
+
+
+def sample_quality(run, split: str = "test", n: int = FID_SAMPLES, seed: int = 0, limit: int | None = None,
+                   real_floor: bool = True, data_dir: str | None = None, progress: bool = True) -> dict:
+    """FID (local classifier features) and classifier scores of ``n`` samples vs ``n`` split images drawn
+    at random with the fixed ``REFERENCE_SEED``; with ``real_floor``, ``fid_real_floor``: the FID of ``n``
+    real images of another split against the same reference set, the value a perfect sampler would get
+    at this size (FID is biased upwards for finite n); the real images come from the train split (from
+    the test split when ``split`` is train)."""
+    config = _with_data_dir(run.data_config, data_dir)
+    classifier, acc = get_classifier(run.data_name, config, progress=progress)
+    images = unit_view(run.data_name, config, split).tensors[0]
+    n = min(n, len(images), limit or len(images))
+    reference = reference_subset(images, n)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         samples = draw_samples(run.model, n)
     if tuple(samples.shape[1:]) != tuple(reference.shape[1:]):
         raise GenlabError(f"samples have shape {tuple(samples.shape[1:])} but the data {tuple(reference.shape[1:])}")
     f_gen, p_gen = features_and_probs(classifier, samples)
-    f_ref, p_ref = features_and_probs(classifier, reference[:n])
-    fid = frechet_distance(*gaussian_stats(f_gen), *gaussian_stats(f_ref))
-    return {"fid": fid, "fid_samples": n, "classifier_score": classifier_score(p_gen),
-            "classifier_score_data": classifier_score(p_ref), "classifier_test_acc": acc}
+    f_ref, p_ref = features_and_probs(classifier, reference)
+    ref_stats = gaussian_stats(f_ref)
+    out = {"fid": frechet_distance(*gaussian_stats(f_gen), *ref_stats), "fid_samples": n}
+    if real_floor:
+        other = "test" if split == "train" else "train"
+        real = reference_subset(unit_view(run.data_name, config, other).tensors[0], n, REFERENCE_SEED + 1)
+        out["fid_real_floor"] = frechet_distance(*gaussian_stats(features_and_probs(classifier, real)[0]), *ref_stats)
+    return out | {"classifier_score": classifier_score(p_gen), "classifier_score_data": classifier_score(p_ref),
+                  "classifier_test_acc": acc}
+
+
+def _with_data_dir(data_config, data_dir: str | None):
+    if data_dir and "data_dir" in {f.name for f in dataclasses.fields(data_config)}:
+        return dataclasses.replace(data_config, data_dir=data_dir)
+    return data_config
 
 
 @register_metric("fid")
 def fid_metric(run, data: TensorData, options: dict) -> dict | None:
-    """``genlab eval`` hook: for image models that can sample; None for anything else."""
+    """``genlab eval`` hook: for image models that can sample; None for anything else, or when
+    ``options["fid"]`` is False (the user skipped FID)."""
+    if options.get("fid") is False:
+        return None
     if data.info.kind != "image" or not hasattr(run.model, "sample") or not data.info.num_classes:
         return None
     split = options.get("split", "test")
     return sample_quality(run, split, options.get("fid_samples", FID_SAMPLES), options.get("seed", 0),
-                          limit=len(data))
+                          limit=len(data), real_floor=options.get("fid_real_floor", True),
+                          data_dir=options.get("data_dir"), progress=options.get("progress", True))
+
+
+def prepare_fid(dataset_name: str, data_dir: str | None = None, progress: bool = True) -> dict:
+    """Train (once) and cache the local FID classifier of ``dataset_name`` (``genlab data prepare-fid``),
+    so that a later ``genlab eval`` does not pause to train it. Returns its cache path and test accuracy."""
+    from ..data.registry import data_config
+    config = data_config(dataset_name, {"data_dir": data_dir} if data_dir else {})
+    _, acc = get_classifier(dataset_name, config, progress=progress)
+    return {"dataset": dataset_name, "classifier": str(classifier_path(dataset_name)), "test_accuracy": acc}
 
 
 __all__ = ["Classifier", "classifier_score", "frechet_distance", "gaussian_stats", "get_classifier",
-           "sample_quality", "FID_SAMPLES"]
+           "prepare_fid", "reference_subset", "sample_quality", "FID_SAMPLES", "REFERENCE_SEED"]

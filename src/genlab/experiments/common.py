@@ -1,21 +1,34 @@
-"""What the experiments share: the data choice, snapshot callbacks, and a one-thread mode."""
+"""What the experiments share: values declared for full and quick runs, snapshot callbacks, test
+batches, metrics and the relative paths a summary lists."""
 from __future__ import annotations
 
-import functools
+from collections.abc import Callable
 from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 
-
-def mnist_or_digits(quick: bool, data_dir: str | None) -> tuple[str, dict]:
-    """Full runs use MNIST (a local folder when given, else a checked download); quick runs the
-    bundled digits."""
-    return ("digits", {}) if quick else ("mnist", {"data_dir": data_dir} if data_dir else {})
+from ..eval.evaluate import evaluate
+from .registry import Context, Setting
 
 
-def snapshots(epochs, draw):
-    """A trainer callback calling ``draw(model, epoch)`` in eval mode under a fixed seed, before training
-    (epoch 0) and after each epoch listed in ``epochs``."""
+@dataclass(frozen=True)
+class Both:
+    """A value declared for full runs and for ``--quick`` runs (e.g. snapshot epochs, sample sizes):
+    ``Both(full=[0, 10, 80], quick=[0, 2, 6])(ctx)``."""
+    full: Any
+    quick: Any
+
+    def __call__(self, ctx: Context | bool) -> Any:
+        """The value for ``ctx`` (a context, or the quick flag itself: ``Experiment.runs`` may be a ``Both``)."""
+        return self.quick if (ctx if isinstance(ctx, bool) else ctx.quick) else self.full
+
+
+def snapshots(epochs, draw: Callable) -> Callable:
+    """A trainer callback calling ``draw(trainer, epoch)`` with the model in eval mode under a fixed
+    seed, before training (epoch 0) and after each epoch listed in ``epochs``."""
     wanted = set(epochs)
 
     def callback(trainer, event):
@@ -26,9 +39,41 @@ def snapshots(epochs, draw):
             model.eval()
             with torch.no_grad(), torch.random.fork_rng(devices=[]):
                 torch.manual_seed(0)
-                draw(model, epoch)
+                draw(trainer, epoch)
             model.train(was_training)
     return callback
+
+
+def snapshot_callbacks(epochs: Both, draw: Callable) -> Callable[[Context, Setting], list]:
+    """``Experiment.callbacks``: ``draw(ctx, setting, trainer, epoch)`` at the declared epochs
+    (``trainer.model`` is the model, ``trainer.val_data`` its held-out images)."""
+    def make(ctx: Context, s: Setting) -> list:
+        return [snapshots(epochs(ctx), lambda trainer, epoch: draw(ctx, s, trainer, epoch))]
+    return make
+
+
+def device_of(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+def held_out(trainer, n: int) -> torch.Tensor:
+    """The first ``n`` validation images of a run in training (the same ones at every snapshot)."""
+    return trainer.val_data.tensors[0][:n].to(device_of(trainer.model))
+
+
+def test_metrics(run, digits: int = 4, **options) -> dict:
+    """The run's test metrics (no extra metrics), rounded; ``options`` go to its eval config."""
+    record = evaluate(run, options=options, extras=False)
+    return {k: round(float(v), digits) for k, v in record["metrics"].items() if isinstance(v, (int, float))}
+
+
+def relative(ctx: Context, paths) -> list[str]:
+    return [str(Path(p).relative_to(ctx.out)) for p in paths if p is not None]
+
+
+def target(description: str, met: bool) -> dict:
+    """The two entries of a summary that states a target."""
+    return {"target": description, "target_met": bool(met)}
 
 
 @contextmanager
@@ -41,14 +86,3 @@ def single_thread():
         yield
     finally:
         torch.set_num_threads(before)
-
-
-def one_thread_when_quick(fn):
-    """Decorator for an experiment ``fn(out, quick, data_dir)``: ``single_thread`` in quick mode."""
-    @functools.wraps(fn)
-    def wrapper(out, quick, data_dir):
-        if not quick:
-            return fn(out, quick, data_dir)
-        with single_thread():
-            return fn(out, quick, data_dir)
-    return wrapper

@@ -1,41 +1,42 @@
-"""Experiments of the flow family: the instantaneous change of variables checked numerically,
-exact vs Hutchinson traces, and flows / CNFs trained on toy sets and images."""
+"""Experiments of the flow family, as declarations: the instantaneous change of variables checked
+numerically, exact vs Hutchinson traces, and flows / CNFs trained on toy sets and images."""
 from __future__ import annotations
 
 import math
-import time
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..models.cnf import (AugmentedDynamics, ConcatField, draw_probe, exact_trace, hutchinson_trace,
-                          hutchinson_variance, integrate)
+from ..eval.data_nll import data_nll
+from ..models.cnf import (
+    AugmentedDynamics,
+    ConcatField,
+    draw_probe,
+    exact_trace,
+    hutchinson_trace,
+    hutchinson_variance,
+    integrate,
+)
+from ..viz import make_figures
 from ..viz.figures import line_plot
-from .registry import register_experiment
+from .common import Both, relative, target, test_metrics
+from .registry import Context, Experiment, Setting, declare
 
 FAMILY = "flows"
 
 
-def train_and_eval(out: Path, model: str, data: str, data_options: dict, **options) -> dict:
-    """Train ``model`` on ``data`` into ``out/runs/MODEL-DATA``, draw its figures, return test metrics."""
-    import genlab
-    from ..eval import evaluate
-    from ..viz import make_figures
-    run_dir = out / "runs" / f"{model}-{data}"
-    start = time.perf_counter()
-    run = genlab.train(model, data, run_dir, data_options=data_options, progress=False, **options)
-    train_time = time.perf_counter() - start
-    metrics = evaluate(run, extras=False)["metrics"]
-    from ..eval.data_nll import data_nll
-    metrics |= data_nll(run, run.data("test"), {}) or {}
-    make_figures(run, out / "figures" / f"{model}-{data}")
-    row = {"model": model, "data": data, "epochs": run.state.epoch, "train_time_s": round(train_time, 2)}
-    row |= {k: round(float(v), 4) for k, v in metrics.items()}
+def flow_row(ctx: Context, name: str, run) -> dict:
+    """A trained run's test metrics, with the true density's NLL and the gap to it when the data's
+    density is known; draws the run's figures into ``figures/NAME``."""
+    true = data_nll(run, run.data("test"), {}) or {}
+    metrics = test_metrics(run) | {k: round(float(v), 4) for k, v in true.items()}
+    figures = make_figures(run, ctx.figures / name)
+    row = {"setting": name, "model": run.model_name, "data": run.data_name, "epochs": run.state.epoch,
+           "train_time_s": round(sum(r["time_s"] for r in run.state.history), 2), **metrics}
     if "data_nll_nats" in row:
         row["gap_nats"] = round(row["nll_nats"] - row["data_nll_nats"], 4)
-    return row
+    return row | {"figures": relative(ctx, figures)}
 
 
 # ----------------------------------------------------------------- cnf-change-of-variables
@@ -94,79 +95,116 @@ def hutchinson_study(dim: int, probes: list[int], repeats: int, seed: int = 0) -
     return result
 
 
-@register_experiment("cnf-change-of-variables",
-                     "instantaneous change of variables d log p/dt = -tr(df/dz) checked against log|det| of "
-                     "the ODE map's autograd Jacobian; exact vs Hutchinson traces (000 P2)", FAMILY)
-def cnf_change_of_variables(out: Path, quick: bool, data_dir=None) -> dict:
+# points of the neural field, ODE solves of the Hutchinson mean, probe counts and repeats of the variance study
+COV_SIZES = Both(full={"points": 10, "solves": 200, "probes": [1, 2, 4, 8, 16, 32, 64, 128], "repeats": 400},
+                 quick={"points": 3, "solves": 20, "probes": [1, 2, 4, 8, 16, 32], "repeats": 60})
+COV_TOLERANCE = 1e-5
+
+
+def cnf_change_of_variables(ctx: Context) -> dict:
+    sizes = COV_SIZES(ctx)
     torch.manual_seed(0)
     T = 1.0
     # 1. linear field: delta(T) = -T tr(A)
     a = torch.randn(2, 2, dtype=torch.float64) * 0.7
     x = torch.randn(4, 2, dtype=torch.float64)
-    linear = (delta_along_ode(LinearField(a), x, T) - (-T * torch.trace(a))).abs().max()
+    linear = float((delta_along_ode(LinearField(a), x, T) - (-T * torch.trace(a))).abs().max())
     # 2. a neural field: delta(T) vs -log|det d phi_T/dx|
     field = ConcatField(2, (32, 32), "tanh").double()
-    x = torch.randn(3 if quick else 10, 2, dtype=torch.float64) * 1.5
+    x = torch.randn(sizes["points"], 2, dtype=torch.float64) * 1.5
     delta = delta_along_ode(field, x, T)
     logdet = flow_map_logdet(field, x, T)
+    neural = float((delta + logdet).abs().max())
     # 3. Hutchinson along the whole ODE: the mean over solves approaches the exact delta(T)
-    solves = 20 if quick else 200
+    solves = sizes["solves"]
     hutch = torch.stack([delta_along_ode(field, x, T, "hutchinson", draw_probe(x.shape, "rademacher").double(),
                                          1e-6, 1e-8) for _ in range(solves)])
+    std_error = hutch.std(0) / math.sqrt(solves)
+    hutch_z = float(((hutch.mean(0) - delta).abs() / std_error).max())
     # 4. variance vs number of probes
-    probes = [1, 2, 4, 8, 16, 32] if quick else [1, 2, 4, 8, 16, 32, 64, 128]
-    study = hutchinson_study(16, probes, 60 if quick else 400)
+    probes = sizes["probes"]
+    study = hutchinson_study(16, probes, sizes["repeats"])
     series = {f"{k} (empirical)": (probes, study[k]["variance"]) for k in ("rademacher", "gaussian")}
     series |= {f"{k} (2||S||_F^2 / m)" if k == "gaussian" else f"{k} (theory / m)":
                (probes, study[k]["theory_variance"]) for k in ("rademacher", "gaussian")}
-    fig = line_plot(series, out / "figures" / "hutchinson_variance.png", logx=True, logy=True,
-                    title=f"Hutchinson trace estimator, D={study['dim']}", xlabel="probes m", ylabel="variance")
+    fig = line_plot(series, ctx.figures / "hutchinson_variance.png", logx=True, logy=True,
+                    title=f"Hutchinson trace estimator, D={study['dim']}: variance vs probes",
+                    xlabel="probes m", ylabel="variance of the estimate",
+                    note=f"{sizes['repeats']} repeats per point" if ctx.quick else "")
     return {
-        "linear_field_max_abs_error": float(linear),
+        "linear_field_max_abs_error": linear,
         "neural_field": {"delta_T": delta.tolist(), "minus_logdet_jacobian": (-logdet).tolist(),
-                         "max_abs_error": float((delta + logdet).abs().max())},
-        "hutchinson_delta": {"solves": solves, "mean": hutch.mean(0).tolist(),
-                             "std_error": (hutch.std(0) / math.sqrt(solves)).tolist()},
-        "hutchinson_variance": study, "figures": [str(fig.relative_to(out))],
+                         "max_abs_error": neural},
+        "hutchinson_delta": {"solves": solves, "mean": hutch.mean(0).tolist(), "std_error": std_error.tolist(),
+                             "max_z_score": hutch_z},
+        "hutchinson_variance": study,
+        **target(f"ODE log-density change equals -T tr(A) and -log|det J| to {COV_TOLERANCE}; the Hutchinson "
+                 f"mean within 4 standard errors of it", linear < COV_TOLERANCE and neural < COV_TOLERANCE
+                 and hutch_z < 4),
+        "figures": relative(ctx, [fig]),
     }
+
+
+declare(Experiment(
+    "cnf-change-of-variables", FAMILY,
+    "instantaneous change of variables d log p/dt = -tr(df/dz) checked against log|det| of the ODE map's autograd "
+    "Jacobian; exact vs Hutchinson traces (000 P2)",
+    analyze=cnf_change_of_variables))
 
 
 # ----------------------------------------------------------------- training experiments
 TOY_2D = ["8gaussians", "checkerboard", "gmm2d", "moons", "circles", "pinwheel", "2spirals"]
+FLOW = {"n": 10000, "epochs": 60, "batch_size": 256, "lr": 3e-3, "eval_every": 0}
 
 
-@register_experiment("flow-toy", "invertible-MLP (003 P4) and RealNVP flows on the toy sets: test NLL vs the "
-                     "true density's, density maps, samples, transformations", FAMILY)
-def flow_toy(out: Path, quick: bool, data_dir=None) -> dict:
-    sets = ["8gaussians"] if quick else TOY_2D + ["gmm1d"]
-    n, epochs = (2000, 15) if quick else (10000, 60)
-    rows = []
-    for data in sets:
-        for model in ("invertible-mlp", "realnvp"):
-            if model == "realnvp" and data == "gmm1d":
-                continue
-            rows.append(train_and_eval(out, model, data, {"n": n}, epochs=epochs, batch_size=256, lr=3e-3,
-                                       eval_every=0))
-    return {"results": rows}
+def flow_results(ctx: Context) -> dict:
+    rows = [flow_row(ctx, name, run) for name, run in ctx.runs.items()]
+    gaps = [r["gap_nats"] for r in rows if "gap_nats" in r and r["model"] == "realnvp"]
+    return {"results": rows,
+            **target("every RealNVP within 0.25 nats of the true density's NLL",
+                     bool(gaps) and max(gaps) <= 0.25)}
 
 
-@register_experiment("cnf-toy", "continuous normalizing flow (FFJORD) on the toy sets, exact trace in 2-D", FAMILY)
-def cnf_toy(out: Path, quick: bool, data_dir=None) -> dict:
-    sets = ["8gaussians"] if quick else ["8gaussians", "checkerboard", "gmm2d", "moons", "pinwheel", "2spirals"]
-    n, epochs = (500, 3) if quick else (5000, 40)
-    opts = dict(hidden=(32, 32), steps=4) if quick else dict(hidden=(64, 64, 64), steps=8)
-    rows = [train_and_eval(out, "cnf", data, {"n": n}, epochs=epochs, batch_size=256, lr=3e-3, eval_every=0, **opts)
-            for data in sets]
-    return {"results": rows}
+declare(Experiment(
+    "flow-toy", FAMILY,
+    "invertible-MLP (003 P4) and RealNVP flows on the toy sets: test NLL vs the true density's, density maps, "
+    "samples, transformations",
+    runs=Both(
+        full=[Setting(f"{model}-{data}", model, FLOW, data=data)
+              for data in [*TOY_2D, "gmm1d"] for model in ("invertible-mlp", "realnvp")
+              if not (model == "realnvp" and data == "gmm1d")],
+        quick=[Setting("invertible-mlp-gmm1d", "invertible-mlp", {**FLOW, "n": 2000, "epochs": 20, "batch_size": 128},
+                       data="gmm1d"),
+               Setting("realnvp-8gaussians", "realnvp", {**FLOW, "n": 2000, "epochs": 20, "batch_size": 128},
+                       data="8gaussians")]),
+    analyze=flow_results, one_thread_quick=True,
+    quick_note="one set per model: the invertible MLP on the 1-D mixture (in 2-D a stack of triangular LeakyReLU "
+               "layers is piecewise linear and cannot split mass into 8 modes) and RealNVP on 8 Gaussians"))
 
 
-@register_experiment("flow-mnist", "RealNVP on MNIST (quick: digits): uniform dequantization, logit transform, "
-                     "bits/dim of the 8-bit (digits: 17-level) discrete data", FAMILY)
-def flow_mnist(out: Path, quick: bool, data_dir=None) -> dict:
-    if quick:
-        data, dopts, opts = "digits", {}, dict(epochs=3, channels=16, couplings=4)
-    else:
-        data, dopts, opts = "mnist", {"data_dir": data_dir}, dict(epochs=5, channels=32, couplings=8)
-    row = train_and_eval(out, "realnvp", data, dopts, batch_size=64, lr=1e-3, eval_every=0, **opts)
-    return {"results": [row], "bpd_convention": "(-log p(u) + D log L) / (D log 2), u = (k + U)/L uniformly "
-                                               "dequantized, L grey levels (256 for MNIST, 17 for digits)"}
+CNF = {"n": 5000, "epochs": 40, "batch_size": 256, "lr": 3e-3, "eval_every": 0, "hidden": (64, 64, 64), "steps": 8}
+
+declare(Experiment(
+    "cnf-toy", FAMILY, "continuous normalizing flow (FFJORD) on the toy sets, exact trace in 2-D",
+    runs=Both(
+        full=[Setting(f"cnf-{data}", "cnf", CNF, data=data)
+              for data in ["8gaussians", "checkerboard", "gmm2d", "moons", "pinwheel", "2spirals"]],
+        quick=[Setting("cnf-8gaussians", "cnf", {**CNF, "n": 2000, "epochs": 10, "hidden": (64, 64), "steps": 4},
+                       data="8gaussians")]),
+    analyze=lambda ctx: {"results": [flow_row(ctx, name, run) for name, run in ctx.runs.items()]},
+    one_thread_quick=True, quick_note="one set (8 Gaussians), a smaller field and 4 solver steps"))
+
+
+def flow_mnist(ctx: Context) -> dict:
+    return {"results": [flow_row(ctx, name, run) for name, run in ctx.runs.items()],
+            "bpd_convention": "(-log p(u) + D log L) / (D log 2), u = (k + U)/L uniformly dequantized, L grey levels "
+                              "(256 for MNIST, 17 for digits)"}
+
+
+declare(Experiment(
+    "flow-mnist", FAMILY,
+    "RealNVP on MNIST (quick: digits): uniform dequantization, logit transform, bits/dim of the 8-bit "
+    "(digits: 17-level) discrete data",
+    runs=[Setting("realnvp", "realnvp", {"epochs": 5, "channels": 32, "couplings": 8, "batch_size": 64, "lr": 1e-3,
+                                         "eval_every": 0}, quick={"epochs": 3, "channels": 16, "couplings": 4})],
+    analyze=flow_mnist, quick_note="3 epochs of a small RealNVP on 8x8 digits (17 grey levels)"))

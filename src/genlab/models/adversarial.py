@@ -7,6 +7,11 @@ prior p(z), 0 <= lambda <= 1 (001 Eq. 15):
   V(D, E)  = E_p(x)[log(1 - D(E(x)))] + E_p(z)[log D(z)]              (Eqs. 16, 17)
   Rec(R,E) = E_p(x)[||x - R(E(x))||^2]                                (Eq. 18, mean over pixels here)
 
+Pixels as the course scales them: x in [-1, 1] and a tanh decoder (``output="tanh"``, the default), so
+that Rec is the course's reconstruction loss (its reference: below 0.05 for z=8, lambda=0.995) and
+lambda weighs it as the course means; ``output="sigmoid"`` keeps x in [0, 1] (Rec a quarter as large).
+The model's public ``encode``/``decode``/``sample`` take and give images in [0, 1] either way.
+
 Training follows the seed's two phases on every batch: reconstruction (E and R minimise
 lambda * Rec), then regularization: the discriminator minimises (1 - lambda) * BCE(prior codes
 real, encoder codes fake) = -(1 - lambda) V, then the encoder minimises (1 - lambda) times the
@@ -31,10 +36,10 @@ from torch import nn
 from ..config import field, require
 from ..data.registry import DataInfo
 from ..errors import ConfigError
-from ..nn import mlp
+from ..nn.blocks import build_decoder, build_encoder, mlp
 from . import fdiv
 from .base import GenerativeModel, register_model
-from .vae import build_decoder, build_encoder, log_normal_pdf, reparameterize
+from .densities import log_normal_pdf, reparameterize
 
 Act = Literal["auto", "relu", "gelu", "leaky_relu", "tanh", "silu"]
 
@@ -100,9 +105,14 @@ class AAEConfig:
     schedule: Literal["phased", "joint"] = field(
         "phased", "phased: reconstruction, discriminator, generator steps (001 2.2); joint: one E/R step on Eq. 15")
     act: Act = field("auto", "activation (auto: relu for mlp, gelu for cnn)")
+    output: Literal["tanh", "sigmoid"] = field(
+        "tanh", "decoder output and pixel scale of Eq. 18: tanh on pixels mapped to [-1, 1] (the course, 001 "
+        "Eq. 15) or sigmoid on [0, 1]")
 
     def validate(self):
         require(self.z_dim > 0, f"z_dim must be positive, got {self.z_dim}")
+        require(all(h > 0 for h in (*self.hidden, *self.disc_hidden)), "hidden and disc_hidden sizes must be positive")
+        require(self.channels > 0, f"channels must be positive, got {self.channels}")
         require(0.0 <= self.lam <= 1.0, f"lam must be in [0, 1], got {self.lam}")
         require(self.noise_dim > 0 and self.components > 0, "noise_dim and components must be positive")
         require(self.radius >= 0 and self.component_std > 0, "radius must be >= 0 and component_std > 0")
@@ -129,16 +139,22 @@ class AAE(GenerativeModel):
             if c.arch == "cnn":
                 raise ConfigError("the universal encoder is an MLP on [x, noise]; use --arch mlp")
         else:
-            self.encoder_net = build_encoder(c.arch, data_info, enc_out, c.hidden, c.channels, c.activation)
-        self.decoder_net = build_decoder(c.arch, data_info, c.z_dim, 1, c.hidden, c.channels, c.activation)
+            self.encoder_net = build_encoder(c.arch, data_info.shape, enc_out, c.hidden, c.channels, c.activation)
+        self.decoder_net = build_decoder(c.arch, data_info.shape, c.z_dim, 1, c.hidden, c.channels, c.activation)
         self.discriminator = mlp([c.z_dim, *c.disc_hidden, 1], "leaky_relu")
         self.prior = (MixturePrior(c.z_dim, c.components, c.radius, c.component_std) if c.prior == "mixture"
                       else NormalPrior(c.z_dim))
 
     # ------------------------------------------------------------- parts
+    def to_model_scale(self, x: torch.Tensor) -> torch.Tensor:
+        """Images in [0, 1] -> the scale the networks and Eq. 18 work on: 2x - 1 (tanh) or x (sigmoid)."""
+        return 2 * x - 1 if self.config.output == "tanh" else x
+
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """A code z ~ q(z|x): E(x) (deterministic), mu + sigma * eps (Gaussian), E([x, eps]) (universal)."""
+        """A code z ~ q(z|x) of images x in [0, 1]: E(x) (deterministic), mu + sigma * eps (Gaussian),
+        E([x, eps]) (universal)."""
         c = self.config
+        x = self.to_model_scale(x)
         if c.encoder == "universal":
             eps = torch.randn(len(x), c.noise_dim, device=x.device)
             return self.encoder_net[1](torch.cat([x.flatten(1), eps], 1))
@@ -148,8 +164,15 @@ class AAE(GenerativeModel):
             return reparameterize(mu, logvar.clamp(-30.0, 20.0)) if self.training else mu
         return out
 
+    def decode_scaled(self, z: torch.Tensor) -> torch.Tensor:
+        """R(z) on the model's scale: tanh(.) in [-1, 1] or sigmoid(.) in [0, 1]."""
+        out = self.decoder_net(z).view(-1, *self.data_info.shape)        # [B, D] -> [B, *shape]
+        return torch.tanh(out) if self.config.output == "tanh" else torch.sigmoid(out)
+
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.decoder_net(z)).view(-1, *self.data_info.shape)
+        """R(z) as an image in [0, 1]."""
+        r = self.decode_scaled(z)
+        return (r + 1) / 2 if self.config.output == "tanh" else r
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(x))
@@ -165,8 +188,8 @@ class AAE(GenerativeModel):
 
     # ------------------------------------------------------------- the three terms of Eq. 15
     def reconstruction_error(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """Eq. 18 per example: ||x - R(z)||^2 averaged over pixels."""
-        return ((x - self.decode(z)) ** 2).flatten(1).mean(-1)
+        """Eq. 18 per example: ||x - R(z)||^2 averaged over pixels, on the model's scale ([-1, 1] for tanh)."""
+        return ((self.to_model_scale(x) - self.decode_scaled(z)) ** 2).flatten(1).mean(-1)
 
     def discriminator_loss(self, z_fake: torch.Tensor, z_real: torch.Tensor) -> torch.Tensor:
         """-V(D, E) = BCE(D(z_prior), 1) + BCE(D(E(x)), 0) = -E[log D(z)] - E[log(1 - D(E(x)))] (Eqs. 16-17)."""
@@ -206,9 +229,13 @@ class AAE(GenerativeModel):
         raise ValueError(f"unknown phase {phase!r}")
 
     def eval_metrics(self, batch, **options):
+        """Per example [B]: ``rec_mse`` (Eq. 18 on the model's scale, the training loss), ``rec_mse_pm1``
+        (pixels on [-1, 1]: the course's reconstruction loss, reference below 0.05), ``rec_mse_01``
+        (pixels on [0, 1], a quarter of it) and ``d_accuracy`` when there is a discriminator."""
         x = batch[0]
         z = self.encode(x)
-        out = {"rec_mse": self.reconstruction_error(x, z)}
+        mse01 = ((x - self.decode(z)) ** 2).flatten(1).mean(-1)
+        out = {"rec_mse": self.reconstruction_error(x, z), "rec_mse_pm1": 4 * mse01, "rec_mse_01": mse01}
         if self.config.lam < 1.0:
             real = self.discriminate(self.prior.sample(len(x), x.device))
             out["d_accuracy"] = 0.5 * ((real > 0).float() + (self.discriminate(z) < 0).float())
@@ -264,6 +291,8 @@ class GANConfig:
 
     def validate(self):
         require(self.z_dim > 0, f"z_dim must be positive, got {self.z_dim}")
+        require(all(h > 0 for h in self.hidden), f"hidden sizes must be positive, got {self.hidden}")
+        require(self.channels > 0, f"channels must be positive, got {self.channels}")
         require(all(0 <= b < 1 for b in self.gan_betas), "gan_betas must be in [0, 1)")
 
 
@@ -287,11 +316,11 @@ class GAN(GenerativeModel):
 
     def generate(self, z: torch.Tensor) -> torch.Tensor:
         """x = G(z), pixels in [0, 1]."""
-        return torch.sigmoid(self.generator(z)).view(-1, *self.data_info.shape)
+        return torch.sigmoid(self.generator(z)).view(-1, *self.data_info.shape)     # [B, D] -> [B, *shape]
 
     def critic(self, x: torch.Tensor) -> torch.Tensor:
         """The discriminator's raw output v (for "gan": D(x) = sigmoid(v))."""
-        return self.discriminator(x).view(-1)
+        return self.discriminator(x).view(-1)                                       # [B, 1] -> [B]
 
     def noise(self, n: int, device) -> torch.Tensor:
         return torch.randn(n, self.config.z_dim, device=device)

@@ -27,7 +27,9 @@ from ..config import field, require
 from ..data.registry import DataInfo
 from ..nn.blocks import activation
 from .base import register_model
-from .flows import ExactLikelihoodModel, LogitTransform, standard_normal_log_prob
+from .bijections import LogitTransform
+from .densities import bits_per_dim, dequantized_nll, standard_normal_log_prob, to_levels
+from .exact import ExactLikelihoodModel
 
 
 # ----------------------------------------------------------------- traces of the Jacobian
@@ -134,7 +136,8 @@ class CNFConfig:
     trace: Literal["auto", "exact", "hutchinson"] = field("auto", "divergence estimator in training "
                                                           "(auto: exact up to 8 dimensions)")
     probe: Literal["rademacher", "gaussian"] = field("rademacher", "Hutchinson probe distribution")
-    solver: Literal["dopri5", "rk4", "midpoint", "euler"] = field("rk4", "ODE solver (torchdiffeq method)")
+    solver: Literal["dopri5", "rk4", "midpoint", "euler"] = field("rk4", "ODE solver of training, sampling and "
+                                                                  "figures (torchdiffeq method)")
     steps: int = field(8, "steps of fixed-step solvers over [0, T]")
     rtol: float = field(1e-5, "dopri5 relative tolerance")
     atol: float = field(1e-5, "dopri5 absolute tolerance")
@@ -148,8 +151,22 @@ class CNFConfig:
         require(all(h > 0 for h in self.hidden), "hidden sizes must be positive")
 
 
+@dataclass
+class CNFEvalConfig:
+    solver: Literal["dopri5", "rk4", "midpoint", "euler"] = field(
+        "dopri5", "ODE solver of the evaluated log-likelihood (adaptive by default: a fixed-step solver's "
+        "density need not integrate to 1)")
+    rtol: float = field(1e-6, "relative tolerance of the evaluation's adaptive solver")
+    atol: float = field(1e-6, "absolute tolerance of the evaluation's adaptive solver")
+    steps: int = field(32, "steps of a fixed-step evaluation solver over [0, T]")
+
+    def validate(self):
+        require(self.rtol > 0 and self.atol > 0, "rtol and atol must be positive")
+        require(self.steps >= 1, "steps must be >= 1")
+
+
 @register_model("cnf", CNFConfig, "continuous normalizing flow (FFJORD): neural ODE, exact or Hutchinson trace",
-                data_defaults={}, default_data="8gaussians")
+                data_defaults={}, default_data="8gaussians", eval_config=CNFEvalConfig)
 class CNF(ExactLikelihoodModel):
     def __init__(self, config: CNFConfig, data_info: DataInfo):
         super().__init__(config, data_info)
@@ -159,28 +176,46 @@ class CNF(ExactLikelihoodModel):
         trace = config.trace if config.trace != "auto" else ("exact" if self.dims <= 8 else "hutchinson")
         self.dynamics = AugmentedDynamics(self.field, trace)
 
-    def _solve(self, state, t0: float, t1: float, times=None):
-        c = self.config
+    def _solve(self, state, t0: float, t1: float, times=None, solver: CNFEvalConfig | None = None):
+        c = solver or self.config
         times = torch.tensor([t0, t1]) if times is None else times
         return integrate(self.dynamics, state, times.to(state[0]), c.solver, c.rtol, c.atol, c.steps,
-                         c.adjoint and self.training)
+                         self.config.adjoint and self.training)
 
-    def flow_to_base(self, x: torch.Tensor, times=None):
-        """(z(t), delta(t)) along the ODE from z(0) = x (flattened) at ``times`` (default [0, T])."""
-        z0 = x.flatten(1)
+    def flow_to_base(self, x: torch.Tensor, times=None, solver: CNFEvalConfig | None = None):
+        """(z(t), delta(t)) along the ODE from z(0) = x (flattened) at ``times`` (default [0, T]);
+        ``solver`` (solver, rtol, atol, steps) overrides the training solver."""
+        z0 = x.flatten(1)                                          # [B, *shape] -> [B, D]
         if self.dynamics.trace == "hutchinson":
             self.dynamics.probe = draw_probe(z0.shape, self.config.probe, device=z0.device)
         self.dynamics.create_graph = torch.is_grad_enabled()
-        zs, deltas = self._solve((z0, z0.new_zeros(len(z0))), 0.0, self.config.T, times)
+        zs, deltas = self._solve((z0, z0.new_zeros(len(z0))), 0.0, self.config.T, times, solver)
         return zs, deltas
 
-    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        """log p(x) = log N(z(T); 0, I) - delta(T) (images: of the dequantized u, logit Jacobian included)."""
+    def log_prob(self, x: torch.Tensor, solver: CNFEvalConfig | None = None) -> torch.Tensor:
+        """log p(x) = log N(z(T); 0, I) - delta(T) (Chen et al. 2018, Eq. 4; images: of the dequantized u,
+        logit Jacobian included), solved with the training solver or ``solver``."""
         extra = 0.0
         if self.image:
             x, extra = self.logit(x)
-        zs, deltas = self.flow_to_base(x)
+        zs, deltas = self.flow_to_base(x, solver=solver)
         return standard_normal_log_prob(zs[-1]) - deltas[-1] + extra
+
+    def eval_metrics(self, batch, solver: str = "dopri5", rtol: float = 1e-6, atol: float = 1e-6, steps: int = 32,
+                     **options):
+        """Per-example ``nll_nats`` (and ``bpd``) [B], the ODE solved by the evaluation solver (adaptive
+        dopri5 with tolerances 1e-6 by default), not the training one."""
+        cfg = CNFEvalConfig(solver, rtol, atol, steps)
+        x = batch[0]
+        with torch.no_grad():
+            if not self.image:
+                nll = -self.log_prob(x, cfg)
+            else:
+                nll = dequantized_nll(lambda u: self.log_prob(u, cfg), to_levels(x, self.data_info), self.levels)
+        out = {"nll_nats": nll}
+        if self.image:
+            out["bpd"] = bits_per_dim(nll, self.data_info.shape)
+        return out
 
     @torch.no_grad()
     def trajectory(self, z_T: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
@@ -194,7 +229,7 @@ class CNF(ExactLikelihoodModel):
         z = torch.randn(n, self.dims, device=next(self.parameters()).device)
         x = self.trajectory(z, torch.tensor([self.config.T, 0.0]))[-1]
         if self.image:
-            x, _ = self.logit.inverse(x.view(n, *self.event_shape))
+            x, _ = self.logit.inverse(x.view(n, *self.event_shape))          # [n, D] -> [n, *shape]
             return x.clamp(0, 1)
         return x
 

@@ -6,6 +6,8 @@ from typing import Sequence
 
 from torch import nn
 
+from ..errors import ConfigError
+
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "leaky_relu": lambda: nn.LeakyReLU(0.2),
                "tanh": nn.Tanh, "silu": nn.SiLU, "softplus": nn.Softplus}
 
@@ -89,4 +91,28 @@ class ConvDecoder(nn.Module):
         )
 
     def forward(self, z):
-        return self.net(self.linear(z).view(-1, *self.start))
+        return self.net(self.linear(z).view(-1, *self.start))           # [B, prod(start)] -> [B, *start]
+
+
+# ----------------------------------------------------------------- encoder / decoder builders
+def build_encoder(arch: str, shape: Sequence[int], out_dim: int, hidden: Sequence[int], channels: int,
+                  act: str) -> nn.Module:
+    """An encoder from examples of ``shape`` to ``out_dim`` values: the CNN of 001 Q1.7
+    (:class:`ConvEncoder`, images (C,H,W) only) or an MLP on the flattened example."""
+    shape = tuple(shape)
+    if arch == "cnn":
+        if len(shape) != 3:
+            raise ConfigError(f"arch=cnn needs images (C,H,W); this data has shape {shape}. Use --arch mlp")
+        return ConvEncoder(shape, out_dim, channels, act)
+    return nn.Sequential(nn.Flatten(), mlp([math.prod(shape), *hidden, out_dim], act))
+
+
+def build_decoder(arch: str, shape: Sequence[int], in_dim: int, out_channels_per_pixel: int,
+                  hidden: Sequence[int], channels: int, act: str) -> nn.Module:
+    """A decoder producing ``out_channels_per_pixel`` values per data dimension, shaped
+    [B, out_channels_per_pixel * C, H, W] for images (cnn) or [B, out * D] (mlp, reshaped by the model)."""
+    shape = tuple(shape)
+    if arch == "cnn":
+        c, h, w = shape
+        return ConvDecoder(in_dim, (out_channels_per_pixel * c, h, w), channels, act)
+    return mlp([in_dim, *list(hidden)[::-1], out_channels_per_pixel * math.prod(shape)], act)

@@ -83,11 +83,3 @@ def all_true(flag: bool, info: DistInfo) -> bool:
     t = torch.tensor([0 if flag else 1])
     dist.all_reduce(t)
     return int(t.item()) == 0
-
-
-def shard(indices: torch.Tensor, info: DistInfo) -> torch.Tensor:
-    """This rank's share of an epoch's permutation; every rank gets the same count."""
-    if not info.enabled:
-        return indices
-    per_rank = len(indices) // info.world_size
-    return indices[info.rank: per_rank * info.world_size: info.world_size]

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from ..errors import GenlabError
 from .rundir import RunDir, dumps, write_json_atomic  # noqa: F401  (write_json_atomic re-exported)
 
 
@@ -76,6 +77,20 @@ class MetricsLogger:
 
 
 def read_jsonl(path: Path) -> list[dict]:
+    """The rows of a JSON-lines file. A last line cut short (a run killed or a disk filled mid-write) is
+    dropped, as resume drops it from the file; a damaged line elsewhere stops with one clear line."""
     if not Path(path).exists():
         return []
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    lines = [ln for ln in Path(path).read_text(errors="replace").splitlines() if ln.strip()]
+    rows = []
+    for i, line in enumerate(lines, 1):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            if i == len(lines):
+                break
+            raise GenlabError(f"{path}: line {i} is not valid JSON (was the file edited?); fix or delete "
+                              f"that line") from None
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows

@@ -24,7 +24,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ..errors import TrainingDiverged
+from ..errors import GenlabError, TrainingDiverged
 from ..models.base import Avg
 from . import checkpoint
 from .config import TrainConfig
@@ -192,19 +192,26 @@ class Trainer:
 
     def resume(self) -> "Trainer":
         """Continue from ``out/checkpoints/last.pt`` exactly where it stopped."""
-        ckpt = checkpoint.load(self.checkpoint_path)
-        self.model.load_state_dict(ckpt["model"])
-        for k, o in self.optimizers.items():
-            configured = [(g["base_lr"], g["weight_decay"]) for g in o.param_groups]
-            o.load_state_dict(ckpt["optimizers"][k])
-            for g, (lr, wd) in zip(o.param_groups, configured):   # a resumed run may lower the lr
-                g["base_lr"], g["lr"], g["weight_decay"] = lr, lr, wd
-        if self.ema is not None and ckpt.get("ema"):
-            self.ema.load_state_dict(ckpt["ema"])
-        self.state = TrainState(ckpt["epoch"], ckpt["step_in_epoch"], ckpt["global_step"],
-                                history=list(ckpt["history"]))
-        torch.set_rng_state(ckpt["rng"])
-        self._running, self._count = dict(ckpt["running"]), ckpt["running_count"]
+        ckpt = checkpoint.load(self.checkpoint_path, need=("model", "optimizers"))
+        config = self.out / "config.json"
+        checkpoint.load_weights(self.model, ckpt["model"], self.checkpoint_path, config)
+        try:
+            for k, o in self.optimizers.items():
+                configured = [(g["base_lr"], g["weight_decay"]) for g in o.param_groups]
+                o.load_state_dict(ckpt["optimizers"][k])
+                for g, (lr, wd) in zip(o.param_groups, configured):   # a resumed run may lower the lr
+                    g["base_lr"], g["lr"], g["weight_decay"] = lr, lr, wd
+            if self.ema is not None and ckpt.get("ema"):
+                self.ema.load_state_dict(ckpt["ema"])
+            self.state = TrainState(ckpt["epoch"], ckpt["step_in_epoch"], ckpt["global_step"],
+                                    history=list(ckpt["history"]))
+            torch.set_rng_state(ckpt["rng"])
+            self._running, self._count = dict(ckpt["running"]), ckpt["running_count"]
+        except (KeyError, ValueError, RuntimeError, TypeError) as e:   # optimizer / EMA / state do not fit
+            raise GenlabError(f"{self.checkpoint_path} cannot continue the run that {config} describes "
+                              f"({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else 'missing entry'}); "
+                              f"was config.json (its model or training settings) edited? Restore it, or "
+                              f"train again into a new folder") from None
         self.logger.truncate_after(self.state.global_step)
         self._saved = True
         return self

@@ -8,6 +8,7 @@ itself is owned by :class:`~genlab.train.rundir.RunDir`.
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,8 +43,12 @@ class Run:
     def data(self, split: str, data_dir: str | None = None):
         """A split of the run's dataset (``data_dir`` replaces the folder the run was trained from)."""
         cfg = self.data_config
-        if data_dir and any(f.name == "data_dir" for f in dataclasses.fields(cfg)):
-            cfg = dataclasses.replace(cfg, data_dir=data_dir)
+        if any(f.name == "data_dir" for f in dataclasses.fields(cfg)):
+            stored = cfg.data_dir
+            if data_dir:
+                cfg = dataclasses.replace(cfg, data_dir=data_dir)
+            elif stored and not Path(stored).expanduser().is_dir() and os.environ.get("GENLAB_DATA"):
+                cfg = dataclasses.replace(cfg, data_dir=None)   # the data moved: $GENLAB_DATA says where to
         return load_dataset(self.data_name, split, config=cfg)
 
     @property
@@ -122,9 +127,12 @@ def train(model: str, data: str | None = None, out: str | Path | None = None, *,
     if resume:
         return resume_run(out, callbacks=callbacks, step_hooks=step_hooks, **(train_options or {}))
     spec, data, mcfg, dcfg, tcfg = prepare(model, data, model_options, data_options, train_options, **options)
+    pick_device(tcfg.device)   # an unavailable --device stops here, before the folder is touched
     folder = RunDir(out) if out else None
     if folder is not None and _rank() == 0:   # under torchrun, rank 0 alone owns the folder
         folder.prepare_new(overwrite)
+    elif folder is not None:                    # the others refuse a taken folder by themselves
+        folder.check_new(overwrite)
     train_data, val_data = _load_splits(data, dcfg)
     torch.manual_seed(tcfg.seed)
     net = _build(spec, mcfg, train_data.info)
@@ -173,7 +181,10 @@ def _finish(trainer: Trainer, model: str, data: str, dcfg, tcfg, info: DataInfo)
         state = trainer.fit()
     except GenlabError as e:
         if folder is not None and trainer.dist.is_main:
-            _write_summary(folder, trainer, model, data, "failed", str(e), time.perf_counter() - start)
+            try:
+                _write_summary(folder, trainer, model, data, "failed", str(e), time.perf_counter() - start)
+            except GenlabError:   # e.g. the disk is full: the first error is the one to show
+                pass
         raise
     run = Run(trainer.out, trainer.eval_model, model, data, dcfg, tcfg, info, state)
     if folder is not None and trainer.dist.is_main:
@@ -208,16 +219,12 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> Run:
     except (TypeError, KeyError) as e:
         raise GenlabError(f"{folder.config}: the data_info entry is damaged ({e})") from None
     net = _build(spec, from_dict(spec.config, cfg["model_config"], where=f"{folder.config}"), info)
-    ckpt = checkpoint.load(folder.checkpoint)
-    weights = ckpt["ema"]["model"] if ckpt.get("ema") else ckpt["model"]
-    try:
-        net.load_state_dict(weights)
-    except RuntimeError as e:
-        first = str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else str(e)[:200]
-        raise GenlabError(f"{folder.checkpoint} does not match the model that {folder.config} describes "
-                          f"({first}); was config.json edited?") from None
+    ckpt = checkpoint.load(folder.checkpoint, need=("model",))
+    ema = ckpt.get("ema")
+    weights = ema["model"] if isinstance(ema, dict) and isinstance(ema.get("model"), dict) else ckpt["model"]
+    checkpoint.load_weights(net, weights, folder.checkpoint, folder.config)
     net.to(pick_device(device)).eval()
     dcfg = data_config(cfg["data"], cfg["data_config"])
     tcfg = from_dict(TrainConfig, cfg["train_config"], where=f"{folder.config}")
-    state = {k: ckpt[k] for k in ("epoch", "global_step", "history")}
+    state = {k: ckpt.get(k, [] if k == "history" else 0) for k in ("epoch", "global_step", "history")}
     return Run(folder.path, net, cfg["model"], cfg["data"], dcfg, tcfg, info, state)

@@ -88,7 +88,12 @@ class RunDir:
         return self.config.exists()
 
     def has_content(self) -> bool:
-        return self.path.is_dir() and any(self.path.iterdir())
+        """Anything in the folder but the empty layout that a failed start may have left."""
+        return self.path.is_dir() and bool(self._content())
+
+    def _content(self, ignore: tuple[str, ...] = ()) -> list[Path]:
+        empty_layout = lambda c: c.name in ("checkpoints", "figures", "samples") and c.is_dir() and not any(c.iterdir())  # noqa: E731
+        return [c for c in self.path.iterdir() if c.name not in ignore and not empty_layout(c)]
 
     # ---------------------------------------------------------------- creating
     def prepare_new(self, overwrite: bool = False) -> None:
@@ -99,14 +104,34 @@ class RunDir:
             raise GenlabError(f"--out {p} is a file, not a folder; choose another --out")
         if self.has_content():
             if not overwrite:
-                what = "a genlab run" if self.is_run() else "files"
-                raise GenlabError(f"{p} already holds {what}; continue it with `genlab train --resume {p}`, "
-                                  f"start it again with --overwrite, or choose another --out")
+                self._refuse_taken()
             if not self.is_run():
                 raise GenlabError(f"{p} holds files that are not a genlab run; --overwrite only replaces "
                                   f"run folders. Choose another --out")
             shutil.rmtree(p)
         self.ensure_layout()
+
+    def _refuse_taken(self) -> None:
+        p = self.path
+        what = "a genlab run" if self.is_run() else "files"
+        raise GenlabError(f"{p} already holds {what}; continue it with `genlab train --resume {p}`, "
+                          f"start it again with --overwrite, or choose another --out")
+
+    def check_new(self, overwrite: bool = False) -> None:
+        """The read-only part of :meth:`prepare_new`, for the other ranks under ``torchrun``: each worker
+        refuses a taken folder by itself and exits at once, instead of waiting for rank 0 in the process
+        group. What rank 0 may already have made (the empty layout) does not count."""
+        p = self.path
+        if p.exists() and not p.is_dir():
+            raise GenlabError(f"--out {p} is a file, not a folder; choose another --out")
+        if overwrite or not p.is_dir():
+            return
+        try:
+            taken = self._content(ignore=(".write-test",))
+        except OSError:   # rank 0 is changing the folder right now; it decides
+            return
+        if taken:
+            self._refuse_taken()
 
     def ensure_layout(self) -> None:
         try:
@@ -133,10 +158,12 @@ class RunDir:
             raise GenlabError(f"{self.path} is not a genlab run folder (no config.json); "
                               f"pass the --out folder of a `genlab train` run")
         cfg = read_json(self.config, "config")
-        for key in ("model", "data", "model_config", "data_config", "train_config", "data_info"):
-            if not isinstance(cfg.get(key), (str, dict)) or cfg.get(key) in ("", None):
-                raise GenlabError(f"{self.config}: the {key!r} entry is missing or empty; this file was "
-                                  f"edited or damaged, so the run cannot be rebuilt from it")
+        for key, kind in (("model", str), ("data", str), ("model_config", dict), ("data_config", dict),
+                          ("train_config", dict), ("data_info", dict)):
+            if not isinstance(cfg.get(key), kind) or cfg.get(key) in ("", None):
+                what = "a name" if kind is str else "a JSON object"
+                raise GenlabError(f"{self.config}: the {key!r} entry is missing, empty or not {what}; this file "
+                                  f"was edited or damaged, so the run cannot be rebuilt from it")
         return cfg
 
     def write_config(self, cfg: dict) -> None:

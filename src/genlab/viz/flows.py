@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .figures import _plt, _save
 from ..models.protocols import HasStages, HasTrajectory, LogProb, Samples, can
+from .figures import _plt, _save
 from .report import register_figures
 
 

@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .figures import scatter3d
 from ..models.protocols import Reconstructs, Samples, can
+from .figures import scatter3d
 from .report import register_figures
 
 
@@ -19,15 +19,16 @@ def is_point_cloud_model(run) -> bool:
     return run.data_info.kind == "points" and tuple(run.data_info.shape) == (3,)
 
 
-def reconstruction_figure(x: torch.Tensor, x_hat: torch.Tensor, path: Path, title: str = "") -> Path:
-    """Test points and their reconstructions decode(encode(x)), overlaid in 3-D."""
-    return scatter3d({"data": _np(x), "reconstruction": _np(x_hat)}, path, title=title, equal_aspect=True)
+def reconstruction_figure(x: torch.Tensor, x_hat: torch.Tensor, path: Path, title: str = "", note: str = "") -> Path:
+    """Test points and their reconstructions decode(encode(x)), overlaid in 3-D (equal axes)."""
+    return scatter3d({"data": _np(x), "reconstruction": _np(x_hat)}, path, title=title, equal_aspect=True, note=note)
 
 
-def interpolation_figure(cloud: torch.Tensor, paths: dict[str, torch.Tensor], path: Path, title: str = "") -> Path:
-    """Decoded latent interpolations (named [A, 3] trajectories) drawn over the data cloud."""
+def interpolation_figure(cloud: torch.Tensor, paths: dict[str, torch.Tensor], path: Path, title: str = "",
+                         note: str = "") -> Path:
+    """Decoded latent interpolations (named [A, 3] trajectories) drawn over the data cloud (equal axes)."""
     return scatter3d({"data": _np(cloud)}, path, title=title, paths={k: _np(v) for k, v in paths.items()},
-                     equal_aspect=True)
+                     equal_aspect=True, note=note)
 
 
 @register_figures(kinds=("points",))

@@ -2,8 +2,8 @@
 log-log cost curves with fitted slopes (the rnn-vs-transformer experiment)."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -17,7 +17,7 @@ def attention_grid(maps: torch.Tensor, labels: Sequence[str], path: str | Path, 
     plt = _plt()
     L, H, T, _ = maps.shape
     fig, axes = plt.subplots(L, H, figsize=(2.6 * H, 2.6 * L), dpi=110, squeeze=False)
-    ticks = [repr(c)[1:-1] for c in labels]
+    ticks = ["␣" if c == " " else repr(c)[1:-1] for c in labels]
     for i in range(L):
         for j in range(H):
             ax = axes[i][j]

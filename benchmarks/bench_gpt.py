@@ -1,0 +1,177 @@
+"""GPT on Tiny Shakespeare characters: nanoGPT's CPU recipe vs genlab's fast recipe, side by side.
+
+Each recipe is a set of genlab options (``genlab.experiments.lm.REFERENCE_RECIPE`` / ``FAST_RECIPE``) trained
+by genlab's own Trainer. The clock counts training only: every ``--eval-every-s`` seconds of training the
+run pauses, computes the validation loss on a fixed set of ``--val-windows`` windows (the same windows for
+every recipe of a block size), and resumes. Reported per recipe: the training time at which the
+validation loss first reaches ``--target`` (nanoGPT's 1.886), the best validation loss within the budget,
+the final loss on the whole validation split, training tokens/s, and cached / uncached generation tokens/s.
+
+The reference runs its fixed 2,000 steps. The fast recipe runs for ``--budget`` seconds of training: its
+cosine schedule is time-based (the total step count is re-estimated from the measured step rate after
+every step), so the decay ends when the budget does.
+
+    python benchmarks/bench_gpt.py --data-dir DIR --budget 600 --threads 2 --out runs/bench-gpt
+    python benchmarks/bench_gpt.py --data-dir DIR --budget 20 --recipes fast --threads 1   # a smoke test
+
+Prints one JSON object per recipe and writes them to OUT/results.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from genlab.data.registry import load_dataset
+from genlab.experiments.lm import FAST_RECIPE, REFERENCE_RECIPE
+from genlab.models.lm.sampling import token_nll
+from genlab.train.loop import Trainer
+from genlab.train.run import prepare
+
+RECIPES = {"reference": REFERENCE_RECIPE, "fast": FAST_RECIPE}
+
+
+def val_windows(tokens: torch.Tensor, block_size: int, n: int, seed: int = 1234) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` fixed random windows (x, y) of the validation stream."""
+    g = torch.Generator().manual_seed(seed)
+    starts = torch.randint(len(tokens) - block_size - 1, (n,), generator=g)
+    w = tokens[starts[:, None] + torch.arange(block_size + 1)]               # [n, T+1]
+    return w[:, :-1], w[:, 1:]
+
+
+@torch.no_grad()
+def val_loss(model, x: torch.Tensor, y: torch.Tensor, batch: int = 256) -> float:
+    was = model.training
+    model.eval()
+    total = 0.0
+    for i in range(0, len(x), batch):
+        total += float(token_nll(model.logits(x[i:i + batch]), y[i:i + batch]).sum())
+    model.train(was)
+    return total / y.numel()
+
+
+@torch.no_grad()
+def generation_rate(model, n: int = 500, use_cache: bool = True) -> float:
+    """Tokens/s of sampling ``n`` tokens for one sequence (temperature 1)."""
+    model.eval()
+    idx = model.encode_prompt("\n")
+    g = torch.Generator().manual_seed(0)
+    t0 = time.perf_counter()
+    if use_cache:
+        model.net.generate(idx, n, generator=g)
+    else:
+        model.net.generate(idx, n, generator=g, use_cache=False)
+    return n / (time.perf_counter() - t0)
+
+
+class Clock:
+    """A step hook: accumulates training time, pauses it to evaluate, stops at the budget, and (``timed``)
+    re-estimates the total steps from the step rate so that a cosine schedule ends with the budget."""
+
+    def __init__(self, x, y, budget_s: float, eval_every_s: float, target: float, timed: bool, cpu: bool = False):
+        self.x, self.y, self.budget, self.every, self.target, self.timed = x, y, budget_s, eval_every_s, target, timed
+        self.now = time.process_time if cpu else time.perf_counter
+        self.train_s, self.next_eval, self.last = 0.0, eval_every_s, None
+        self.curve: list[dict] = []
+        self.time_to_target = None
+
+    def start(self):
+        self.last = self.now()
+
+    def evaluate(self, trainer) -> None:
+        loss = val_loss(trainer.model, self.x, self.y)
+        self.curve.append({"train_s": round(self.train_s, 2), "step": trainer.state.global_step, "val_loss": loss})
+        if self.time_to_target is None and loss <= self.target:
+            self.time_to_target = self.train_s
+        print(f"  {self.train_s:7.1f}s step {trainer.state.global_step:6d} val {loss:.4f}", flush=True)
+
+    def __call__(self, trainer) -> None:
+        self.train_s += self.now() - self.last
+        step = trainer.state.global_step
+        if self.timed and step >= 20:   # re-estimate the total so the schedule ends at the budget
+            trainer.cfg.max_steps = max(step + 1, int(step * self.budget / self.train_s))
+        done = self.train_s >= self.budget or (trainer.cfg.max_steps and step >= trainer.cfg.max_steps)
+        if self.train_s >= self.next_eval or done:
+            self.evaluate(trainer)
+            self.next_eval = self.train_s + self.every
+        if done:
+            trainer.cfg.max_steps = step
+        self.last = self.now()
+
+
+def run_recipe(name: str, args) -> dict:
+    options = dict(RECIPES[name]) | (json.loads(args.override) if name == "fast" and args.override else {})
+    timed = name != "reference"
+    if timed:
+        options["max_steps"] = 10 ** 7                                  # replaced by the clock's estimate
+    options |= {"progress": False, "eval_every": 0, "log_every": 10 ** 6, "seed": args.seed, "device": "cpu"}
+    spec, data, mcfg, dcfg, tcfg = prepare("gpt", "tinyshakespeare", data_options={"data_dir": args.data_dir},
+                                           **options)
+    train_data = load_dataset(data, "train", config=dcfg)
+    val_data = load_dataset(data, "val", config=dcfg)
+    x, y = val_windows(val_data.tokens, mcfg.block_size, args.val_windows)
+    torch.manual_seed(tcfg.seed)
+    model = spec.cls(mcfg, train_data.info)
+    clock = Clock(x, y, args.budget, args.eval_every_s, args.target, timed, cpu=args.clock == "cpu")
+    trainer = Trainer(model, train_data, tcfg, out=None, val_data=None, step_hooks=[clock], distributed=False)
+    print(f"{name}: {json.dumps(options)}", flush=True)
+    clock.start()
+    trainer.fit()
+    steps = trainer.state.global_step
+    tokens = steps * tcfg.batch_size * mcfg.block_size
+    full_x, full_y = map(torch.cat, zip(*val_data.eval_batches(256, block_size=mcfg.block_size)))
+    full_val = val_loss(model, full_x, full_y)                         # every validation token once
+    row = {
+        "recipe": name, "options": options, "threads": torch.get_num_threads(), "clock": args.clock, "steps": steps,
+        "train_s": round(clock.train_s, 1), "train_tokens_per_s": round(tokens / clock.train_s),
+        "target": args.target,
+        "time_to_target_s": None if clock.time_to_target is None else round(clock.time_to_target, 1),
+        "best_val_loss": round(min(c["val_loss"] for c in clock.curve), 4),
+        "final_val_loss_full_split": round(full_val, 4),
+        "params": sum(p.numel() for p in model.parameters()),
+        "generate_tokens_per_s_cached": round(generation_rate(model, args.gen_tokens, True), 1),
+        "generate_tokens_per_s_uncached": round(generation_rate(model, args.gen_tokens, False), 1),
+        "curve": clock.curve,
+    }
+    return row
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data-dir", default=None, help="folder with tinyshakespeare/input.txt (else download)")
+    p.add_argument("--recipes", nargs="+", default=["reference", "fast"], choices=list(RECIPES))
+    p.add_argument("--budget", type=float, default=600.0, help="seconds of training per recipe (default 600)")
+    p.add_argument("--target", type=float, default=1.886, help="validation loss to reach (nanoGPT's 1.886)")
+    p.add_argument("--eval-every-s", type=float, default=5.0, help="seconds of training between evaluations")
+    p.add_argument("--val-windows", type=int, default=512, help="fixed validation windows per evaluation")
+    p.add_argument("--gen-tokens", type=int, default=500, help="tokens generated for the generation rates")
+    p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                   help="wall: real time (the benchmark); cpu: this process's CPU time, a steadier proxy on a "
+                        "busy machine with --threads 1")
+    p.add_argument("--override", default=None,
+                   help='JSON options replacing those of the fast recipe, e.g. \'{"lr": 2e-3}\'')
+    p.add_argument("--out", default="runs/bench-gpt", help="folder for results.json")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    rows = []
+    for name in args.recipes:
+        row = run_recipe(name, args)
+        print(json.dumps({k: v for k, v in row.items() if k != "curve"}), flush=True)
+        rows.append(row)
+    if len(rows) == 2 and all(r["time_to_target_s"] for r in rows):
+        ref, fast = rows
+        print(json.dumps({"speedup_to_target": round(ref["time_to_target_s"] / fast["time_to_target_s"], 2),
+                          "target_half_time_met": fast["time_to_target_s"] <= ref["time_to_target_s"] / 2,
+                          "best_within_budget_met_1.60": fast["best_val_loss"] <= 1.60}))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,114 @@
+"""NeRF on Lego at 100x100: held-out PSNR against training time, fast grid field vs vanilla NeRF.
+
+    python benchmarks/bench_nerf.py --file PATH/tiny_lego_100px.npz --model nerf-grid --minutes 10
+    python benchmarks/bench_nerf.py --scene-dir PATH/nerf_synthetic/lego --downscale 8 --model nerf-grid
+    python benchmarks/bench_nerf.py --file PATH.npz --model nerf --minutes 10 --set width=128 n_coarse=32 n_fine=64
+
+Views 90-99 are held out (``--holdout``), composited over white. Training follows the project's models
+(Adam; the grid field's grids at their own learning rate) for a wall-clock budget; every ``--eval-every``
+seconds of training the held-out views are rendered and PSNR / SSIM recorded (evaluation time is not
+counted as training time). Reports wall and process CPU seconds (the machine may be shared), seconds per
+rendered view, peak resident memory, and renders at a second size (``--size2``, default 200). Writes a
+JSON record (``--out``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import time
+from pathlib import Path
+
+import torch
+
+from genlab.config import from_dict
+from genlab.data import scenes
+from genlab.eval.image_quality import psnr, ssim
+from genlab.eval.nerf import render_split
+from genlab.models.base import get_model_spec
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--file", help="tiny-NeRF .npz (images, poses, focal, alphas)")
+    p.add_argument("--scene-dir", help="NeRF-synthetic scene folder (instead of --file)")
+    p.add_argument("--downscale", type=int, default=8, help="with --scene-dir: shrink the 800 px images K times")
+    p.add_argument("--holdout", default="90-99")
+    p.add_argument("--model", default="nerf-grid", choices=["nerf-grid", "nerf"])
+    p.add_argument("--set", nargs="*", default=[], help="model options key=value")
+    p.add_argument("--minutes", type=float, default=10.0, help="training wall-clock budget")
+    p.add_argument("--batch-size", type=int, default=1024, help="rays per step")
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (the grids use grid_lr)")
+    p.add_argument("--eval-every", type=float, default=120.0, help="seconds of training between evaluations")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--size2", type=int, default=200, help="also time renders at this size (0: skip)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="bench_nerf.json")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+
+    if args.scene_dir:
+        cfg = scenes.BlenderConfig(scene_dir=args.scene_dir, downscale=args.downscale, holdout=args.holdout)
+        train, test = (scenes.blender(cfg, s) for s in ("train", "test"))
+    else:
+        cfg = scenes.TinyNerfConfig(file=args.file, background="white", holdout=args.holdout)
+        train, test = (scenes.tiny_nerf(cfg, s) for s in ("train", "test"))
+    spec = get_model_spec(args.model)
+    options = {k: json.loads(v) if v[:1].isdigit() or v in ("true", "false") or v[:1] == "-" else v
+               for k, v in (kv.split("=", 1) for kv in args.set)}
+    model = spec.cls(from_dict(spec.config, options), train.info)
+    groups = model.phases()["main"]
+    groups = groups["params"] if isinstance(groups, dict) else groups
+    opt = torch.optim.Adam(groups, lr=args.lr)
+    o, d, c = train.rays()
+    gen = torch.Generator().manual_seed(args.seed)
+
+    def evaluate(tag):
+        r = render_split(model, test)
+        row = {"tag": tag, "psnr": float(psnr(r["pred"], r["target"]).mean()),
+               "ssim": float(ssim(r["pred"], r["target"]).mean()),
+               "render_s_per_view": sum(r["seconds"]) / len(r["seconds"])}
+        model.train()
+        return row, r
+
+    curve, steps, wall, cpu = [], 0, 0.0, 0.0
+    next_eval = args.eval_every
+    budget = args.minutes * 60
+    model.train()
+    while wall < budget:
+        w0, c0 = time.perf_counter(), time.process_time()
+        idx = torch.randint(0, len(o), (args.batch_size,), generator=gen)
+        loss, logs = model.loss((o[idx], d[idx], c[idx]))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        steps += 1
+        wall += time.perf_counter() - w0
+        cpu += time.process_time() - c0
+        if wall >= next_eval or wall >= budget:
+            row, _ = evaluate(f"step {steps}")
+            row |= {"step": steps, "train_wall_s": round(wall, 1), "train_cpu_s": round(cpu, 1),
+                    "train_psnr_batch": float(logs["psnr"])}
+            curve.append(row)
+            print(json.dumps(row), flush=True)
+            next_eval += args.eval_every
+    final, r = evaluate("final")
+    extra = {}
+    if args.size2:
+        poses = test.scene.poses[:3]
+        t0 = time.perf_counter()
+        for pose in poses:
+            model.render_view(pose, args.size2, args.size2, float(train.info.extras["focal"]) * args.size2 / 100)
+        extra[f"render_s_per_view_{args.size2}px"] = (time.perf_counter() - t0) / len(poses)
+    record = {"model": args.model, "options": options, "data": args.file or args.scene_dir, "holdout": args.holdout,
+              "batch_size": args.batch_size, "lr": args.lr, "threads": args.threads, "steps": steps,
+              "train_wall_s": round(wall, 1), "train_cpu_s": round(cpu, 1), "final": final, "curve": curve,
+              "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, **extra,
+              "psnr_per_view": [round(float(v), 2) for v in psnr(r["pred"], r["target"])]}
+    Path(args.out).write_text(json.dumps(record, indent=1))
+    print(json.dumps({k: v for k, v in record.items() if k != "curve"}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

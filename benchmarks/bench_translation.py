@@ -1,0 +1,134 @@
+"""Translation benchmark (results in BENCHMARKS.md, "## Translation"): Multi30k test2016 en->de BLEU
+against wall time of training on this machine, with genlab's translator and training loop.
+
+Training runs for ``--minutes`` of training time; every ``--eval-minutes`` the clock stops, the test
+split (1,000 sentences) is translated greedily and scored with sacrebleu against the raw references
+(BLEU vs minutes); at the end the test split is translated with beam search (``--beam``, length
+penalty ``--alpha``) for the final BLEU and chrF. Also reported: training tokens/s (source + target
+subwords, padding excluded) and beam-search sentences/s. The reference point (issue 13): a public
+PyTorch transformer reports 30.6 BLEU after 12 epochs and 32.8 after 21 on a GPU; the target is
+>= 30 BLEU within 60 minutes of training on 2 CPU cores.
+
+Example (the long measurement; the machine should be otherwise idle):
+    python benchmarks/bench_translation.py --data-dir DIR --minutes 60 --out runs/bench-translation
+A smoke test of the script: --minutes 0.5 --eval-minutes 0.25 --limit-test 50
+Prints one JSON object and writes it to OUT/results.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+import genlab
+from genlab.data import load_dataset
+from genlab.models.translation import bleu, chrf
+from genlab.train.rundir import write_json_atomic
+
+RECIPE = {   # model, data and training options of the measured recipe
+    "model": {"d_model": 256, "heads": 4, "layers": 3, "mlp_ratio": 4.0, "dropout": 0.1, "norm": "pre",
+              "label_smoothing": 0.1, "tie_embeddings": True, "log_grad_norms": False},
+    "data": {"vocab_size": 8000, "tokenizer": "bpe", "max_tokens": 6000},
+    "train": {"lr": 1e-3, "betas": (0.9, 0.98), "schedule": "inverse-sqrt", "warmup_steps": 800,
+              "batch_size": 512, "eval_every": 0, "log_every": 50, "epochs": 10_000},
+}
+
+
+class Clock:
+    """A step hook: pauses the training clock to score the test split every ``every`` seconds, and
+    stops training after ``budget`` seconds of training time (by capping ``max_steps``). The clock
+    starts at the first step (``on_event("start")``), after data loading and tokenizer training."""
+
+    def __init__(self, budget_s: float, every_s: float, test_src, test_ref, out: Path):
+        self.budget, self.every, self.src, self.ref, self.out = budget_s, every_s, test_src, test_ref, out
+        self.start = time.perf_counter()
+        self.paused = 0.0
+        self.next = every_s
+        self.curve: list[dict] = []
+        self.steps_per_epoch = 1
+
+    def on_event(self, trainer, event: str) -> None:
+        if event == "start":
+            self.start, self.paused = time.perf_counter(), 0.0
+
+    def train_seconds(self) -> float:
+        return time.perf_counter() - self.start - self.paused
+
+    def score(self, model, step: int) -> None:
+        t0 = time.perf_counter()
+        hyps = model.translate(self.src, beam=1)
+        row = {"train_minutes": round(self.train_seconds() / 60, 3), "step": step,
+               "epoch": round(step / self.steps_per_epoch, 3), "test_bleu_greedy": round(bleu(hyps, self.ref)[0], 2),
+               "decode_s": round(time.perf_counter() - t0, 1)}
+        self.curve.append(row)
+        print(json.dumps(row), flush=True)
+        write_json_atomic(self.out / "curve.json", self.curve)
+        model.train()
+        self.paused += time.perf_counter() - t0
+
+    def __call__(self, trainer) -> None:
+        self.steps_per_epoch = trainer.steps_per_epoch
+        if self.train_seconds() >= self.next:
+            self.score(trainer.eval_model, trainer.state.global_step)
+            self.next += self.every
+        if self.train_seconds() >= self.budget:
+            trainer.cfg.max_steps = trainer.state.global_step
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data-dir", default=None, help="folder with multi30k/ (else $GENLAB_DATA, else download)")
+    ap.add_argument("--minutes", type=float, default=60.0, help="training time budget (evaluation excluded)")
+    ap.add_argument("--eval-minutes", type=float, default=5.0, help="score test BLEU (greedy) this often")
+    ap.add_argument("--beam", type=int, default=4)
+    ap.add_argument("--alpha", type=float, default=0.6, help="GNMT length penalty")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--limit-test", type=int, default=None, help="score only the first N test sentences (smoke test)")
+    ap.add_argument("--limit-train", type=int, default=None, help="train on the first N pairs (smoke test)")
+    ap.add_argument("--out", default="runs/bench-translation")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    data_options = dict(RECIPE["data"]) | {"data_dir": args.data_dir}
+    test = load_dataset("multi30k", "test", **data_options)
+    src, ref = test.extras["src_text"], test.extras["tgt_text"]
+    if args.limit_test:
+        src, ref = src[: args.limit_test], ref[: args.limit_test]
+    clock = Clock(args.minutes * 60, args.eval_minutes * 60, src, ref, out)
+    if args.limit_train:
+        data_options["limit"] = args.limit_train
+    run = genlab.train("translator", "multi30k", out / "run", overwrite=True, report=False,
+                       step_hooks=[clock], callbacks=[clock.on_event],
+                       model_options=RECIPE["model"], data_options=data_options,
+                       train_options=RECIPE["train"] | {"device": args.device, "progress": False})
+    train_s = clock.train_seconds()
+    steps = run.state.global_step
+    if not clock.curve or clock.curve[-1]["step"] != steps:
+        clock.score(run.model, steps)
+    train_data = load_dataset("multi30k", "train", **data_options)
+    tokens_per_epoch = sum(len(s) + len(t) - 1 for s, t in zip(train_data.src, train_data.tgt))   # real subwords
+    t0 = time.perf_counter()
+    hyps = run.model.translate(src, beam=args.beam, alpha=args.alpha)
+    beam_s = time.perf_counter() - t0
+    score, signature = bleu(hyps, ref)
+    result = {
+        "benchmark": "multi30k test2016 en-de", "recipe": RECIPE, "threads": args.threads,
+        "device": args.device, "train_minutes": round(train_s / 60, 2), "steps": steps,
+        "epochs": round(steps / clock.steps_per_epoch, 2),
+        "train_tokens_per_s": round(tokens_per_epoch * steps / clock.steps_per_epoch / train_s, 1),
+        "test_bleu": round(score, 2), "test_chrf": round(chrf(hyps, ref)[0], 2), "bleu_signature": signature,
+        "beam": args.beam, "alpha": args.alpha, "beam_sentences_per_s": round(len(src) / beam_s, 2),
+        "curve": clock.curve, "target_bleu": 30.0, "target_met": score >= 30.0 and train_s <= 3600,
+        "examples": [{"src": s, "ref": r, "hyp": h} for s, r, h in list(zip(src, ref, hyps))[:5]],
+    }
+    write_json_atomic(out / "results.json", result)
+    print(json.dumps(result, indent=1, ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    main()

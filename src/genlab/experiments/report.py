@@ -1,0 +1,246 @@
+"""Experiments across families: the likelihood table (every likelihood family on the same data, in the
+same units) and ``all`` (every experiment of the catalog, one after the other, then one report).
+
+likelihood-table: 8-bit MNIST, test split (``--quick``: scikit-learn's 8x8 digits, 17 grey levels). Each
+row gives the negative log-likelihood of the *discrete* test images in bits per dimension,
+
+    bpd = NLL_nats / (D ln 2),   D = pixels per image                                 (001, section 1.6)
+
+with the estimate named: the VAE's importance-weighted bound (Burda et al. 2016, Eq. 8; an upper bound
+on -log P(x) with its discretized-Gaussian decoder), the flow's exact density of uniformly dequantized
+pixels, which bounds the discrete NLL from above (Theis, van den Oord & Bethge 2016, Eq. 3-4), the
+diffusion model's variational bound (Ho et al. 2020, Eq. 5, with a discrete decoder), and the PixelCNN's
+exact discrete likelihood (van den Oord et al. 2016, Eq. 1). The uniform distribution scores log2 256 = 8.
+Published references are given only where they were measured on the same data in the same units.
+"""
+from __future__ import annotations
+
+import math
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import catalog
+from ..errors import GenlabError
+from ..train.rundir import write_json_atomic
+from .registry import Context, Experiment, Setting, declare, run_experiment
+
+
+# ------------------------------------------------------------------ likelihood-table
+@dataclass
+class Row:
+    """One model of the table: how it is trained (full / quick), evaluated, and what it estimates."""
+    name: str
+    model: str
+    estimate: str                   # the bound or exact likelihood that ``bpd`` is
+    options: dict                   # full run on MNIST
+    quick: dict                     # overrides for --quick on digits
+    eval_options: dict
+    quick_eval_options: dict
+    reference: str                  # a published number on the same data and units, or why there is none
+
+
+ROWS = [
+    Row("vae", "vae", "IWAE bound (k importance samples), discretized-Gaussian decoder: upper bound",
+        {"view": "continuous", "z_dim": 32, "hidden": (512, 512), "epochs": 20, "batch_size": 128, "lr": 1e-3},
+        {"epochs": 15, "z_dim": 8, "hidden": (128, 128), "batch_size": 64, "lr": 2e-3},
+        {"iwae_k": 1000}, {"iwae_k": 100},
+        "none for this data (VAE/IWAE results are reported in nats on binarized MNIST)"),
+    Row("flow", "realnvp", "exact flow density of dequantized pixels: upper bound on the discrete NLL",
+        {"view": "continuous", "channels": 32, "couplings": 8, "epochs": 5, "batch_size": 64, "lr": 1e-3},
+        {"channels": 16, "couplings": 4, "epochs": 6},
+        {}, {},
+        "RealNVP 1.06, Glow 1.05 bits/dim on dequantized 8-bit MNIST (as tabulated by Grathwohl et al. 2019, "
+        "FFJORD, Table 2)"),
+    Row("diffusion", "ddpm", "variational bound (DDPM, Ho et al. 2020, Eq. 5)",
+        {"view": "continuous", "epochs": 10, "batch_size": 128}, {"epochs": 3, "batch_size": 64},
+        {}, {}, "none for this data"),
+    Row("autoregressive", "pixelcnn", "exact discrete likelihood (PixelCNN, an L-way softmax per pixel, L = 256 on MNIST)",
+        {"view": "continuous", "channels": 64, "layers": 5, "epochs": 5, "batch_size": 64, "lr": 1e-3},
+        {"channels": 32, "layers": 2, "epochs": 6, "lr": 3e-3},
+        {}, {},
+        "none for this data (PixelCNN on MNIST is reported as 81.3 nats NLL on binarized MNIST)"),
+]
+
+
+def available_rows(rows: list[Row]) -> tuple[list[Row], list[Row]]:
+    """(rows whose model this version has, rows left out)."""
+    have = [r for r in rows if r.model in catalog.MODELS]
+    return have, [r for r in rows if r.model not in catalog.MODELS]
+
+
+def table_settings(rows: list[Row], quick: bool) -> list[Setting]:
+    return [Setting(r.name, r.model, dict(r.options), quick=dict(r.quick))
+            for r in available_rows(rows)[0]]
+
+
+def table_row(run, row: Row, quick: bool) -> dict:
+    """Evaluate ``run`` on the test split; bpd from the model's NLL in nats: NLL / (D ln 2)."""
+    from ..eval.evaluate import evaluate
+    from ..models.densities import grey_levels
+    record = evaluate(run, options=row.quick_eval_options if quick else row.eval_options, extras=False)
+    metrics, dims = record["metrics"], math.prod(run.data_info.shape)
+    if metrics.get("nll_nats") is not None:
+        nll = float(metrics["nll_nats"])
+        bpd = nll / (dims * math.log(2))
+        own = metrics.get("bpd")
+        agrees = own is None or math.isclose(own, bpd, rel_tol=1e-4, abs_tol=1e-6)
+    elif metrics.get("bpd") is not None:                    # a model that reports bits/dim only
+        bpd = float(metrics["bpd"])
+        nll, agrees = bpd * dims * math.log(2), True
+    else:
+        raise GenlabError(f"{run.model_name} reports neither nll_nats nor bpd; it cannot enter the likelihood table")
+    summary = run.folder.read_summary() if run.dir else {}
+    options = record["options"]
+    estimate = row.estimate + (f", k={options['iwae_k']}" if options.get("iwae_k") else "")
+    return {"row": row.name, "model": run.model_name, "data": run.data_name,
+            "grey_levels": grey_levels(run.data_info), "bpd": round(bpd, 4),
+            "nll_nats": round(nll, 3), "estimate": estimate,
+            "parameters": sum(p.numel() for p in run.model.parameters()),
+            "train_time_s": summary.get("train_time_s"), "steps": summary.get("steps"),
+            "test_examples": record["examples"], "reference": row.reference,
+            **({} if agrees else {"warning": f"the model's own bpd ({own:.4f}) disagrees with nll / (D ln 2)"})}
+
+
+def analyze_table(ctx: Context, rows: list[Row] = ROWS) -> dict:
+    table = []
+    for r in rows:
+        if r.name in ctx.runs:
+            table.append(table_row(ctx.runs[r.name], r, ctx.quick))
+        else:
+            table.append({"row": r.name, "model": r.model, "bpd": None, "estimate": r.estimate,
+                          "reference": r.reference, "note": f"not available: model {r.model!r} is not in this version"})
+    measured = [t for t in table if t.get("bpd") is not None]
+    data = measured[0]["data"] if measured else ("digits" if ctx.quick else "mnist")
+    levels = measured[0]["grey_levels"] if measured else (17 if ctx.quick else 256)
+    summary = {"data": data, "split": "test", "grey_levels": levels, "units": "bits/dim of the discrete test images",
+               "uniform_bpd": round(math.log2(levels), 4), "table": table}
+    if measured:
+        best = min(measured, key=lambda t: t["bpd"])
+        summary |= {"best": best["row"], "bpd": best["bpd"]}
+    write_table(ctx.out, summary)
+    return summary
+
+
+def write_table(out: Path, summary: dict) -> None:
+    """``table.md`` (the table as text) and ``figures/likelihood_table.png`` (bars, uniform line)."""
+    lines = [f"Negative log-likelihood on {summary['data']} (test split, {summary['grey_levels']} grey levels) "
+             f"in bits/dim; uniform = {summary['uniform_bpd']}",
+             "", "| family | model | bits/dim | estimate | parameters | training time (s) | published reference |",
+             "|---|---|---|---|---|---|---|"]
+    for t in summary["table"]:
+        bpd = f"{t['bpd']:.3f}" if t.get("bpd") is not None else t.get("note", "–")
+        lines.append(f"| {t['row']} | {t['model']} | {bpd} | {t['estimate']} | {t.get('parameters', '–')} | "
+                     f"{t.get('train_time_s', '–')} | {t['reference']} |")
+    (out / "table.md").write_text("\n".join(lines) + "\n")
+    measured = [t for t in summary["table"] if t.get("bpd") is not None]
+    if not measured:
+        return
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6.5, 3.6), dpi=110)
+    ax.bar([f"{t['row']}\n({t['model']})" for t in measured], [t["bpd"] for t in measured], color="C0")
+    for i, t in enumerate(measured):
+        ax.text(i, t["bpd"], f"{t['bpd']:.3f}", ha="center", va="bottom", fontsize=9)
+    ax.axhline(summary["uniform_bpd"], ls="--", color="C3", label=f"uniform ({summary['uniform_bpd']:.2f})")
+    ax.set(ylabel="bits/dim (lower is better)", title=f"{summary['data']}, test split")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    fig.savefig(out / "figures" / "likelihood_table.png")
+    plt.close(fig)
+
+
+declare(Experiment(
+    "likelihood-table", "report",
+    "every likelihood family on 8-bit MNIST (quick: digits, 17 levels) in bits/dim, estimate named, "
+    "with parameters, training time and published references",
+    analyze=analyze_table, runs=lambda quick: table_settings(ROWS, quick), data="mnist", quick_data="digits",
+    one_thread_quick=True,
+    quick_note="digits are 8x8 with 17 grey levels: the numbers compare the families with each other and with "
+               "the uniform log2 17 = 4.09 bits/dim, not with the published MNIST references"))
+
+
+# ------------------------------------------------------------------ all
+SKIP = {"all"}
+
+
+def run_all(out: Path, quick: bool, data_dir: str | None, only: list[str] | None = None) -> dict:
+    """Run every experiment of the catalog (or ``only`` these) into ``out/<name>``; a failure is recorded
+    with its message and the next one runs. Prints and returns the summary table; writes the HTML report."""
+    names = [n for n in catalog.names("experiment") if n not in SKIP]
+    if only:
+        unknown = sorted(set(only) - set(names))
+        if unknown:
+            raise GenlabError(f"unknown experiment(s) {', '.join(unknown)}; `genlab experiment list` lists them")
+        names = [n for n in names if n in only]
+    rows = []
+    for name in names:
+        start = time.perf_counter()
+        try:
+            summary = run_experiment(name, out / name, quick, data_dir)
+            row = {"name": name, "status": "pass", **key_number(summary)}
+            if "target_met" in summary:
+                row["target_met"] = summary["target_met"]
+        except KeyboardInterrupt:
+            raise
+        except Exception as e:   # noqa: BLE001 -- one failure must not stop the others; it is recorded
+            message = str(e) if isinstance(e, GenlabError) else \
+                f"{type(e).__name__}: {e} ({traceback.extract_tb(e.__traceback__)[-1].filename.rsplit('/', 1)[-1]}:" \
+                f"{traceback.extract_tb(e.__traceback__)[-1].lineno})"
+            row = {"name": name, "status": "fail", "message": message}
+        row["seconds"] = round(time.perf_counter() - start, 1)
+        rows.append(row)
+        print(f"[{len(rows)}/{len(names)}] {name}: {row['status']} in {row['seconds']} s", flush=True)
+    text = summary_table(rows)
+    print(text)
+    (out / "summary.txt").write_text(text + "\n")
+    report = None
+    if any((out / r["name"]).is_dir() for r in rows):
+        from ..report import write_html_report
+        report = str(write_html_report(out))
+    return {"experiments": rows, "passed": sum(r["status"] == "pass" for r in rows),
+            "failed": sum(r["status"] == "fail" for r in rows), "report": report}
+
+
+def key_number(summary: dict) -> dict:
+    """The one number that says most about an experiment's summary: a well-known metric at the top
+    level, else in its first result row, else its first number."""
+    from ..report.html import KEY_METRICS
+    skip = {"wall_time_s", "quick", "uniform_bpd", "grey_levels"}
+    candidates = [summary] + [r for r in summary.get("results", [])[:1] if isinstance(r, dict)]
+    for where in candidates:
+        for key in KEY_METRICS:
+            if _is_number(where.get(key)):
+                return {"key": key, "value": where[key]}
+    for where in candidates:
+        for key, value in where.items():
+            if key not in skip and _is_number(value):
+                return {"key": key, "value": value}
+    return {}
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def summary_table(rows: list[dict]) -> str:
+    """An aligned text table: name, seconds, key number, pass/fail (failures with their message)."""
+    lines = [f"{'experiment':<28} {'seconds':>8}  {'key number':<30} result"]
+    for r in rows:
+        key = f"{r['key']}={r['value']:.4g}" if "key" in r else ""
+        result = r["status"] + (f"  ({r['message']})" if r["status"] == "fail" else "")
+        if r.get("target_met") is False:
+            result += "  (target not met)"
+        lines.append(f"{r['name']:<28} {r['seconds']:>8.1f}  {key:<30} {result}")
+    passed = sum(r["status"] == "pass" for r in rows)
+    lines.append(f"{passed} of {len(rows)} passed, {sum(r['seconds'] for r in rows):.0f} s in all")
+    return "\n".join(lines)
+
+
+declare(Experiment(
+    "all", "report", "every experiment of the catalog in turn (each in its own folder), a summary table "
+    "(name, seconds, key number, pass/fail) and the HTML report of all of them; --quick is the smoke test",
+    analyze=lambda ctx: run_all(ctx.out, ctx.quick, ctx.data_dir)))

@@ -1,0 +1,156 @@
+"""The likelihood table's units (a uniform model lands at exactly log2 L bits/dim), its rows and notes, and
+``experiment run all``: every experiment in its own folder, failures recorded, a summary table, a report."""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+
+import pytest
+import torch
+from torch import nn
+
+import genlab
+from genlab import catalog
+from genlab.experiments import report as xreport
+from genlab.experiments.registry import Context, Experiment
+from genlab.models.base import GenerativeModel, ModelSpec
+from genlab.models.densities import grey_levels
+
+
+@dataclass
+class UniformConfig:
+    own_bpd: float | None = None     # a (wrong) bits/dim the model may claim beside its NLL
+
+
+class Uniform(GenerativeModel):
+    """P(x) = L^-D for every discrete image: NLL = D ln L nats, log2 L bits/dim, whatever x is."""
+
+    def __init__(self, config: UniformConfig, data_info):
+        super().__init__(config, data_info)
+        self.anchor = nn.Parameter(torch.zeros(()))      # the trainer needs something to optimise
+        self.levels = grey_levels(data_info)
+        self.dims = math.prod(data_info.shape)
+
+    def loss(self, batch, phase="main"):
+        return self.anchor ** 2, {}
+
+    def eval_metrics(self, batch, **options):
+        nll = torch.full((len(batch[0]),), self.dims * math.log(self.levels), dtype=torch.float64)
+        out = {"nll_nats": nll}
+        if self.config.own_bpd is not None:
+            out["bpd"] = torch.full_like(nll, self.config.own_bpd)
+        return out
+
+
+UNIFORM_ROW = xreport.Row("uniform", "uniform-test", "exact (uniform)", {}, {}, {}, {}, "none for this data")
+
+
+@pytest.fixture
+def uniform_model(monkeypatch):
+    """Declare the uniform model for this test only (catalog entry and declaration both restored)."""
+    monkeypatch.setitem(catalog.MODELS, "uniform-test", __name__)
+    monkeypatch.setitem(catalog._REGISTRY["model"], "uniform-test",
+                        ModelSpec("uniform-test", Uniform, UniformConfig, "uniform over grey levels", family="test"))
+
+
+def train_uniform(tmp_path, data, **options):
+    return genlab.train("uniform-test", data, tmp_path / f"uniform-{data}", report=False, max_steps=1,
+                        batch_size=16, progress=False, view="continuous", **options)
+
+
+def test_uniform_model_is_8_bits_per_dim_on_8_bit_mnist(uniform_model, fake_mnist, tmp_path):
+    run = train_uniform(tmp_path, "mnist", data_dir=str(fake_mnist))
+    ctx = Context(tmp_path / "table", quick=False, data_dir=None, runs={"uniform": run})
+    ctx.out.mkdir()
+    summary = xreport.analyze_table(ctx, rows=[UNIFORM_ROW])
+    row = summary["table"][0]
+    assert (summary["data"], summary["grey_levels"], summary["uniform_bpd"]) == ("mnist", 256, 8.0)
+    assert row["bpd"] == 8.0
+    assert row["nll_nats"] == pytest.approx(784 * math.log(256), abs=1e-3)
+    assert row["parameters"] == 1 and row["test_examples"] == 40 and "warning" not in row
+    assert "| uniform | uniform-test | 8.000 |" in (ctx.out / "table.md").read_text()
+    assert (ctx.out / "figures" / "likelihood_table.png").is_file()
+
+
+def test_uniform_model_is_log2_17_bits_per_dim_on_digits(uniform_model, tmp_path):
+    run = train_uniform(tmp_path, "digits")
+    ctx = Context(tmp_path / "table", quick=True, data_dir=None, runs={"uniform": run})
+    ctx.out.mkdir()
+    row = xreport.analyze_table(ctx, rows=[UNIFORM_ROW])["table"][0]
+    assert row["bpd"] == pytest.approx(math.log2(17), abs=1e-4) and row["grey_levels"] == 17
+
+
+def test_a_models_own_bpd_is_checked_and_a_missing_model_is_noted(uniform_model, tmp_path, monkeypatch):
+    run = train_uniform(tmp_path, "digits", own_bpd=1.0)
+    monkeypatch.delitem(catalog.MODELS, "ddpm", raising=False)
+    missing = xreport.Row("diffusion", "ddpm", "variational bound", {}, {}, {}, {}, "none for this data")
+    ctx = Context(tmp_path / "table", quick=True, data_dir=None, runs={"uniform": run})
+    ctx.out.mkdir()
+    first, second = xreport.analyze_table(ctx, rows=[UNIFORM_ROW, missing])["table"]
+    assert first["bpd"] == pytest.approx(math.log2(17), abs=1e-4) and "disagrees" in first["warning"]
+    assert second["bpd"] is None and second["note"].startswith("not available")
+    assert [s.name for s in xreport.table_settings([UNIFORM_ROW, missing], quick=True)] == ["uniform"]
+
+
+def test_table_rows_name_their_estimate_and_references():
+    by_name = {r.name: r for r in xreport.ROWS}
+    assert set(by_name) == {"vae", "flow", "diffusion", "autoregressive"}
+    assert "IWAE" in by_name["vae"].estimate and "exact" in by_name["autoregressive"].estimate
+    assert "variational bound" in by_name["diffusion"].estimate
+    assert "1.06" in by_name["flow"].reference and "1.05" in by_name["flow"].reference
+    for name in ("vae", "autoregressive", "diffusion"):
+        assert by_name[name].reference.startswith("none for this data")
+
+
+@pytest.mark.slow
+def test_quick_likelihood_table_beats_uniform(tmp_path):
+    """The quick table on digits: every family well below the uniform 4.09 bits/dim, above 0."""
+    summary = genlab.experiments.run_experiment("likelihood-table", tmp_path / "lt", quick=True)
+    measured = [t for t in summary["table"] if t["bpd"] is not None]
+    assert {t["model"] for t in measured} >= {"vae", "realnvp", "pixelcnn"}
+    for t in measured:
+        assert 0.5 < t["bpd"] < 0.85 * math.log2(17), t
+        assert t["parameters"] > 0 and t["train_time_s"] > 0
+    assert summary["wall_time_s"] < 120
+
+
+# ------------------------------------------------------------------ all
+@pytest.fixture
+def two_experiments(monkeypatch):
+    """A failing and a passing experiment, declared for this test only."""
+    def boom(ctx):
+        raise RuntimeError("something broke")
+
+    def tiny(ctx):
+        return {"bpd": 1.5, "target_met": False}
+    for name, fn in (("boom", boom), ("tiny", tiny)):
+        monkeypatch.setitem(catalog.EXPERIMENTS, name, "genlab.experiments.report")
+        monkeypatch.setitem(catalog._REGISTRY["experiment"], name, Experiment(name, "test", name, analyze=fn))
+
+
+def test_all_records_a_failure_and_runs_the_rest(two_experiments, tmp_path, capsys):
+    summary = xreport.run_all(tmp_path / "all", quick=True, data_dir=None, only=["boom", "tiny"])
+    boom, tiny = summary["experiments"]
+    assert boom["status"] == "fail" and "RuntimeError: something broke" in boom["message"]
+    assert tiny["status"] == "pass" and (tiny["key"], tiny["value"]) == ("bpd", 1.5)
+    assert tiny["target_met"] is False
+    assert (summary["passed"], summary["failed"]) == (1, 1)
+    table = (tmp_path / "all" / "summary.txt").read_text()
+    assert "boom" in table and "fail" in table and "bpd=1.5" in table and "1 of 2 passed" in table
+    assert table in capsys.readouterr().out
+    assert json.loads((tmp_path / "all" / "tiny" / "summary.json").read_text())["bpd"] == 1.5
+    index = (tmp_path / "all" / "report" / "index.html").read_text()
+    assert "tiny" in index
+
+
+def test_all_rejects_unknown_names(tmp_path):
+    with pytest.raises(genlab.errors.GenlabError, match="unknown experiment"):
+        xreport.run_all(tmp_path, quick=True, data_dir=None, only=["no-such-experiment"])
+
+
+def test_key_number_prefers_well_known_metrics():
+    assert xreport.key_number({"wall_time_s": 3.0, "steps": 10, "fid": 2.0}) == {"key": "fid", "value": 2.0}
+    assert xreport.key_number({"results": [{"bpd": 1.2}]}) == {"key": "bpd", "value": 1.2}
+    assert xreport.key_number({"wall_time_s": 3.0, "error": 0.01}) == {"key": "error", "value": 0.01}
+    assert xreport.key_number({"note": "text only"}) == {}
