@@ -40,6 +40,8 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=1024, help="rays per step")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (the grids use grid_lr)")
     p.add_argument("--eval-every", type=float, default=120.0, help="seconds of training between evaluations")
+    p.add_argument("--eval-views", type=int, default=10, help="held-out views rendered at intermediate evaluations "
+                   "(the final one renders all)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--size2", type=int, default=200, help="also time renders at this size (0: skip)")
     p.add_argument("--seed", type=int, default=0)
@@ -64,11 +66,12 @@ def main() -> None:
     o, d, c = train.rays()
     gen = torch.Generator().manual_seed(args.seed)
 
-    def evaluate(tag):
-        r = render_split(model, test)
+    def evaluate(tag, views=None):
+        r = render_split(model, test, max_views=views)
         row = {"tag": tag, "psnr": float(psnr(r["pred"], r["target"]).mean()),
                "ssim": float(ssim(r["pred"], r["target"]).mean()),
-               "render_s_per_view": sum(r["seconds"]) / len(r["seconds"])}
+               "render_s_per_view": sum(r["seconds"]) / len(r["seconds"]),
+               "render_cpu_s_per_view": sum(r["cpu_seconds"]) / len(r["cpu_seconds"])}
         model.train()
         return row, r
 
@@ -87,7 +90,7 @@ def main() -> None:
         wall += time.perf_counter() - w0
         cpu += time.process_time() - c0
         if wall >= next_eval or wall >= budget:
-            row, _ = evaluate(f"step {steps}")
+            row, _ = evaluate(f"step {steps}", args.eval_views)
             row |= {"step": steps, "train_wall_s": round(wall, 1), "train_cpu_s": round(cpu, 1),
                     "train_psnr_batch": float(logs["psnr"])}
             curve.append(row)
@@ -97,11 +100,12 @@ def main() -> None:
     extra = {}
     if args.size2:
         poses = test.scene.poses[:3]
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for pose in poses:
             model.render_view(pose, args.size2, args.size2, float(train.info.extras["focal"]) * args.size2 / 100)
         extra[f"render_s_per_view_{args.size2}px"] = (time.perf_counter() - t0) / len(poses)
-    record = {"model": args.model, "options": options, "data": args.file or args.scene_dir, "holdout": args.holdout,
+        extra[f"render_cpu_s_per_view_{args.size2}px"] = (time.process_time() - c0) / len(poses)
+    record = {"model": args.model, "options": options, "data": args.file or args.scene_dir, "holdout": args.holdout, "eval_views": args.eval_views,
               "batch_size": args.batch_size, "lr": args.lr, "threads": args.threads, "steps": steps,
               "train_wall_s": round(wall, 1), "train_cpu_s": round(cpu, 1), "final": final, "curve": curve,
               "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, **extra,

@@ -246,6 +246,7 @@ EXPERIMENT_KEYS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(EXPERIMENT_KEYS))
 def test_quick_experiment(name, tmp_path):
     assert main(["experiment", "run", name, "--quick", "--out", str(tmp_path)]) == 0

@@ -10,8 +10,15 @@ from torch.autograd.functional import jacobian
 from genlab.data import load_dataset
 from genlab.experiments import run_experiment
 from genlab.models.base import build_model
-from genlab.models.cnf import (AugmentedDynamics, ConcatField, draw_probe, exact_trace, hutchinson_trace,
-                               hutchinson_variance, integrate)
+from genlab.models.cnf import (
+    AugmentedDynamics,
+    ConcatField,
+    draw_probe,
+    exact_trace,
+    hutchinson_trace,
+    hutchinson_variance,
+    integrate,
+)
 
 
 class Linear(nn.Module):
@@ -134,6 +141,7 @@ def test_adjoint_gradients_match_direct_backpropagation():
     assert torch.allclose(grads[0], grads[1], atol=1e-5)
 
 
+@pytest.mark.slow
 def test_cnf_change_of_variables_quick(tmp_path):
     s = run_experiment("cnf-change-of-variables", tmp_path, quick=True)
     assert s["linear_field_max_abs_error"] < 1e-8
@@ -142,6 +150,7 @@ def test_cnf_change_of_variables_quick(tmp_path):
     assert (tmp_path / "figures" / "hutchinson_variance.png").exists()
 
 
+@pytest.mark.slow
 def test_cnf_toy_quick(tmp_path):
     s = run_experiment("cnf-toy", tmp_path, quick=True)
     row = s["results"][0]

@@ -7,8 +7,14 @@ import torch
 from torch import distributions as D
 
 from genlab.data import DataInfo
-from genlab.models.densities import (bits_per_dim, dequantized_nll, discretized_gaussian_log_likelihood,
-                                     gaussian_log_likelihood, log_normal_interval, standard_normal_log_prob)
+from genlab.models.densities import (
+    bits_per_dim,
+    dequantized_nll,
+    discretized_gaussian_log_likelihood,
+    gaussian_log_likelihood,
+    log_normal_interval,
+    standard_normal_log_prob,
+)
 from genlab.models.exact import ExactLikelihoodModel
 from genlab.models.vae import VAE, VAEConfig
 

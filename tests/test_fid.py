@@ -5,8 +5,16 @@ import scipy.linalg
 import torch
 
 from genlab.data.registry import data_config
-from genlab.eval.fid import (classifier_path, classifier_score, fid_metric, frechet_distance, gaussian_stats,
-                             get_classifier, prepare_fid, reference_subset)
+from genlab.eval.fid import (
+    classifier_path,
+    classifier_score,
+    fid_metric,
+    frechet_distance,
+    gaussian_stats,
+    get_classifier,
+    prepare_fid,
+    reference_subset,
+)
 
 
 @pytest.fixture(autouse=True)

@@ -14,8 +14,17 @@ from genlab.data import DataInfo, load_dataset
 from genlab.errors import ConfigError
 from genlab.experiments import run_experiment
 from genlab.models.base import build_model
-from genlab.models.bijections import (ActNorm, AffineCoupling, Compose, ConvConditioner, LogitTransform, Permutation,
-                                      Reshape, TriangularLeakyLayer, mlp_conditioner)
+from genlab.models.bijections import (
+    ActNorm,
+    AffineCoupling,
+    Compose,
+    ConvConditioner,
+    LogitTransform,
+    Permutation,
+    Reshape,
+    TriangularLeakyLayer,
+    mlp_conditioner,
+)
 from genlab.models.densities import dequantize, to_levels
 
 
@@ -216,6 +225,7 @@ def test_cli_train_realnvp_on_images_reports_bpd(tmp_path, capsys):
     assert metrics["bpd"] == pytest.approx(metrics["nll_nats"] / (64 * math.log(2)))
 
 
+@pytest.mark.slow
 def test_flow_toy_quick(tmp_path):
     summary = run_experiment("flow-toy", tmp_path, quick=True)
     rows = summary["results"]
@@ -223,6 +233,7 @@ def test_flow_toy_quick(tmp_path):
     assert all({"nll_nats", "data_nll_nats", "gap_nats", "train_time_s"} <= set(r) for r in rows)
 
 
+@pytest.mark.slow
 def test_flow_mnist_quick(tmp_path):
     summary = run_experiment("flow-mnist", tmp_path, quick=True)
     row = summary["results"][0]

@@ -151,6 +151,7 @@ def test_all_rejects_unknown_names(tmp_path):
 
 def test_key_number_prefers_well_known_metrics():
     assert xreport.key_number({"wall_time_s": 3.0, "steps": 10, "fid": 2.0}) == {"key": "fid", "value": 2.0}
-    assert xreport.key_number({"results": [{"bpd": 1.2}]}) == {"key": "bpd", "value": 1.2}
-    assert xreport.key_number({"wall_time_s": 3.0, "error": 0.01}) == {"key": "error", "value": 0.01}
-    assert xreport.key_number({"note": "text only"}) == {}
+    assert xreport.key_number({"results": [{"bpd": 1.2}]}) == {"key": "results.0.bpd", "value": 1.2}
+    assert xreport.key_number({"z_dim": 20, "run": {"fid_local": 3.5}}) == {"key": "run.fid_local", "value": 3.5}
+    assert xreport.key_number({"wall_time_s": 3.0, "train": {"lr": 0.1}, "pairs": 20}) == {"key": "pairs", "value": 20}
+    assert xreport.key_number({"note": "text only", "quick": True}) == {}

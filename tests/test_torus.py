@@ -10,14 +10,26 @@ from scipy import integrate, stats
 
 from genlab.cli import main
 from genlab.data import load_dataset
-from genlab.data.geometry import (sample_torus, sample_tube_angles, surface_distance, torus_angles,
-                                  torus_point, torus_surface_distance)
+from genlab.data.geometry import (
+    sample_tube_angles,
+    surface_distance,
+    torus_angles,
+    torus_point,
+    torus_surface_distance,
+)
 from genlab.data.registry import DataInfo
 from genlab.errors import ConfigError, DataError
 from genlab.experiments import run_experiment
 from genlab.models.base import build_model
-from genlab.models.torus import (geodesic_interpolation, kl_von_mises_uniform, mean_resultant,
-                                 sample_von_mises, von_mises_log_prob, von_mises_offset_grad, wrap_angle)
+from genlab.models.torus import (
+    geodesic_interpolation,
+    kl_von_mises_uniform,
+    mean_resultant,
+    sample_von_mises,
+    von_mises_log_prob,
+    von_mises_offset_grad,
+    wrap_angle,
+)
 
 R, r = 2.0, 0.5
 
@@ -215,6 +227,7 @@ def test_cli_trains_torus_vae_and_the_euclidean_vae_on_the_torus(tmp_path):
     assert (tmp_path / "e" / "figures" / "samples_3d.png").exists()
 
 
+@pytest.mark.slow
 def test_quick_experiment_summary(tmp_path):
     s = run_experiment("torus-interpolation", tmp_path, quick=True)
     for name in ("euclidean", "toroidal"):

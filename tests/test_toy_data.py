@@ -7,8 +7,7 @@ import pytest
 import torch
 from scipy import integrate
 
-from genlab.data import list_datasets, load_dataset
-from genlab.data import toy
+from genlab.data import list_datasets, load_dataset, toy
 from genlab.errors import ConfigError
 from genlab.eval.data_nll import data_nll
 

@@ -453,6 +453,34 @@ def test_multi30k_checksums_and_bad_input(tmp_path, monkeypatch):
 
 
 @pytest.mark.unit
+def test_multi30k_downloads_the_official_gz_into_the_cache(tmp_path, monkeypatch):
+    """Without a local folder the official .gz is fetched (URLs and published .gz sha256 as given) into
+    $GENLAB_CACHE/multi30k/ and read from there; a corrupt cached file is refused by the text sha256."""
+    from genlab.data import idx
+    from genlab.data import translation as tr
+    monkeypatch.setenv("GENLAB_CACHE", str(tmp_path / "cache"))
+    calls = []
+
+    def fake_download(urls, dest, sha):
+        calls.append((urls, dest, sha))
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(gzip.compress(b"a\nb\n"))
+        return dest
+    monkeypatch.setattr(idx, "download", fake_download)
+    assert read_multi30k("val", "en", verify=False) == ["a", "b"]
+    urls, dest, sha = calls[0]
+    assert urls[0] == tr.MULTI30K_URLS[0] + "val.en.gz" and sha is None
+    assert dest == tmp_path / "cache" / "multi30k" / "val.en.gz"
+    assert read_multi30k("val", "en", verify=False) == ["a", "b"] and len(calls) == 1   # cached
+    with pytest.raises(DataError, match="sha256"):
+        read_multi30k("val", "en")
+    (dest).unlink()
+    with pytest.raises(DataError):
+        read_multi30k("test", "de")   # verify on: the fake .gz is not the published text
+    assert calls[-1][2] == MULTI30K_SHA256["test_2016_flickr.de"][1]
+
+
+@pytest.mark.unit
 def test_empty_sentence_is_a_clear_error(tok):
     model = tiny_model(tok)
     with pytest.raises(GenlabError, match="empty"):
@@ -512,7 +540,7 @@ def translator_run(tmp_path_factory):
 
 def test_cli_train_eval_sample(translator_run, capsys):
     record = json.loads((translator_run / "eval.json").read_text())
-    assert {"bleu", "chrf", "nll_nats", "bleu_signature"} <= set(record["metrics"])
+    assert {"bleu", "chrf", "nll_nats", "perplexity"} <= set(record["metrics"])
     capsys.readouterr()
     assert main(["eval", str(translator_run), "--json", "--beam", "2"]) == 0
     out = json.loads(capsys.readouterr().out)
@@ -539,6 +567,25 @@ def test_cli_bad_input_exits_2_with_one_line(translator_run, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:   # argparse refuses an unknown direction
         main(["train", "translator", "--data", "multi30k", "--direction", "fr-en", "--out", str(tmp_path / "d")])
     assert exit_info.value.code == 2
+
+
+@pytest.mark.slow
+def test_grad_norm_hook_logs_every_step_and_figures_draw(tmp_path):
+    import genlab
+    from genlab.models.translation import grad_norm_hook
+    from genlab.viz import make_figures
+    torch.set_num_threads(1)
+    run = genlab.train("translator", "synthetic-pairs", tmp_path / "g", report=False, step_hooks=[grad_norm_hook],
+                       model_options={"d_model": 16, "heads": 2, "layers": 3, "log_grad_norms": False},
+                       data_options={"n_train": 200, "n_val": 10, "n_test": 10, "vocab_size": 120},
+                       train_options={"max_steps": 5, "progress": False, "eval_every": 0})
+    rows = [json.loads(line) for line in (tmp_path / "g" / "metrics.jsonl").read_text().splitlines()]
+    grad = [r for r in rows if r["split"] == "grad"]
+    assert [r["step"] for r in grad] == [1, 2, 3, 4, 5]
+    assert grad[0]["layers"] == ["enc0", "enc1", "enc2", "dec0", "dec1", "dec2"]
+    assert all(len(r["grad_norm"]) == 6 and min(r["grad_norm"]) > 0 for r in grad)
+    names = {p.name for p in make_figures(run)}
+    assert {"grad_norms_vs_step.png", "grad_norms_vs_layer.png"} <= names
 
 
 @pytest.mark.slow

@@ -6,10 +6,19 @@ import torch
 from torch import distributions as D
 
 from genlab.data import DataInfo
-from genlab.models.densities import (bernoulli_log_likelihood, bits_per_dim, categorical_log_likelihood,
-                                     gaussian_log_likelihood, iwae_log_likelihood, kl_normal_std_normal, log_normal_pdf,
-                                     reparameterize)
+from genlab.models.densities import (
+    bernoulli_log_likelihood,
+    bits_per_dim,
+    categorical_log_likelihood,
+    gaussian_log_likelihood,
+    iwae_log_likelihood,
+    kl_normal_std_normal,
+    log_normal_pdf,
+    reparameterize,
+)
 from genlab.models.vae import VAE, VAEConfig
+
+pytestmark = pytest.mark.unit
 
 
 def test_log_normal_pdf_matches_torch_distributions():

@@ -28,6 +28,7 @@ MODELS: dict[str, str] = {
     # autoregressive pixel models
     "pixelcnn": "genlab.models.pixelcnn",
     # diffusion
+    "ddpm": "genlab.models.diffusion.model",
     # language models
     "gpt": "genlab.models.lm.model",
     "rnnlm": "genlab.models.lm.model",
@@ -65,11 +66,14 @@ EXPERIMENTS: dict[str, str] = {
     **{name: "genlab.experiments.adversarial" for name in
        ("aae-mnist", "aae-vs-ae-2d", "aae-stochastic-z20", "gan-mnist")},
     # diffusion
+    **{name: "genlab.experiments.diffusion" for name in
+       ("diffusion-forward", "sampler-oracle", "ddpm-mnist", "sampler-compare", "negative-prompt")},
     # language models
     **{name: "genlab.experiments.lm" for name in ("rnn-vs-transformer", "attention-anatomy", "gpt-shakespeare")},
     # translation
     "prenorm-vs-postnorm": "genlab.experiments.translation",
     # neural radiance fields
+    **{name: "genlab.experiments.nerf" for name in ("nerf-render-gradient", "nerf-offline", "nerf-lego")},
     # across families: the likelihood table and every experiment in turn
     "likelihood-table": "genlab.experiments.report",
     "all": "genlab.experiments.report",
@@ -90,6 +94,7 @@ FIGURES: list[str] = [
     "genlab.viz.flows",
     "genlab.viz.lm",
     "genlab.viz.nerf",
+    "genlab.viz.translation",
 ]
 
 SECTIONS = {"model": MODELS, "dataset": DATASETS, "experiment": EXPERIMENTS, "metric": METRICS}

@@ -31,11 +31,17 @@ TINY: dict[str, tuple[str, dict, dict]] = {
     "realnvp": ("8gaussians", {"couplings": 2, "hidden": (16,)}, TOY),
     "cnf": ("8gaussians", {"hidden": (16,), "steps": 2}, TOY),
     # diffusion
+    "ddpm": ("digits", {"channels": 8, "mults": (1, 2), "timesteps": 20, "sample_steps": 3}, {}),
     # language models
     "gpt": ("synthetic-text", {"n_layer": 1, "n_head": 2, "n_embd": 16, "block_size": 16}, {"words": 1000}),
     "rnnlm": ("synthetic-text", {"n_layer": 1, "n_embd": 8, "hidden": 16, "block_size": 16}, {"words": 1000}),
     # translation
+    "translator": ("synthetic-pairs", {"d_model": 16, "heads": 2, "layers": 1, "mlp_ratio": 2.0},
+                   {"n_train": 64, "n_val": 16, "n_test": 16, "vocab_size": 80}),
     # neural radiance fields
+    "nerf": ("synthetic-scene", {"width": 16, "depth": 2, "n_coarse": 4, "n_fine": 4}, {"size": 8, "views": 2, "supersample": 1}),
+    "nerf-grid": ("synthetic-scene", {"resolution": 16, "init_resolution": 8, "density_rank": 2, "color_rank": 2,
+                                      "occupancy_resolution": 8}, {"size": 8, "views": 2, "supersample": 1}),
 }
 TRAIN = {"max_steps": 2, "batch_size": 16, "eval_batch_size": 32, "progress": False, "log_every": 1,
          "eval_every": 0}

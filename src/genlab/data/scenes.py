@@ -95,6 +95,7 @@ class BlenderConfig:
 @dataclass
 class TinyNerfConfig:
     file: str | None = field(None, "the .npz with images [N,H,W,3], poses [N,4,4], focal (and optional alphas [N,H,W])")
+    data_dir: str | None = field(None, "folder where a relative --file is looked up (also in its nerf/ subfolder)")
     background: Literal["auto", "white", "black"] = field(
         "auto", "auto: as stored; white/black: composite with the file's alphas (needs alphas)")
     holdout: str = field("", "views held out for val and test: indices or ranges (90-99), comma-separated; "
@@ -316,8 +317,11 @@ def load_tiny_nerf(cfg: TinyNerfConfig, split: str) -> Scene:
     if not cfg.file:
         raise DataError("tiny-nerf: no file given; pass --file PATH.npz (images, poses, focal)")
     path = Path(cfg.file).expanduser()
+    if cfg.data_dir and not path.is_absolute():
+        root = Path(cfg.data_dir).expanduser()
+        path = next((p for p in (root / path, root / "nerf" / path) if p.is_file()), root / path)
     if not path.is_file():
-        raise DataError(f"{path}: file not found; pass --file PATH.npz")
+        raise DataError(f"{path}: file not found; pass --file PATH.npz (or a name inside --data-dir)")
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}

@@ -126,7 +126,7 @@ declare(Experiment(
 
 
 # ------------------------------------------------------------------ 003 P3
-GAN_EPOCHS = Both(full=[0, 1, 5, 10, 20], quick=[0, 5, 10, 20, 30])
+GAN_EPOCHS = Both(full=[0, 1, 5, 10, 20], quick=[0, 5, 10, 25, 50])
 Z_DIM = 32
 
 
@@ -156,12 +156,14 @@ def gan_mnist(ctx: Context) -> dict:
             "classifier_score_data": round(q.get("classifier_score_data", float("nan")), 3),
             "classifier_test_acc": q["classifier_test_acc"], "val_bound": last.get("val/bound"),
             "sample_pixel_std": round(spread, 4),
-            **target("varied samples (mean pixel std across 64 samples >= 0.1) with a classifier score >= 5 of 10 "
-                     "classes", spread >= 0.1 and q["classifier_score"] >= 5)}
+            **target("varied samples (mean pixel std across 64 samples >= 0.1) with a classifier score at least "
+                     "half the real data's", spread >= 0.1 and q["classifier_score"] >= 0.5 * q["classifier_score_data"])}
 
 
 declare(Experiment(
     "gan-mnist", FAMILY, "GAN (003 P3): fixed-noise sample grids through training, FID (local features)",
     runs=[Setting("gan", "gan", {"arch": "dcgan", "z_dim": Z_DIM, "lr": 2e-4, "batch_size": 64, "epochs": 20},
-                  quick={"arch": "mlp", "epochs": 30})],
-    callbacks=snapshot_callbacks(GAN_EPOCHS, draw_gan), analyze=gan_mnist, one_thread_quick=True))
+                  quick={"arch": "mlp", "lr": 1e-3, "epochs": 50})],
+    callbacks=snapshot_callbacks(GAN_EPOCHS, draw_gan), analyze=gan_mnist, one_thread_quick=True,
+    quick_note="MLP networks at lr 1e-3 for 50 epochs of 8x8 digits (at lr 2e-4 and 30 epochs every sample was the "
+               "same image); FID compares runs on the digits only"))

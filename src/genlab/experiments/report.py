@@ -80,6 +80,8 @@ def table_row(run, row: Row, quick: bool) -> dict:
     from ..eval.evaluate import evaluate
     from ..models.densities import grey_levels
     record = evaluate(run, options=row.quick_eval_options if quick else row.eval_options, extras=False)
+    if run.dir is not None:
+        run.folder.write_eval(record)                        # what `genlab eval` would write, for the report
     metrics, dims = record["metrics"], math.prod(run.data_info.shape)
     if metrics.get("nll_nats") is not None:
         nll = float(metrics["nll_nats"])
@@ -205,21 +207,38 @@ def run_all(out: Path, quick: bool, data_dir: str | None, only: list[str] | None
             "failed": sum(r["status"] == "fail" for r in rows), "report": report}
 
 
+METRIC_WORDS = ("bpd", "nll", "fid", "elbo", "bleu", "error", "score", "acc", "mse", "loss", "kl", "perplexity",
+                "psnr", "ssim", "speedup", "gap")
+NOT_RESULTS = {"wall_time_s", "quick", "uniform_bpd", "grey_levels", "model", "train", "data", "epochs_shown"}
+
+
 def key_number(summary: dict) -> dict:
-    """The one number that says most about an experiment's summary: a well-known metric at the top
-    level, else in its first result row, else its first number."""
+    """The one number that says most about an experiment's summary: a well-known metric (KEY_METRICS
+    order), else a number whose name says it is a metric, else the first number; top-level numbers before
+    nested ones (dotted names); settings (``model``, ``train``, ...) are not results."""
     from ..report.html import KEY_METRICS
-    skip = {"wall_time_s", "quick", "uniform_bpd", "grey_levels"}
-    candidates = [summary] + [r for r in summary.get("results", [])[:1] if isinstance(r, dict)]
-    for where in candidates:
-        for key in KEY_METRICS:
-            if _is_number(where.get(key)):
-                return {"key": key, "value": where[key]}
-    for where in candidates:
-        for key, value in where.items():
-            if key not in skip and _is_number(value):
-                return {"key": key, "value": value}
-    return {}
+    leaves = sorted(_numbers(summary), key=lambda leaf: leaf[0].count("."))     # top-level numbers first
+    for key in KEY_METRICS:
+        for path, value in leaves:
+            if path.rsplit(".", 1)[-1] == key:
+                return {"key": path, "value": value}
+    for path, value in leaves:
+        if any(word in path.rsplit(".", 1)[-1] for word in METRIC_WORDS):
+            return {"key": path, "value": value}
+    return {"key": leaves[0][0], "value": leaves[0][1]} if leaves else {}
+
+
+def _numbers(obj, prefix: str = ""):
+    """(dotted name, number) of every finite number in a summary, in order, lists of rows by index."""
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj)
+    for key, value in items:
+        if str(key) in NOT_RESULTS:
+            continue
+        path = f"{prefix}{key}"
+        if isinstance(value, (dict, list)):
+            yield from _numbers(value, path + ".")
+        elif _is_number(value):
+            yield path, value
 
 
 def _is_number(value) -> bool:

@@ -122,7 +122,7 @@ declare(Experiment(
 
 
 # ------------------------------------------------------------------ 001 Q1.7-1.9
-SAMPLE_EPOCHS = Both(full=[0, 10, 80], quick=[0, 2, 6])     # the course's 0/10/80
+SAMPLE_EPOCHS = Both(full=[0, 10, 80], quick=[0, 2, 20])     # the course's 0/10/80
 
 
 def draw_samples(ctx: Context, s: Setting, trainer, epoch: int) -> None:
@@ -138,19 +138,20 @@ def categorical_cnn(ctx: Context) -> dict:
     test = {k: round(float(v), 4) for k, v in record["metrics"].items()}
     figures = make_figures(run, ctx.figures / "z20")
     figures.append(latent_grid_figure(run2, ctx.figures / "manifold_z2.png", note=DIGITS_NOTE if ctx.quick else "",
-                                      title="z=2 CNN VAE: decoded latent grid (inverse normal CDF of an even grid)"))
-    curve = {r["epoch"]: r.get("val/elbo_bpd") for r in run.state.history}
+                                      title=f"z=2 {run2.model.config.arch.upper()} VAE: decoded latent grid "
+                                            f"(inverse normal CDF of an even grid)"))
+    curve = {r["epoch"]: round(r["val/elbo_bpd"], 4) for r in run.state.history if "val/elbo_bpd" in r}
     first = _first_train_bpd(run)
-    summary = {"test_elbo_bpd_z20": test["elbo_bpd"], "val_elbo_bpd_by_epoch": curve,
-               "first_logged_train_bpd": first, "sample_epochs": SAMPLE_EPOCHS(ctx), "test_z2": test_metrics(run2, iwae_k=0),
+    summary = {"arch": run.model.config.arch, "test_elbo_bpd_z20": test["elbo_bpd"],
+               "test_kl_nats_z20": test["kl_nats"], "val_elbo_bpd_by_epoch": curve, "first_logged_train_bpd": first, "sample_epochs": SAMPLE_EPOCHS(ctx),
+               "test_z2": test_metrics(run2, iwae_k=0),
                "course_reference": "~4 bpd at start, < 2.0 after 2 epochs, ~0.52 after 80 epochs (28x28 MNIST)"}
-    if ctx.quick:
-        summary |= {"target": "course reference (MNIST)", "target_met": None,
-                    "target_note": "not comparable: the quick run trains on 8x8 digits"}
-    else:
+    goal = "val ELBO bpd < 2.0 after 2 epochs and test ELBO bpd <= 0.6 after 80 epochs (the course's MNIST reference)"
+    if run.data_name == "mnist":
         after2 = curve.get(2)
-        summary |= target("val ELBO bpd < 2.0 after 2 epochs and test ELBO bpd <= 0.6 after 80 epochs",
-                          after2 is not None and after2 < 2.0 and test["elbo_bpd"] <= 0.6)
+        summary |= target(goal, after2 is not None and after2 < 2.0 and test["elbo_bpd"] <= 0.6)
+    else:      # the reference is for 28x28 MNIST: this run cannot meet or miss it
+        summary |= {"target": goal, "target_met": None, "target_note": f"not comparable on {run.data_name}"}
     return summary | {"figures": relative(ctx, figures)}
 
 
@@ -160,13 +161,18 @@ def _first_train_bpd(run):
 
 
 CNN_4BIT = {"arch": "cnn", "view": "quantized", "levels": 16, "lr": 1e-3, "batch_size": 128}
+# --quick: the course's CNN collapses its posterior on 8x8 digits within a minute (measured: KL 0.00 nats after
+# 10 epochs at lr 1e-3 or 3e-3, 16 or 32 channels), so the quick run uses an MLP, which does not.
+CNN_QUICK = {"arch": "mlp", "hidden": (512, 256), "epochs": 20, "batch_size": 32}
 declare(Experiment(
     "vae-categorical-cnn", FAMILY,
     "CNN VAE on 4-bit MNIST, z=20: bpd curves, samples at epochs 0/10/80, and the z=2 manifold (001 Q1.7-1.9)",
-    runs=[Setting("z20", "vae", {**CNN_4BIT, "z_dim": 20, "epochs": 80}, quick={"epochs": 6, "channels": 16}),
-          Setting("z2", "vae", {**CNN_4BIT, "z_dim": 2, "epochs": 40}, quick={"epochs": 6, "channels": 16})],
+    runs=[Setting("z20", "vae", {**CNN_4BIT, "z_dim": 20, "epochs": 80}, quick=CNN_QUICK),
+          Setting("z2", "vae", {**CNN_4BIT, "z_dim": 2, "epochs": 40}, quick=CNN_QUICK)],
     callbacks=lambda ctx, s: snapshot_callbacks(SAMPLE_EPOCHS, draw_samples)(ctx, s) if s.name == "z20" else [],
-    analyze=categorical_cnn, quick_note=DIGITS_NOTE + "; the course's bpd reference is not checked"))
+    analyze=categorical_cnn, one_thread_quick=True,
+    quick_note="an MLP instead of the CNN (on 8x8 digits the CNN's posterior collapses within a minute: KL 0.00 "
+               "nats), 20 epochs; the course's MNIST bpd reference is not checked"))
 
 
 # ------------------------------------------------------------------ 002 Q9-10

@@ -21,7 +21,7 @@ valid discrete likelihood (so its bits/dim lie in [0, log2 L] for a uniform mode
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F

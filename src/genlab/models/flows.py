@@ -35,8 +35,18 @@ from ..config import field, require
 from ..data.registry import DataInfo
 from ..errors import ConfigError
 from .base import register_model
-from .bijections import (ActNorm, AffineCoupling, Bijection, Compose, ConvConditioner, LogitTransform, Permutation,
-                         Reshape, TriangularLeakyLayer, mlp_conditioner)
+from .bijections import (
+    ActNorm,
+    AffineCoupling,
+    Bijection,
+    Compose,
+    ConvConditioner,
+    LogitTransform,
+    Permutation,
+    Reshape,
+    TriangularLeakyLayer,
+    mlp_conditioner,
+)
 from .densities import standard_normal_log_prob
 from .exact import ExactLikelihoodModel
 

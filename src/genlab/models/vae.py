@@ -25,10 +25,20 @@ from ..data.registry import DataInfo
 from ..errors import ConfigError
 from ..nn.blocks import build_decoder, build_encoder
 from .base import GenerativeModel, register_model
-from .densities import (bernoulli_log_likelihood, bits_per_dim, categorical_log_likelihood,
-                        discretized_gaussian_log_likelihood, gaussian_log_likelihood, grey_levels,
-                        dequantize, iwae_log_likelihood, kl_normal_std_normal, log_normal_pdf, reparameterize,
-                        to_levels)
+from .densities import (
+    bernoulli_log_likelihood,
+    bits_per_dim,
+    categorical_log_likelihood,
+    dequantize,
+    discretized_gaussian_log_likelihood,
+    gaussian_log_likelihood,
+    grey_levels,
+    iwae_log_likelihood,
+    kl_normal_std_normal,
+    log_normal_pdf,
+    reparameterize,
+    to_levels,
+)
 
 
 def _auto_likelihood(info: DataInfo) -> str:

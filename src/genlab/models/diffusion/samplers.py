@@ -163,7 +163,10 @@ def dpmpp_second_order(x: torch.Tensor, x0: torch.Tensor, x0_prev: torch.Tensor,
 
 
 def _noise(like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    return torch.randn(like.shape, generator=generator, dtype=like.dtype, device=like.device)
+    """Standard normal noise shaped like ``like``, drawn on the generator's device (CPU generators also
+    serve models on a GPU: the same seed gives the same noise everywhere)."""
+    device = generator.device if generator is not None else like.device
+    return torch.randn(like.shape, generator=generator, dtype=like.dtype, device=device).to(like.device)
 
 
 # ----------------------------------------------------------------- the contract

@@ -131,7 +131,7 @@ class UNet(nn.Module):
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         t = torch.as_tensor(t, device=x.device).reshape(-1).expand(x.shape[0])    # [] or [B] -> [B]
-        emb = self.time_mlp(timestep_embedding(t, self.base))                      # [B] -> [B, 4c]
+        emb = self.time_mlp(timestep_embedding(t, self.base).to(x.dtype))          # [B] -> [B, 4c]
         if self.class_emb is not None:
             if y is None:                                                          # unconditional: the null token
                 y = torch.full((x.shape[0],), self.num_classes, dtype=torch.long, device=x.device)

@@ -16,7 +16,6 @@ grid grows coarse to fine. ``analytic_grad`` renders with the hand-derived backw
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -139,19 +138,17 @@ class RadianceModel(GenerativeModel):
         return mse, {"mse": final, "psnr": -10.0 * torch.log10(final.clamp_min(1e-10))}
 
     def eval_metrics(self, batch, **options):
-        """One or more whole held-out views per batch: PSNR per view (10 log10(1 / MSE)) and render seconds.
+        """One whole held-out view per batch: its PSNR, 10 log10(1 / MSE), and the per-pixel MSE.
 
-        SSIM is added by the eval layer (``genlab.eval.nerf``), which may not be imported from here.
+        SSIM and seconds per rendered view come from the eval layer (``genlab.eval.nerf``): timings are not
+        deterministic, and the eval layer may not be imported from here.
         """
         o, d, target = batch[:3]
         H, W = int(self.data_info.extras["height"]), int(self.data_info.extras["width"])
-        start = time.perf_counter()
-        out = self.render_chunks(o, d)
-        seconds = time.perf_counter() - start
-        pred = out["rgb"].clamp(0, 1).view(-1, H * W * 3)                 # [V H W, 3] -> [V, H W 3]
-        err = ((pred - target.reshape(-1, H * W * 3)) ** 2).mean(dim=-1)   # [V]
-        return {"psnr": -10.0 * torch.log10(err.clamp_min(1e-20)), "mse": Avg(err.sum() * H * W * 3, err.numel() * H * W * 3),
-                "render_s_per_view": torch.full_like(err, seconds / len(err))}
+        pred = self.render_chunks(o, d)["rgb"].clamp(0, 1).view(-1, H * W * 3)   # [V H W, 3] -> [V, H W 3]
+        err = ((pred - target.reshape(-1, H * W * 3)) ** 2).mean(dim=-1)        # [V]
+        return {"psnr": -10.0 * torch.log10(err.clamp_min(1e-20)),
+                "mse": Avg(err.sum() * H * W * 3, err.numel() * H * W * 3)}
 
     @torch.no_grad()
     def render_view(self, pose: torch.Tensor, height: int | None = None, width: int | None = None,

@@ -122,8 +122,16 @@ class VolumeRenderColor(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g):
         sigma, rgb, deltas, background = ctx.saved_tensors
-        d_sigma = grad_sigma(sigma, rgb, deltas, g, background) if ctx.needs_input_grad[0] else None
-        d_rgb = grad_color(sigma, deltas, g) if ctx.needs_input_grad[1] else None
+        T = transmittance(sigma, deltas)                                         # recomputed, [R, N+1]
+        w = T[..., :-1] - T[..., 1:]                                             # T_i alpha_i = T_i - T_{i+1}
+        d_rgb = w[..., None] * g[..., None, :] if ctx.needs_input_grad[1] else None          # (grad c)
+        d_sigma = None
+        if ctx.needs_input_grad[0]:                                              # (grad sigma)
+            gc = (rgb * g[..., None, :]).sum(dim=-1)                             # g.c_i, [R, N]
+            wgc = w * gc
+            after = wgc.sum(dim=-1, keepdim=True) - torch.cumsum(wgc, dim=-1)    # sum_{k>i} w_k g.c_k
+            gb = (background * g).sum(dim=-1, keepdim=True)                      # g.b, [R, 1]
+            d_sigma = deltas * (T[..., 1:] * gc - after - T[..., -1:] * gb)
         return d_sigma, d_rgb, None, None
 
 

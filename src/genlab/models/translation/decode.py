@@ -9,8 +9,9 @@ Beam search keeps the K best prefixes of every sentence (Sutskever, Vinyals and 
 and ranks finished hypotheses by log p(Y|X) / lp(Y) with the length penalty of Wu et al. 2016
 (GNMT), Eq. 14: lp(Y) = ((5 + |Y|) / 6)^alpha, alpha = ``length_penalty`` (0 ranks by log p alone).
 A sentence stops once K hypotheses have finished (each step finalizes the candidates ending in
-``<eos>`` that rank among the K best); with K = 1 this is exactly greedy decoding. A step object
-with a ``reorder(index)`` method (e.g. one holding a KV cache) is told which rows survive each step.
+``<eos>`` that rank among the K best); with K = 1 this is exactly greedy decoding. Finished sentences
+leave the batch; a step object with a ``reorder(index)`` method (e.g. one holding a KV cache) is told
+which rows survive (and in which order) after each step.
 """
 from __future__ import annotations
 
@@ -29,22 +30,24 @@ def length_penalty(length: int | torch.Tensor, alpha: float):
 @torch.no_grad()
 def greedy_decode(step: StepFn, batch_size: int, bos: int, eos: int, max_len: int,
                   device=None) -> list[list[int]]:
-    """The argmax token at every step until ``<eos>`` (excluded from the output) or ``max_len`` tokens."""
+    """The argmax token at every step until ``<eos>`` (excluded from the output) or ``max_len`` tokens.
+    Finished sentences leave the batch (the step is told through ``reorder``)."""
+    out: list[list[int]] = [[] for _ in range(batch_size)]
+    alive = torch.arange(batch_size, device=device)                 # sentence of each row
     prefix = torch.full((batch_size, 1), bos, dtype=torch.long, device=device)
-    rows = torch.arange(batch_size, device=device)
-    done = torch.zeros(batch_size, dtype=torch.bool, device=device)
     for _ in range(max_len):
-        nxt = step(prefix, rows).argmax(-1)                  # [B]
-        nxt = torch.where(done, torch.full_like(nxt, eos), nxt)
-        prefix = torch.cat([prefix, nxt[:, None]], dim=1)   # [B, t] -> [B, t+1]
-        done |= nxt == eos
-        if bool(done.all()):
+        nxt = step(prefix, alive).argmax(-1)                         # [N]
+        for b, tok in zip(alive.tolist(), nxt.tolist()):
+            if tok != eos:
+                out[b].append(tok)
+        keep = (nxt != eos).nonzero().squeeze(1)                     # rows still running
+        if len(keep) == 0:
             break
-    return [_strip(seq[1:].tolist(), eos) for seq in prefix]
-
-
-def _strip(seq: list[int], eos: int) -> list[int]:
-    return seq[: seq.index(eos)] if eos in seq else seq
+        prefix = torch.cat([prefix[keep], nxt[keep, None]], dim=1)   # [N, t] -> [N', t+1]
+        alive = alive[keep]
+        if len(keep) < len(nxt) and hasattr(step, "reorder"):
+            step.reorder(keep)
+    return out
 
 
 @torch.no_grad()
@@ -52,59 +55,59 @@ def beam_search(step: StepFn, batch_size: int, bos: int, eos: int, max_len: int,
                 alpha: float = 0.6, device=None, return_scores: bool = False):
     """The best hypothesis of each sentence under log p / lp (Wu et al. 2016, Eq. 14), batched.
 
-    All B x K live prefixes go through ``step`` together. Returns token lists without ``<bos>``/``<eos>``
+    The K live prefixes of every unfinished sentence go through ``step`` together; a sentence leaves
+    the batch once K of its hypotheses have ended. Returns token lists without ``<bos>``/``<eos>``
     (and their penalized scores when ``return_scores``).
     """
-    B, K = batch_size, beam
-    prefix = torch.full((B * K, 1), bos, dtype=torch.long, device=device)
-    rows = torch.arange(B, device=device).repeat_interleave(K)            # [B*K]
-    scores = torch.full((B, K), float("-inf"), device=device)
-    scores[:, 0] = 0.0                                                     # one live beam at the start
-    finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(B)]
-    active = torch.ones(B, dtype=torch.bool, device=device)
+    K = beam
+    alive = list(range(batch_size))                                  # unfinished sentences, in row order
+    prefix = torch.full((batch_size * K, 1), bos, dtype=torch.long, device=device)
+    scores = torch.full((batch_size, K), float("-inf"), device=device)
+    scores[:, 0] = 0.0                                               # one live beam per sentence at first
+    finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(batch_size)]
     for _ in range(max_len):
-        logp = step(prefix, rows).float()                                  # [B*K, V]
+        A = len(alive)
+        rows = torch.tensor(alive, device=device).repeat_interleave(K)             # [A*K]
+        logp = step(prefix, rows).float()                                          # [A*K, V]
         V = logp.shape[-1]
-        cand = (scores[:, :, None] + logp.view(B, K, V)).view(B, K * V)    # [B*K, V] -> [B, K*V]
-        top, idx = cand.topk(min(2 * K, K * V), dim=1)                     # [B, 2K]
-        src_beam, token = idx // V, idx % V
-        new_scores = torch.full((B, K), float("-inf"), device=device)
-        new_src = torch.zeros((B, K), dtype=torch.long, device=device)
-        new_tok = torch.full((B, K), eos, dtype=torch.long, device=device)
-        top_l, sb_l, tok_l = top.tolist(), src_beam.tolist(), token.tolist()
-        for b in range(B):
-            if not active[b]:
-                continue
-            k = 0
-            for rank, (s, sb, tok) in enumerate(zip(top_l[b], sb_l[b], tok_l[b])):
+        cand = (scores[:, :, None] + logp.view(A, K, V)).view(A, K * V)            # [A*K, V] -> [A, K*V]
+        top, idx = cand.topk(min(2 * K, K * V), dim=1)                             # [A, 2K]
+        new_scores = torch.full((A, K), float("-inf"), device=device)
+        new_src = torch.zeros((A, K), dtype=torch.long, device=device)
+        new_tok = torch.full((A, K), eos, dtype=torch.long, device=device)
+        keep = []
+        for a, (s_row, i_row) in enumerate(zip(top.tolist(), idx.tolist())):
+            b, k = alive[a], 0
+            for rank, (s, i) in enumerate(zip(s_row, i_row)):
                 if s == float("-inf"):
                     break
+                src_beam, tok = divmod(i, V)
                 if tok == eos:
                     if rank < K:   # an <eos> among the K best candidates ends a hypothesis
-                        hyp = prefix[b * K + sb, 1:].tolist()
+                        hyp = prefix[a * K + src_beam, 1:].tolist()
                         finished[b].append((s / length_penalty(len(hyp) + 1, alpha), hyp))
                     continue
                 if k < K:
-                    new_scores[b, k], new_src[b, k], new_tok[b, k] = s, sb, tok
+                    new_scores[a, k], new_src[a, k], new_tok[a, k] = s, src_beam, tok
                     k += 1
-            if len(finished[b]) >= K or k == 0:
-                active[b] = False
-        if not bool(active.any()):
+            if len(finished[b]) < K and k > 0:
+                keep.append(a)
+        if not keep:
+            alive = []
             break
-        base = (torch.arange(B, device=device) * K)[:, None]               # [B, 1]
-        order = (base + new_src).view(-1)                                  # [B, K] -> [B*K]
-        prefix = torch.cat([prefix[order], new_tok.view(-1, 1)], dim=1)    # [B*K, t] -> [B*K, t+1]
+        kept = torch.tensor(keep, device=device)
+        order = (kept[:, None] * K + new_src[kept]).view(-1)                      # [A', K] -> [A'*K]
+        prefix = torch.cat([prefix[order], new_tok[kept].view(-1, 1)], dim=1)    # [A*K, t] -> [A'*K, t+1]
+        scores = new_scores[kept]
+        alive = [alive[a] for a in keep]
         if hasattr(step, "reorder"):   # a step with a KV cache follows its beams
             step.reorder(order)
-        scores = torch.where(active[:, None], new_scores, torch.full_like(new_scores, float("-inf")))
-    # sentences still running at max_len: their live beams count as finished
-    for b in range(B):
-        if active[b] or not finished[b]:
-            for k in range(K):
-                s = float(scores[b, k])
-                if s > float("-inf"):
-                    hyp = prefix[b * K + k, 1:].tolist()
-                    finished[b].append((s / length_penalty(len(hyp), alpha), hyp))
+    for a, b in enumerate(alive):      # sentences cut at max_len: their live beams count as finished
+        for k in range(K):
+            s = float(scores[a, k])
+            if s > float("-inf"):
+                hyp = prefix[a * K + k, 1:].tolist()
+                finished[b].append((s / length_penalty(len(hyp), alpha), hyp))
     best = [max(f, key=lambda h: h[0]) if f else (float("-inf"), []) for f in finished]
-    out = [_strip(h, eos) for _, h in best]
+    out = [[t for t in h if t != eos] for _, h in best]
     return (out, [s for s, _ in best]) if return_scores else out

@@ -1,8 +1,8 @@
 """The encoder-decoder translation transformer (Vaswani et al. 2017, "Attention Is All You Need").
 
 Reads top-down: the configs (model, eval, sample), the label-smoothed loss, the batching of sentence
-pairs, the model (``genlab train translator``), the incremental decoding step that greedy and beam
-search drive, and ``genlab sample RUN --text ...``.
+pairs, ``genlab sample RUN --text ...``, the model (``genlab train translator``), and the incremental
+decoding step that greedy and beam search drive.
 
     src ids --embed*sqrt(C)+PE--> [EncoderBlock] x N --(norm if pre)--> memory
     tgt ids (shifted right, <bos> first) --embed*sqrt(C)+PE--> [DecoderBlock: causal self-attn,
@@ -125,11 +125,19 @@ def make_batch(src_ids: list[list[int]], tgt_ids: list[list[int]] | None = None)
     return batch
 
 
+# ----------------------------------------------------------------- genlab sample RUN --text "..."
+def sample_translation(run, cfg: TranslatorSampleConfig, n: int, out=None, seed: int = 0) -> list[str]:
+    """``genlab sample RUN --text "..."``: the translation of the sentence (beam search), as one line."""
+    if not cfg.text or not cfg.text.strip():
+        raise GenlabError('give the sentence to translate with --text, e.g. --text "A man is riding a bicycle."')
+    return run.model.translate([cfg.text], beam=cfg.beam, alpha=cfg.length_penalty)
+
+
 # ----------------------------------------------------------------- the model
 @register_model("translator", TranslatorConfig,
                 "encoder-decoder transformer for translation: pre/post-norm, beam search, BLEU (002 Q20-22)",
                 default_data="synthetic-pairs", eval_config=TranslatorEvalConfig,
-                sample_config=TranslatorSampleConfig, sample=lambda *a, **k: sample_translation(*a, **k),
+                sample_config=TranslatorSampleConfig, sample=sample_translation,
                 family="translation")
 class Translator(GenerativeModel):
     """Encoder-decoder transformer over one joint subword vocabulary (Vaswani et al. 2017, Fig. 1).
@@ -137,10 +145,6 @@ class Translator(GenerativeModel):
     Built from ``DataInfo.extras["tokenizer"]`` (the data's tokenizer, saved with the run). A batch is
     ``(src [B, S], tgt [B, T])``: sources x + <eos>, targets <bos> + y + <eos>, padded with <pad>.
     """
-
-    CONTRACT = {"model_options": {"d_model": 16, "heads": 2, "layers": 1, "mlp_ratio": 2.0},
-                "data": "synthetic-pairs",
-                "data_options": {"n_train": 64, "n_val": 16, "n_test": 16, "vocab_size": 80}}
 
     def __init__(self, cfg: TranslatorConfig, data_info: DataInfo):
         super().__init__(cfg, data_info)
@@ -194,14 +198,19 @@ class Translator(GenerativeModel):
             x = layer(x, mask=mask)
         return self.enc_norm(x), mask
 
-    def decode(self, tgt_in: torch.Tensor, memory: torch.Tensor | None, memory_mask: torch.Tensor,
-               caches: list[LayerCache] | None = None, offset: int = 0) -> torch.Tensor:
-        """``tgt_in`` [B, T] (shifted targets) -> logits [B, T, V]. Padding at the end of a target needs no
-        mask: the causal rule already hides later positions from every real token."""
+    def decoder_states(self, tgt_in: torch.Tensor, memory: torch.Tensor | None, memory_mask: torch.Tensor,
+                       caches: list[LayerCache] | None = None, offset: int = 0) -> torch.Tensor:
+        """``tgt_in`` [B, T] (shifted targets) -> the decoder's last states [B, T, C]. Padding at the end of a
+        target needs no mask: the causal rule already hides later positions from every real token."""
         x = self._embed(self.tgt_embed, tgt_in, offset)
         for i, layer in enumerate(self.decoder):
             x = layer(x, memory=memory, memory_mask=memory_mask, cache=caches[i] if caches else None)
-        return self.out(self.dec_norm(x))                      # [B, T, C] -> [B, T, V]
+        return self.dec_norm(x)
+
+    def decode(self, tgt_in: torch.Tensor, memory: torch.Tensor | None, memory_mask: torch.Tensor,
+               caches: list[LayerCache] | None = None, offset: int = 0) -> torch.Tensor:
+        """``tgt_in`` [B, T] -> logits [B, T, V] of the next token at every position."""
+        return self.out(self.decoder_states(tgt_in, memory, memory_mask, caches, offset))   # [B, T, C] -> [B, T, V]
 
     def forward(self, src: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
         memory, mask = self.encode(src)
@@ -211,8 +220,12 @@ class Translator(GenerativeModel):
     def loss_sums(self, batch) -> dict[str, torch.Tensor]:
         """Sums over target tokens of the label-smoothed loss and the NLL (nats), and the token count."""
         src, tgt = batch[0], batch[1]
-        logits = self(src, tgt[:, :-1])                        # teacher forcing: read y_<t, predict y_t
-        smoothed, nll, n = label_smoothed_nll(logits, tgt[:, 1:], self.cfg.label_smoothing)
+        memory, mask = self.encode(src)
+        h = self.decoder_states(tgt[:, :-1], memory, mask)    # teacher forcing: read y_<t, predict y_t
+        target = tgt[:, 1:]
+        real = target != PAD                                   # project only real target positions onto the
+        logits = self.out(h[real])                             # vocabulary: [B, T, C] -> [N, C] -> [N, V]
+        smoothed, nll, n = label_smoothed_nll(logits, target[real], self.cfg.label_smoothing)
         return {"loss_sum": smoothed, "nll_sum": nll, "tokens": n}
 
     def loss(self, batch, phase: str = "main"):
@@ -238,8 +251,8 @@ class Translator(GenerativeModel):
     def finalize_metrics(self, means: dict[str, float]) -> dict[str, float]:
         out = {k: v for k, v in means.items() if not k.startswith("stat/")}
         out["perplexity"] = math.exp(min(means["nll_nats"], 700.0))
-        out |= corpus_scores_from_stats({k: v for k, v in means.items() if k.startswith("stat/")})
-        return out
+        scores = corpus_scores_from_stats({k: v for k, v in means.items() if k.startswith("stat/")})
+        return out | {k: v for k, v in scores.items() if not k.endswith("_signature")}   # metrics are numbers
 
     def batch_hints(self) -> dict:
         return {}
@@ -327,10 +340,3 @@ class DecodeStep:
             c.cross_attn.reorder(index)
         if self.rows_mask is not None:
             self.rows_mask = self.rows_mask[index]
-
-
-def sample_translation(run, cfg: TranslatorSampleConfig, n: int, out=None, seed: int = 0) -> list[str]:
-    """``genlab sample RUN --text "..."``: the translation of the sentence (beam search), as one line."""
-    if not cfg.text or not cfg.text.strip():
-        raise GenlabError('give the sentence to translate with --text, e.g. --text "A man is riding a bicycle."')
-    return run.model.translate([cfg.text], beam=cfg.beam, alpha=cfg.length_penalty)

@@ -1,0 +1,169 @@
+"""Diffusion benchmarks: training throughput of U-Nets, quality per CPU-minute, and the sampler table.
+
+    python benchmarks/bench_diffusion.py throughput [--threads 2]
+        images/s of one training step (forward, backward, Adam) at batch 128 on 28x28, for genlab's U-Net
+        at several widths and for diffusers' 1.62M-parameter UNet2DModel (the issue's baseline).
+    python benchmarks/bench_diffusion.py quality --data-dir DIR --minutes 15 [--which genlab|diffusers]
+        trains on MNIST for a wall-clock budget, FID (local features, 500 samples, DPM-Solver++ 20 steps)
+        every --every minutes: the FID-vs-minutes curve.
+    python benchmarks/bench_diffusion.py samplers RUN [--n 500]
+        on one trained run: FID and seconds per 64 images for every sampler x {10, 20, 100, 1000} steps.
+
+Results go to stdout as JSON lines (one per measurement), with the command that produced them.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import torch
+
+
+def emit(row: dict) -> None:
+    print(json.dumps(row | {"command": " ".join(sys.argv)}), flush=True)
+
+
+def diffusers_unet():
+    from diffusers import UNet2DModel
+    return UNet2DModel(sample_size=28, in_channels=1, out_channels=1, block_out_channels=(32, 64, 64),
+                       layers_per_block=2, down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
+                       up_block_types=("AttnUpBlock2D", "UpBlock2D", "UpBlock2D"), norm_num_groups=8)
+
+
+def throughput(args) -> None:
+    from genlab.models.diffusion.unet import UNet, UNetConfig
+    nets = {f"genlab c={c} mults={m} attn={a}": (lambda c=c, m=m, a=a: UNet(UNetConfig(channels=c, mults=m, attention=a), 1))
+            for c, m, a in [(16, (1, 2, 2), True), (32, (1, 2, 2), True), (32, (1, 2, 2), False), (48, (1, 2, 2), True)]}
+    nets["diffusers UNet2DModel (32,64,64)x2"] = diffusers_unet
+    bs = args.batch
+    for name, make in nets.items():
+        torch.manual_seed(0)
+        net = make()
+        opt = torch.optim.Adam(net.parameters(), 1e-3)
+        x, t = torch.randn(bs, 1, 28, 28), torch.randint(0, 1000, (bs,))
+        times = []
+        for i in range(args.iters + 1):
+            start = time.perf_counter()
+            out = net(x, t)
+            out = out.sample if hasattr(out, "sample") else out
+            loss = (out - x).pow(2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if i > 0:
+                times.append(time.perf_counter() - start)
+        times.sort()
+        emit({"bench": "throughput", "net": name, "params": sum(p.numel() for p in net.parameters()),
+              "threads": torch.get_num_threads(), "batch": bs, "images_per_s_median": round(bs / times[len(times) // 2], 1),
+              "images_per_s_best": round(bs / times[0], 1)})
+
+
+def quality(args) -> None:
+    """FID vs training minutes on MNIST for genlab's DDPM or a minimal diffusers loop."""
+    from genlab.data.registry import get_spec, load_dataset
+    from genlab.eval.fid import features_and_probs, frechet_distance, gaussian_stats, get_classifier, reference_subset
+    from genlab.models.diffusion.model import DDPM, DDPMConfig
+    data = load_dataset("mnist", "train", data_dir=args.data_dir)
+    test = load_dataset("mnist", "test", data_dir=args.data_dir)
+    classifier, _ = get_classifier("mnist", get_spec("mnist").config(data_dir=args.data_dir), progress=False)
+    ref = reference_subset(test.tensors[0], args.fid_n)
+    ref_stats = gaussian_stats(features_and_probs(classifier, ref)[0])
+    torch.manual_seed(0)
+    model = DDPM(DDPMConfig(channels=args.channels, mults=tuple(args.mults)), data.info)
+    ema = torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(0.999))
+    if args.which == "diffusers":
+        from diffusers import DDPMScheduler
+        net, sched = diffusers_unet(), DDPMScheduler(num_train_timesteps=1000)
+        params = net.parameters()
+    else:
+        params = model.parameters()
+    opt = torch.optim.Adam(params, args.lr)
+    x_all = data.tensors[0]
+    g = torch.Generator().manual_seed(0)
+    start, train_s, step, next_eval = time.perf_counter(), 0.0, 0, 0.0
+    while train_s < args.minutes * 60:
+        if train_s >= next_eval:
+            if args.which == "genlab":
+                samples = ema.module.sample(args.fid_n, "dpm++2m", 20, torch.Generator().manual_seed(1))
+            else:
+                from diffusers import DPMSolverMultistepScheduler
+                s = DPMSolverMultistepScheduler(num_train_timesteps=1000)
+                s.set_timesteps(20)
+                z = torch.randn(args.fid_n, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+                with torch.no_grad():
+                    for t in s.timesteps:
+                        z = s.step(net(z, t).sample, t, z).prev_sample
+                samples = ((z + 1) / 2).clamp(0, 1)
+            fid = frechet_distance(*gaussian_stats(features_and_probs(classifier, samples)[0]), *ref_stats)
+            emit({"bench": "quality", "which": args.which, "train_minutes": round(train_s / 60, 2), "steps": step,
+                  "fid_local": round(fid, 2), "fid_samples": args.fid_n, "threads": torch.get_num_threads()})
+            next_eval += args.every * 60
+        t0 = time.perf_counter()
+        idx = torch.randint(0, len(x_all), (args.batch,), generator=g)
+        x = x_all[idx]
+        if args.which == "genlab":
+            loss, _ = model.loss((x, None))
+        else:
+            x0 = x * 2 - 1
+            noise, t = torch.randn_like(x0), torch.randint(0, 1000, (len(x0),))
+            loss = (net(sched.add_noise(x0, noise, t), t).sample - noise).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if args.which == "genlab":
+            ema.update_parameters(model)
+        step += 1
+        train_s += time.perf_counter() - t0
+    emit({"bench": "quality-done", "which": args.which, "steps": step, "wall_s": round(time.perf_counter() - start, 1)})
+
+
+def samplers(args) -> None:
+    from genlab.eval.fid import features_and_probs, frechet_distance, gaussian_stats, get_classifier, reference_subset, unit_view
+    from genlab.models.diffusion.samplers import SAMPLERS
+    from genlab.train.run import load_run
+    run = load_run(args.run)
+    model = run.model.eval()
+    classifier, _ = get_classifier(run.data_name, run.data_config, progress=False)
+    ref = reference_subset(unit_view(run.data_name, run.data_config, "test").tensors[0], args.n)
+    ref_stats = gaussian_stats(features_and_probs(classifier, ref)[0])
+    for name in SAMPLERS:
+        for steps in args.steps:
+            noise = torch.randn((args.n, *model.data_info.shape), generator=torch.Generator().manual_seed(99))
+            start = time.perf_counter()
+            x = model.sample(args.n, name, steps, torch.Generator().manual_seed(100), noise=noise)
+            seconds = time.perf_counter() - start
+            fid = frechet_distance(*gaussian_stats(features_and_probs(classifier, x)[0]), *ref_stats)
+            emit({"bench": "samplers", "sampler": name, "steps": steps, "fid_local": round(fid, 2), "n": args.n,
+                  "seconds_per_64": round(seconds * 64 / args.n, 3), "threads": torch.get_num_threads()})
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--threads", type=int, default=2)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("throughput")
+    t.add_argument("--batch", type=int, default=128)
+    t.add_argument("--iters", type=int, default=5)
+    q = sub.add_parser("quality")
+    q.add_argument("--data-dir", required=True)
+    q.add_argument("--minutes", type=float, default=15)
+    q.add_argument("--every", type=float, default=3)
+    q.add_argument("--which", choices=("genlab", "diffusers"), default="genlab")
+    q.add_argument("--channels", type=int, default=32)
+    q.add_argument("--mults", type=int, nargs="+", default=[1, 2, 2])
+    q.add_argument("--batch", type=int, default=128)
+    q.add_argument("--lr", type=float, default=2e-3)
+    q.add_argument("--fid-n", type=int, default=500)
+    s = sub.add_parser("samplers")
+    s.add_argument("run")
+    s.add_argument("--n", type=int, default=500)
+    s.add_argument("--steps", type=int, nargs="+", default=[10, 20, 100, 1000])
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    {"throughput": throughput, "quality": quality, "samplers": samplers}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    main()
