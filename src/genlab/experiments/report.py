@@ -55,7 +55,7 @@ ROWS = [
         "FFJORD, Table 2)"),
     Row("diffusion", "ddpm", "variational bound (DDPM, Ho et al. 2020, Eq. 5)",
         {"view": "continuous", "epochs": 10, "batch_size": 128}, {"epochs": 3, "batch_size": 64},
-        {}, {}, "none for this data"),
+        {"vlb_samples": 10}, {}, "none for this data"),
     Row("autoregressive", "pixelcnn", "exact discrete likelihood (PixelCNN, an L-way softmax per pixel, L = 256 on MNIST)",
         {"view": "continuous", "channels": 64, "layers": 5, "epochs": 5, "batch_size": 64, "lr": 1e-3},
         {"channels": 32, "layers": 2, "epochs": 6, "lr": 3e-3},
@@ -162,7 +162,9 @@ declare(Experiment(
     analyze=analyze_table, runs=lambda quick: table_settings(ROWS, quick), data="mnist", quick_data="digits",
     one_thread_quick=True,
     quick_note="digits are 8x8 with 17 grey levels: the numbers compare the families with each other and with "
-               "the uniform log2 17 = 4.09 bits/dim, not with the published MNIST references"))
+               "the uniform log2 17 = 4.09 bits/dim, not with the published MNIST references. The diffusion "
+               "bound needs far longer training than a quick run gives: it stays above uniform here "
+               "(measured 6.2 bits/dim after 3 epochs, 5.4 after 15)"))
 
 
 # ------------------------------------------------------------------ all

@@ -353,7 +353,8 @@ class GAN(GenerativeModel):
             d_loss, (v_real, v_fake) = self.discriminator_loss(x)
             logs = {"d_loss": d_loss.detach()}
             if self.config.divergence == "gan":
-                logs |= {"d_real": torch.sigmoid(v_real.detach()).mean(), "d_fake": torch.sigmoid(v_fake.detach()).mean()}
+                logs |= {"d_real": torch.sigmoid(v_real.detach()).mean(),
+                         "d_fake": torch.sigmoid(v_fake.detach()).mean()}
             return d_loss, logs
         if phase == "generator":
             v_fake = self.critic(self.generate(self.noise(len(x), x.device)))

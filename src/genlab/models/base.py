@@ -82,8 +82,10 @@ class ModelSpec:
 
     ``eval_config``: a dataclass whose fields become flags of ``genlab eval`` and keywords of the
     model's ``eval_metrics``. ``sample_config`` and ``sample``: the flags of ``genlab sample`` and the
-    function ``sample(run, cfg, n, out) -> list[str]`` (lines to print: paths or text); without one,
-    ``genlab sample`` draws ``model.sample(n)`` and writes them as the data kind says.
+    function ``sample(run, cfg, n, out, seed) -> list[str]`` (lines to print: paths or text); without
+    one, ``genlab sample`` draws ``model.sample(n)`` and writes them as the data kind says.
+    ``train_defaults``: the family's preferred training settings (shown as the defaults of
+    ``genlab train MODEL --help``; flags and keywords still override them).
     """
     name: str
     cls: type
@@ -95,16 +97,18 @@ class ModelSpec:
     sample_config: type = NoOptions
     sample: Callable | None = None
     family: str = ""
+    train_defaults: dict = field(default_factory=dict)   # e.g. {"schedule": "warmup-cosine", "ema": 0.999}
 
 
 def register_model(name: str, config: type, description: str, data_defaults: dict | None = None,
                    default_data: str = "digits", eval_config: type = NoOptions,
-                   sample_config: type = NoOptions, sample: Callable | None = None, family: str = ""):
+                   sample_config: type = NoOptions, sample: Callable | None = None, family: str = "",
+                   train_defaults: dict | None = None):
     """Class decorator declaring ``genlab train NAME`` (list NAME in ``genlab.catalog.MODELS``)."""
     def deco(cls):
         catalog.register("model", name, ModelSpec(name, cls, config, description, dict(data_defaults or {}),
                                                   default_data, eval_config, sample_config, sample,
-                                                  family or cls.__module__.split(".")[2]))
+                                                  family or cls.__module__.split(".")[2], dict(train_defaults or {})))
         return cls
     return deco
 

@@ -177,7 +177,8 @@ class IWAEEvalConfig:
 
 
 @register_model("torus-vae", TorusVAEConfig, "VAE with a toroidal latent S1 x S1: von Mises posterior, uniform "
-                "prior, analytic KL, implicit reparameterization (004 Problem 4c)", default_data="torus", eval_config=IWAEEvalConfig)
+                "prior, analytic KL, implicit reparameterization (004 Problem 4c)", default_data="torus",
+                eval_config=IWAEEvalConfig)
 class TorusVAE(GenerativeModel):
     """q(theta|x) = prod_c vM(mu_c(x), kappa_c(x)), p(theta) uniform, p(x|theta) Gaussian on points."""
 

@@ -55,7 +55,8 @@ class AEConfig:
     hidden: tuple[int, ...] = field((256, 256), "MLP hidden sizes (decoder mirrors them)")
     channels: int = field(32, "CNN base channels")
     z_dim: int = field(2, "latent dimension")
-    act: Literal["auto", "relu", "gelu", "leaky_relu", "tanh", "silu"] = field("auto", "activation (auto: relu for mlp, gelu for cnn)")
+    act: Literal["auto", "relu", "gelu", "leaky_relu", "tanh", "silu"] = field(
+        "auto", "activation (auto: relu for mlp, gelu for cnn)")
     rec_loss: Literal["bce", "mse"] = field("bce", "reconstruction loss: binary cross-entropy or squared error")
 
     def validate(self):
@@ -122,12 +123,14 @@ class VAEConfig:
     hidden: tuple[int, ...] = field((256, 256, 256), "MLP hidden sizes (decoder mirrors them); 002 uses 3x256")
     channels: int = field(32, "CNN base channels")
     z_dim: int = field(20, "latent dimension")
-    act: Literal["auto", "relu", "gelu", "leaky_relu", "tanh", "silu"] = field("auto", "activation (auto: relu for mlp, gelu for cnn)")
+    act: Literal["auto", "relu", "gelu", "leaky_relu", "tanh", "silu"] = field(
+        "auto", "activation (auto: relu for mlp, gelu for cnn)")
     likelihood: Literal["auto", "bernoulli", "categorical", "gaussian", "discretized_gaussian"] = field(
         "auto", "p(x|z); auto: bernoulli for binarized/dynamic, categorical for quantized, discretized_gaussian "
         "for continuous images, gaussian for points (on images gaussian is a density of dequantized pixels)")
     gaussian_std: float | None = field(None, "gaussian likelihoods: fixed std (default: learned per dimension)")
-    objective: Literal["analytic", "sgvb"] = field("analytic", "ELBO estimator: analytic KL or the SGVB Monte-Carlo form")
+    objective: Literal["analytic", "sgvb"] = field(
+        "analytic", "ELBO estimator: analytic KL or the SGVB Monte-Carlo form")
     coeff: float = field(1.0, "weight (beta) on the KL term during training; 1 is the true ELBO")
     n_samples: int = field(1, "Monte-Carlo samples L per example in the training ELBO")
 
@@ -146,10 +149,11 @@ class VAEConfig:
 
 @dataclass
 class VAEEvalConfig:
-    iwae_k: int = field(100, "importance samples of the IWAE bound reported as nll_nats (0: the ELBO)")
+    iwae_k: int = field(100, "importance samples of the IWAE bound reported as nll_nats (1: the ELBO itself)")
 
     def validate(self):
-        require(self.iwae_k >= 0, f"iwae_k must be >= 0, got {self.iwae_k}")
+        require(self.iwae_k >= 1, f"iwae_k must be >= 1 (k=1 is the ELBO; more samples tighten the bound), "
+                                  f"got {self.iwae_k}")
 
 
 @register_model("vae", VAEConfig, "variational autoencoder: MLP/CNN, Bernoulli/categorical/(discretized) Gaussian "

@@ -87,7 +87,7 @@ def prepare(model: str, data: str | None = None, model_options: dict | None = No
     m, d, t = split_overrides(model, data, options)
     known = {f.name for f in dataclasses.fields(get_spec(data).config)}   # e.g. no pixel view for points
     d = {k: v for k, v in spec.data_defaults.items() if k in known} | (data_options or {}) | d
-    m, t = (model_options or {}) | m, (train_options or {}) | t
+    m, t = (model_options or {}) | m, spec.train_defaults | (train_options or {}) | t
     train_cfg = from_dict(TrainConfig, t, where="training")
     dcfg = data_config(data, d)
     return spec, data, from_dict(spec.config, m, where=f"model {model}"), dcfg, train_cfg
