@@ -511,7 +511,6 @@ def test_translator_config_errors():
 def test_offline_pair_is_learnable():
     """A small model trained for 250 steps (about 15 s on one quiet core) translates unseen test
     sentences of the toy pair with BLEU > 90; the untrained model scores near 0."""
-    torch.set_num_threads(1)
     torch.manual_seed(0)
     data = check(SyntheticPairsConfig(n_train=4000, n_test=100, max_adjectives=1, pp_prob=0.0, nouns=8,
                                       vocab_size=200))
@@ -541,9 +540,13 @@ TINY_TRAIN = ["--data", "synthetic-pairs", "--n-train", "200", "--n-val", "10", 
 
 @pytest.fixture(scope="module")
 def translator_run(tmp_path_factory):
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("runs") / "tr"
-    assert main(["train", "translator", "--out", str(out), *TINY_TRAIN]) == 0
+    try:
+        assert main(["train", "translator", "--out", str(out), *TINY_TRAIN]) == 0
+    finally:
+        torch.set_num_threads(threads)
     return out
 
 
@@ -578,12 +581,10 @@ def test_cli_bad_input_exits_2_with_one_line(translator_run, tmp_path, capsys):
     assert exit_info.value.code == 2
 
 
-@pytest.mark.slow
 def test_grad_norm_hook_logs_every_step_and_figures_draw(tmp_path):
     import genlab
     from genlab.models.translation import grad_norm_hook
     from genlab.viz import make_figures
-    torch.set_num_threads(1)
     run = genlab.train("translator", "synthetic-pairs", tmp_path / "g", report=False, step_hooks=[grad_norm_hook],
                        model_options={"d_model": 16, "heads": 2, "layers": 3, "log_grad_norms": False},
                        data_options={"n_train": 200, "n_val": 10, "n_test": 10, "vocab_size": 120},

@@ -19,7 +19,7 @@ from .registry import Context, Experiment, Setting, declare
 FAMILY = "adversarial"
 REFERENCE_REC = 0.05          # 001 Q2.5: "the reconstruction loss should go below 0.05" (pixels in [-1, 1])
 AAE_EPOCHS = Both(full=[0, 20, 50, 100], quick=[0, 2, 5, 10])   # the course's 0/20/50/100
-AAE_Z8_EPOCHS = Both(full=[0, 20, 50, 100], quick=[0, 2, 5, 20])   # the course's 0/20/50/100
+AAE_Z8_EPOCHS = Both(full=[0, 20, 50, 100], quick=[0, 2, 5, 20])
 AAE = {"lr": 1e-3, "batch_size": 128, "epochs": 100}
 AAE_QUICK = {"batch_size": 64, "epochs": 10}      # two runs per experiment: 10 epochs each
 FID_SAMPLES = Both(full=2000, quick=500)

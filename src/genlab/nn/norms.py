@@ -62,7 +62,10 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim)) if affine else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)                      # = rms_norm(x) * w
+        w = self.weight
+        if w is not None and w.dtype != x.dtype:       # bf16 queries/keys under autocast: keep the fused kernel
+            w = w.to(x.dtype)
+        return F.rms_norm(x, (x.shape[-1],), w, self.eps)                                # = rms_norm(x) * w
 
 
 def make_norm(kind: str, dim: int, bias: bool = True) -> nn.Module:
