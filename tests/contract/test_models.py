@@ -2,8 +2,9 @@
 average to finite numbers, a save/load round trip that changes nothing, and samples of the data's shape
 where the model ``Samples``.
 
-A new model adds one line to ``TINY``: the data it runs on here, and the model and data options that make
-it tiny.
+A new model adds one line to ``TINY`` (the data it runs on here, and the model and data options that make
+it tiny), or declares the same as a class attribute ``CONTRACT = {"data": ..., "model_options": {...},
+"data_options": {...}}`` on the model.
 """
 from __future__ import annotations
 
@@ -47,13 +48,25 @@ TRAIN = {"max_steps": 2, "batch_size": 16, "eval_batch_size": 32, "progress": Fa
          "eval_every": 0}
 
 
+def _declared() -> dict[str, tuple[str, dict, dict]]:
+    out = dict(TINY)
+    for name in catalog.names("model"):
+        c = getattr(catalog.get("model", name).cls, "CONTRACT", None)
+        if c is not None:
+            out[name] = (c["data"], c.get("model_options", {}), c.get("data_options", {}))
+    return out
+
+
+MODELS = _declared()
+
+
 def test_every_model_has_a_contract_entry():
-    missing = set(catalog.names("model")) - set(TINY)
-    assert not missing, f"add a TINY entry for {sorted(missing)} in tests/contract/test_models.py"
+    missing = set(catalog.names("model")) - set(MODELS)
+    assert not missing, f"declare CONTRACT on {sorted(missing)} or add them to TINY in tests/contract/test_models.py"
 
 
 def _options(name: str) -> dict:
-    data, model_options, data_options = TINY[name]
+    data, model_options, data_options = MODELS[name]
     return {"data": data, "model_options": model_options, "data_options": data_options, "train_options": TRAIN}
 
 
@@ -70,7 +83,7 @@ def trained(tmp_path_factory):
     return get
 
 
-@pytest.mark.parametrize("name", sorted(TINY))
+@pytest.mark.parametrize("name", sorted(MODELS))
 def test_builds_and_takes_a_finite_step(name, trained):
     run = trained(name)
     assert run.state.global_step == 2
@@ -79,7 +92,7 @@ def test_builds_and_takes_a_finite_step(name, trained):
     assert "NaN" not in rows[-1] and "Infinity" not in rows[-1]
 
 
-@pytest.mark.parametrize("name", sorted(TINY))
+@pytest.mark.parametrize("name", sorted(MODELS))
 def test_metrics_average_to_finite_numbers(name, trained):
     run = trained(name)
     data = run.data("val").subset(slice(0, 32))
@@ -96,7 +109,7 @@ def _eval_defaults(run) -> dict:
     return {f.name: getattr(run.spec.eval_config(), f.name) for f in dataclasses.fields(run.spec.eval_config)}
 
 
-@pytest.mark.parametrize("name", sorted(TINY))
+@pytest.mark.parametrize("name", sorted(MODELS))
 def test_save_load_round_trip_changes_nothing(name, trained):
     run = trained(name)
     loaded = load_run(run.dir)
@@ -113,7 +126,7 @@ def test_save_load_round_trip_changes_nothing(name, trained):
     assert outs[0] == pytest.approx(outs[1], rel=1e-5, abs=1e-6)
 
 
-@pytest.mark.parametrize("name", sorted(TINY))
+@pytest.mark.parametrize("name", sorted(MODELS))
 def test_samples_have_the_data_shape(name, trained):
     run = trained(name)
     if not isinstance(run.model, Samples):
@@ -124,7 +137,7 @@ def test_samples_have_the_data_shape(name, trained):
     assert torch.isfinite(x).all()
 
 
-@pytest.mark.parametrize("name", sorted(TINY))
+@pytest.mark.parametrize("name", sorted(MODELS))
 def test_configs_validate_and_round_trip(name):
     from genlab.config import from_dict, to_dict
     spec, data, mcfg, dcfg, tcfg = prepare(name, **_options(name))

@@ -1,7 +1,8 @@
 """Extra metrics of text runs: ``chars_per_token`` of the evaluated split and, on ``synthetic-text``,
 ``data_nll_nats``: the true source's negative log-likelihood per token of the split, -log p(text) /
 tokens. Its expectation per character is the source's entropy rate, the best ``nll_nats`` any model can
-reach (with a character tokenizer: per token = per character)."""
+reach (with a character tokenizer: per token = per character). Both describe the whole split, also when
+``--limit`` evaluates the model on a part of it."""
 from __future__ import annotations
 
 import math
