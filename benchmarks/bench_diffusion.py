@@ -34,8 +34,9 @@ def diffusers_unet():
 
 def throughput(args) -> None:
     from genlab.models.diffusion.unet import UNet, UNetConfig
-    nets = {f"genlab c={c} mults={m} attn={a}": (lambda c=c, m=m, a=a: UNet(UNetConfig(channels=c, mults=m, attention=a), 1))
-            for c, m, a in [(16, (1, 2, 2), True), (32, (1, 2, 2), True), (32, (1, 2, 2), False), (48, (1, 2, 2), True)]}
+    widths = [(16, (1, 2, 2), True), (32, (1, 2, 2), True), (32, (1, 2, 2), False), (48, (1, 2, 2), True)]
+    nets = {f"genlab c={c} mults={m} attn={a}":
+            (lambda c=c, m=m, a=a: UNet(UNetConfig(channels=c, mults=m, attention=a), 1)) for c, m, a in widths}
     nets["diffusers UNet2DModel (32,64,64)x2"] = diffusers_unet
     bs = args.batch
     for name, make in nets.items():
@@ -56,7 +57,8 @@ def throughput(args) -> None:
                 times.append(time.perf_counter() - start)
         times.sort()
         emit({"bench": "throughput", "net": name, "params": sum(p.numel() for p in net.parameters()),
-              "threads": torch.get_num_threads(), "batch": bs, "images_per_s_median": round(bs / times[len(times) // 2], 1),
+              "threads": torch.get_num_threads(), "batch": bs,
+              "images_per_s_median": round(bs / times[len(times) // 2], 1),
               "images_per_s_best": round(bs / times[0], 1)})
 
 
@@ -72,7 +74,7 @@ def quality(args) -> None:
     ref_stats = gaussian_stats(features_and_probs(classifier, ref)[0])
     torch.manual_seed(0)
     model = DDPM(DDPMConfig(channels=args.channels, mults=tuple(args.mults)), data.info)
-    ema = torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(0.999))
+    ema = torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(args.ema))
     if args.which == "diffusers":
         from diffusers import DDPMScheduler
         net, sched = diffusers_unet(), DDPMScheduler(num_train_timesteps=1000)
@@ -82,23 +84,29 @@ def quality(args) -> None:
     opt = torch.optim.Adam(params, args.lr)
     x_all = data.tensors[0]
     g = torch.Generator().manual_seed(0)
-    start, train_s, step, next_eval = time.perf_counter(), 0.0, 0, 0.0
+    def report(train_s: float, step: int) -> None:
+        if args.which == "genlab":
+            samples = ema.module.sample(args.fid_n, "dpm++2m", 20, torch.Generator().manual_seed(1))
+        else:
+            from diffusers import DPMSolverMultistepScheduler
+            s = DPMSolverMultistepScheduler(num_train_timesteps=1000)
+            s.set_timesteps(20)
+            z = torch.randn(args.fid_n, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+            with torch.no_grad():
+                for t in s.timesteps:
+                    z = s.step(net(z, t).sample, t, z).prev_sample
+            samples = ((z + 1) / 2).clamp(0, 1)
+        fid = frechet_distance(*gaussian_stats(features_and_probs(classifier, samples)[0]), *ref_stats)
+        if args.grid:
+            from genlab.viz.figures import save_image_grid
+            save_image_grid(samples[:64], f"{args.grid}_{args.which}_{train_s / 60:.1f}min.png")
+        emit({"bench": "quality", "which": args.which, "train_minutes": round(train_s / 60, 2), "steps": step,
+              "fid_local": round(fid, 2), "fid_samples": args.fid_n, "threads": torch.get_num_threads()})
+
+    start, train_s, step, next_eval = time.perf_counter(), 0.0, 0, args.every * 60
     while train_s < args.minutes * 60:
         if train_s >= next_eval:
-            if args.which == "genlab":
-                samples = ema.module.sample(args.fid_n, "dpm++2m", 20, torch.Generator().manual_seed(1))
-            else:
-                from diffusers import DPMSolverMultistepScheduler
-                s = DPMSolverMultistepScheduler(num_train_timesteps=1000)
-                s.set_timesteps(20)
-                z = torch.randn(args.fid_n, 1, 28, 28, generator=torch.Generator().manual_seed(1))
-                with torch.no_grad():
-                    for t in s.timesteps:
-                        z = s.step(net(z, t).sample, t, z).prev_sample
-                samples = ((z + 1) / 2).clamp(0, 1)
-            fid = frechet_distance(*gaussian_stats(features_and_probs(classifier, samples)[0]), *ref_stats)
-            emit({"bench": "quality", "which": args.which, "train_minutes": round(train_s / 60, 2), "steps": step,
-                  "fid_local": round(fid, 2), "fid_samples": args.fid_n, "threads": torch.get_num_threads()})
+            report(train_s, step)
             next_eval += args.every * 60
         t0 = time.perf_counter()
         idx = torch.randint(0, len(x_all), (args.batch,), generator=g)
@@ -116,11 +124,19 @@ def quality(args) -> None:
             ema.update_parameters(model)
         step += 1
         train_s += time.perf_counter() - t0
+    report(train_s, step)
     emit({"bench": "quality-done", "which": args.which, "steps": step, "wall_s": round(time.perf_counter() - start, 1)})
 
 
 def samplers(args) -> None:
-    from genlab.eval.fid import features_and_probs, frechet_distance, gaussian_stats, get_classifier, reference_subset, unit_view
+    from genlab.eval.fid import (
+        features_and_probs,
+        frechet_distance,
+        gaussian_stats,
+        get_classifier,
+        reference_subset,
+        unit_view,
+    )
     from genlab.models.diffusion.samplers import SAMPLERS
     from genlab.train.run import load_run
     run = load_run(args.run)
@@ -156,6 +172,8 @@ def main() -> None:
     q.add_argument("--batch", type=int, default=128)
     q.add_argument("--lr", type=float, default=2e-3)
     q.add_argument("--fid-n", type=int, default=500)
+    q.add_argument("--grid", default="", help="write a PNG grid of 64 samples at each evaluation to GRID_*.png")
+    q.add_argument("--ema", type=float, default=0.999)
     s = sub.add_parser("samplers")
     s.add_argument("run")
     s.add_argument("--n", type=int, default=500)

@@ -105,7 +105,8 @@ def main() -> None:
             model.render_view(pose, args.size2, args.size2, float(train.info.extras["focal"]) * args.size2 / 100)
         extra[f"render_s_per_view_{args.size2}px"] = (time.perf_counter() - t0) / len(poses)
         extra[f"render_cpu_s_per_view_{args.size2}px"] = (time.process_time() - c0) / len(poses)
-    record = {"model": args.model, "options": options, "data": args.file or args.scene_dir, "holdout": args.holdout, "eval_views": args.eval_views,
+    record = {"model": args.model, "options": options, "data": args.file or args.scene_dir,
+              "holdout": args.holdout, "eval_views": args.eval_views,
               "batch_size": args.batch_size, "lr": args.lr, "threads": args.threads, "steps": steps,
               "train_wall_s": round(wall, 1), "train_cpu_s": round(cpu, 1), "final": final, "curve": curve,
               "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, **extra,

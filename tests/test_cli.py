@@ -94,11 +94,12 @@ def test_experiment_list(capsys):
         assert name in out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,keys", [
     ("kl-check", {"analytic_kl", "mc_estimates"}),
     ("vae-sgvb-vs-analytic", {"sgvb", "analytic"}),
     ("ae-mnist", {"test"}),
-    ("vae-interpolation", {"labels", "alphas"}),
+    ("vae-interpolation", {"labels", "alphas", "mean_frame_change"}),
     ("vae-categorical-cnn", {"test_elbo_bpd_z20", "val_elbo_bpd_by_epoch", "test_z2"}),
     ("vae-bernoulli-mlp", {"reconstruction_epochs", "test"}),
 ])
@@ -106,6 +107,12 @@ def test_quick_vae_experiments(name, keys, tmp_path):
     assert main(["experiment", "run", name, "--quick", "--out", str(tmp_path / name)]) == 0
     summary = json.loads((tmp_path / name / "summary.json").read_text())
     assert keys <= set(summary) and summary["quick"] is True
+    assert list((tmp_path / name / "figures").rglob("*.png"))
+    if "target" in summary:                 # a stated target says whether this run met it
+        assert "target_met" in summary
+        assert summary["target_met"] is not False, f"{name} --quick misses its target: {summary['target']}"
+    if "test" in summary and "kl_nats" in summary["test"]:
+        assert summary["test"]["kl_nats"] > 1.0       # the quick run does not collapse its posterior
 
 
 def test_resume_from_the_command_line_extends_a_run(vae_run, tmp_path, capsys):

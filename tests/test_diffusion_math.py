@@ -11,8 +11,15 @@ from torch.distributions import Categorical, Independent, MixtureSameFamily, Nor
 
 from genlab.errors import ConfigError
 from genlab.models.diffusion.oracle import GaussianMixture, OracleDenoiser
-from genlab.models.diffusion.schedule import (NoiseSchedule, cosine_betas, discretized_gaussian_log_likelihood,
-                                              gaussian_kl, linear_betas, to_model_range)
+from genlab.models.diffusion.schedule import (
+    NoiseSchedule,
+    cosine_betas,
+    discretized_gaussian_log_likelihood,
+    gaussian_kl,
+    linear_betas,
+    to_model_range,
+)
+
 
 @pytest.fixture(autouse=True)
 def one_thread():
@@ -98,7 +105,8 @@ def test_posterior_matches_bayes_rule_on_a_grid(i):
     t = torch.tensor([i])
     abar_prev = float(sch.alphas_cumprod[i - 1])
     grid = torch.linspace(-6, 6, 200001, dtype=torch.float64)
-    log_joint = (Normal(sch.alphas[i] ** 0.5 * grid, sch.betas[i] ** 0.5).log_prob(torch.tensor(xt, dtype=torch.float64))
+    xt_value = torch.tensor(xt, dtype=torch.float64)
+    log_joint = (Normal(sch.alphas[i] ** 0.5 * grid, sch.betas[i] ** 0.5).log_prob(xt_value)
                  + Normal(abar_prev ** 0.5 * x0, (1 - abar_prev) ** 0.5).log_prob(grid))
     w = torch.softmax(log_joint, 0)
     mean_num = float((w * grid).sum())
@@ -153,7 +161,8 @@ def test_reverse_mean_from_eps_is_ho_eq_11():
 def test_gaussian_kl_matches_torch_distributions():
     g = torch.Generator().manual_seed(3)
     m1, m2 = torch.randn(10, generator=g, dtype=torch.float64), torch.randn(10, generator=g, dtype=torch.float64)
-    v1, v2 = torch.rand(10, generator=g, dtype=torch.float64) + 0.1, torch.rand(10, generator=g, dtype=torch.float64) + 0.1
+    v1 = torch.rand(10, generator=g, dtype=torch.float64) + 0.1
+    v2 = torch.rand(10, generator=g, dtype=torch.float64) + 0.1
     torch.testing.assert_close(gaussian_kl(m1, v1, m2, v2), kl_divergence(Normal(m1, v1.sqrt()), Normal(m2, v2.sqrt())))
 
 

@@ -12,7 +12,7 @@ from torch.distributions import Normal, kl_divergence
 from genlab.cli import main
 from genlab.data.registry import DataInfo
 from genlab.errors import ConfigError
-from genlab.models.diffusion.guidance import FASHION_NAMES, DIGIT_NAMES, classifier_free_guidance, resolve_prompt
+from genlab.models.diffusion.guidance import DIGIT_NAMES, FASHION_NAMES, classifier_free_guidance, resolve_prompt
 from genlab.models.diffusion.model import DDPM, DDPMConfig
 from genlab.models.diffusion.schedule import to_model_range
 from genlab.models.diffusion.unet import UNet, UNetConfig, timestep_embedding
@@ -107,7 +107,8 @@ def test_stratified_bound_is_unbiased():
     x01 = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         exact = torch.stack([model.vlb_nats(x01, 16, generator=torch.Generator().manual_seed(s)) for s in range(30)])
-        few = torch.stack([model.vlb_nats(x01, 2, generator=torch.Generator().manual_seed(100 + s)) for s in range(240)])
+        few = torch.stack([model.vlb_nats(x01, 2, generator=torch.Generator().manual_seed(100 + s))
+                           for s in range(240)])
     se = few.std(0) / math.sqrt(len(few)) + exact.std(0) / math.sqrt(len(exact))
     assert bool(((few.mean(0) - exact.mean(0)).abs() < 4 * se).all()), (few.mean(0), exact.mean(0), se)
 
@@ -123,8 +124,9 @@ def test_guidance_one_is_the_conditional_model_and_negative_replaces_the_null_br
         cond, uncond, negative = model.net(x, t, y), model.net(x, t, null), model.net(x, t, neg)
         torch.testing.assert_close(classifier_free_guidance(model.net, x, t, y, null, 1.0), cond, rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(model.denoiser(y, None, 1.0)(x, t), cond)
-        torch.testing.assert_close(model.denoiser(y, None, 3.0)(x, t), uncond + 3 * (cond - uncond), rtol=1e-5, atol=1e-6)
-        torch.testing.assert_close(model.denoiser(y, neg, 3.0)(x, t), negative + 3 * (cond - negative), rtol=1e-5, atol=1e-6)
+        close = dict(rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(model.denoiser(y, None, 3.0)(x, t), uncond + 3 * (cond - uncond), **close)
+        torch.testing.assert_close(model.denoiser(y, neg, 3.0)(x, t), negative + 3 * (cond - negative), **close)
         torch.testing.assert_close(model.denoiser(y, neg, 0.0)(x, t), negative, rtol=1e-5, atol=1e-6)
 
 
@@ -202,3 +204,16 @@ def test_cli_bad_sampler_or_prompt_exits_2(ddpm_run, capsys, flags, message):
     assert main(["sample", str(ddpm_run), "-n", "2", *flags]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["diffusion-forward", "sampler-oracle", "ddpm-mnist", "sampler-compare",
+                                  "negative-prompt"])
+def test_quick_experiments_run_and_write_their_summary(name, tmp_path):
+    assert main(["experiment", "run", name, "--quick", "--out", str(tmp_path / name)]) == 0
+    summary = json.loads((tmp_path / name / "summary.json").read_text())
+    assert summary["quick"] is True and summary["figures"]
+    for figure in summary["figures"]:
+        assert (tmp_path / name / figure).is_file()
+    if "target_met" in summary:
+        assert summary["target_met"] is True, summary

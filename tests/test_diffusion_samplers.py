@@ -14,6 +14,7 @@ from genlab.models.diffusion.oracle import GaussianMixture, OracleDenoiser, dist
 from genlab.models.diffusion.samplers import SAMPLERS, lms_coefficients, make_sampler, sample_loop
 from genlab.models.diffusion.schedule import NoiseSchedule
 
+
 @pytest.fixture(autouse=True)
 def one_thread():
     """One intra-op thread: the tensors here are small, and the machine is shared."""
@@ -84,8 +85,8 @@ def assert_same_trajectory(ours, theirs):
     torch.testing.assert_close(ts_a.double(), ts_b.double(), rtol=0, atol=1e-4)
     assert len(xs_a) == len(xs_b)
     for i, (a, b, ia, ib) in enumerate(zip(xs_a, xs_b, in_a, in_b)):
-        torch.testing.assert_close(ia, ib, rtol=1e-5, atol=1e-5, msg=lambda m: f"input of step {i}: {m}")
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5, msg=lambda m: f"step {i}: {m}")
+        torch.testing.assert_close(ia, ib, rtol=1e-5, atol=1e-5, msg=lambda m, i=i: f"input of step {i}: {m}")
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5, msg=lambda m, i=i: f"step {i}: {m}")
 
 
 @pytest.mark.unit
@@ -185,7 +186,7 @@ def test_ddpm_at_full_steps_is_algorithm_2():
         t = int(s.timesteps[i])
         eps = torch.randn(5, 3, dtype=torch.float64)
         ours = s.step(eps, t, x, g1)
-        a, ab, beta = sch.alphas[t], sch.alphas_cumprod[t], sch.betas[t]
+        a, ab = sch.alphas[t], sch.alphas_cumprod[t]
         z = torch.randn(5, 3, generator=g2, dtype=torch.float64)
         ref = (x - (1 - a) / (1 - ab) ** 0.5 * eps) / a ** 0.5 + sch.posterior_variance[t] ** 0.5 * z
         torch.testing.assert_close(ours, ref, rtol=1e-10, atol=1e-10)
@@ -201,7 +202,7 @@ def test_lms_coefficients_integrate_polynomials_exactly():
         order = min(i + 1, 4)
         c = lms_coefficients(sig, i, order)
         for k in range(order):
-            def basis(tau, k=k):
+            def basis(tau, k=k, i=i, order=order):
                 return np.prod([(tau - sig[i - j]) / (sig[i - k] - sig[i - j]) for j in range(order) if j != k])
             assert c[k] == pytest.approx(integrate.quad(basis, sig[i], sig[i + 1])[0], rel=1e-9, abs=1e-12)
 

@@ -2,7 +2,6 @@
 overfits the offline scene."""
 from __future__ import annotations
 
-import math
 import time
 
 import pytest
@@ -61,7 +60,8 @@ def test_grid_growth_keeps_the_coarse_function():
 @pytest.mark.unit
 def test_occupancy_grid_marks_a_ball():
     occ = OccupancyGrid(resolution=16, bound=1.0)
-    occ.update(lambda x: 10.0 * (x.norm(dim=-1) < 0.4).float(), threshold=1.0, generator=torch.Generator().manual_seed(0))
+    occ.update(lambda x: 10.0 * (x.norm(dim=-1) < 0.4).float(), threshold=1.0,
+               generator=torch.Generator().manual_seed(0))
     inside = torch.rand(500, 3) * 0.6 - 0.3
     inside = inside[inside.norm(dim=-1) < 0.3]
     assert occ(inside).all()

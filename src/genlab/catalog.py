@@ -72,6 +72,7 @@ EXPERIMENTS: dict[str, str] = {
     **{name: "genlab.experiments.lm" for name in ("rnn-vs-transformer", "attention-anatomy", "gpt-shakespeare")},
     # translation
     "prenorm-vs-postnorm": "genlab.experiments.translation",
+    "prenorm-vs-postnorm-toy": "genlab.experiments.translation",
     # neural radiance fields
     **{name: "genlab.experiments.nerf" for name in ("nerf-render-gradient", "nerf-offline", "nerf-lego")},
     # across families: the likelihood table and every experiment in turn

@@ -23,9 +23,11 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass, field as dc_field
+from collections.abc import Iterator
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import Literal
 
 import numpy as np
 import torch
@@ -77,7 +79,8 @@ def look_at(eye, target=(0.0, 0.0, 0.0), up=(0.0, 0.0, 1.0)) -> np.ndarray:
 # ----------------------------------------------------------------- configs
 @dataclass
 class BlenderConfig:
-    scene_dir: str | None = field(None, "folder with transforms_{train,val,test}.json and the PNGs (e.g. nerf_synthetic/lego)")
+    scene_dir: str | None = field(None, "folder with transforms_{train,val,test}.json and the PNGs "
+                                           "(e.g. nerf_synthetic/lego)")
     background: Literal["white", "black"] = field("white", "colour the RGBA images are composited over")
     downscale: int = field(1, "shrink the images K times (exact K x K box average; 8 turns 800 px into 100 px)")
     holdout: str = field("", "training views held out for a missing val/test split: indices, ranges (90-99) or "
@@ -151,7 +154,7 @@ class Scene:
         return (o.reshape(-1, 3), d.reshape(-1, 3),                                        # [N, H, W, 3] -> [N H W, 3]
                 self.images.reshape(-1, 3))                                                # [N, H, W, 3] -> [N H W, 3]
 
-    def subset(self, index) -> "Scene":
+    def subset(self, index) -> Scene:
         index = list(index)
         return Scene(self.images[index], self.poses[index], self.K, self.near, self.far, self.background,
                      [self.names[i] for i in index] if self.names else [],
@@ -299,7 +302,8 @@ def load_blender(cfg: BlenderConfig, split: str) -> Scene:
         poses.append(as_pose(frame["transform_matrix"], where))
     shapes = {im.shape for im in images}
     if len(shapes) > 1:
-        raise DataError(f"{folder}: the images of split {split!r} differ in size {sorted(shapes)}; all views need one size")
+        raise DataError(f"{folder}: the images of split {split!r} differ in size {sorted(shapes)}; "
+                        "all views need one size")
     H, W = images[0].shape[:2]
     if "fl_x" in meta:   # instant-NGP style intrinsics, in pixels of the original image
         s = cfg.downscale
@@ -326,7 +330,8 @@ def load_tiny_nerf(cfg: TinyNerfConfig, split: str) -> Scene:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
     except Exception as e:   # zip and format errors of numpy come in many types
-        raise DataError(f"{path}: cannot read the .npz ({type(e).__name__}: {e}); the file is truncated or not an npz") from None
+        raise DataError(f"{path}: cannot read the .npz ({type(e).__name__}: {e}); "
+                        "the file is truncated or not an npz") from None
     for key in ("images", "poses", "focal"):
         if key not in arrays:
             raise DataError(f"{path}: no '{key}' array (found {', '.join(sorted(arrays)) or 'none'}); "
@@ -406,7 +411,9 @@ SCENE_FOV = 0.6911112070083618    # the field of view of the NeRF-synthetic came
 
 
 def intersect_sphere(o: np.ndarray, d: np.ndarray, s: Sphere) -> tuple[np.ndarray, np.ndarray]:
-    """Nearest t > 0 of |o + t d - c| = r (unit d): t = -b -/+ sqrt(b^2 - |o - c|^2 + r^2), b = d.(o - c); inf if missed."""
+    """Nearest t > 0 of |o + t d - c| = r (unit d): t = -b -/+ sqrt(b^2 - |o - c|^2 + r^2), b = d.(o - c).
+
+    inf where the ray misses."""
     oc = o - np.asarray(s.center)
     b = np.einsum("...i,...i->...", d, oc)
     disc = b * b - (np.einsum("...i,...i->...", oc, oc) - s.radius ** 2)
@@ -522,7 +529,7 @@ class RayData:
     def tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return self.rays()
 
-    def subset(self, index) -> "RayData":
+    def subset(self, index) -> RayData:
         views = range(len(self))[index] if isinstance(index, slice) else index
         return RayData(self.scene.subset(views), self.info)
 

@@ -173,13 +173,22 @@ declare(Experiment(
         full=[Setting(f"{model}-{data}", model, FLOW, data=data)
               for data in [*TOY_2D, "gmm1d"] for model in ("invertible-mlp", "realnvp")
               if not (model == "realnvp" and data == "gmm1d")],
-        quick=[Setting("invertible-mlp-gmm1d", "invertible-mlp", {**FLOW, "n": 2000, "epochs": 20, "batch_size": 128},
+        # --quick: small batches so a few thousand points give ~1,000 steps (measured: with batch 128 the
+        # invertible MLP had not yet learned the data's scale, NLL 2-3 nats above the true density)
+        quick=[Setting("invertible-mlp-gmm1d", "invertible-mlp", {**FLOW, "n": 2000, "epochs": 20, "batch_size": 32},
                        data="gmm1d"),
-               Setting("realnvp-8gaussians", "realnvp", {**FLOW, "n": 2000, "epochs": 20, "batch_size": 128},
+               Setting("realnvp-8gaussians", "realnvp", {**FLOW, "n": 4000, "epochs": 20, "batch_size": 64},
                        data="8gaussians")]),
     analyze=flow_results, one_thread_quick=True,
-    quick_note="one set per model: the invertible MLP on the 1-D mixture (in 2-D a stack of triangular LeakyReLU "
-               "layers is piecewise linear and cannot split mass into 8 modes) and RealNVP on 8 Gaussians"))
+    quick_note="one set per model: the invertible MLP on the 1-D mixture (a stack of LeakyReLU layers is piecewise "
+               "linear: it fits the spread but only roughly the modes) and RealNVP on 8 Gaussians, about 0.3 nats "
+               "above the true density after 20 short epochs; the 0.25-nat target needs the full run"))
+
+
+def cnf_results(ctx: Context) -> dict:
+    rows = [flow_row(ctx, name, run) for name, run in ctx.runs.items()]
+    return {"results": rows, **target("every CNF within 0.25 nats of the true density's NLL",
+                                      all(r.get("gap_nats", 1e9) <= 0.25 for r in rows))}
 
 
 CNF = {"n": 5000, "epochs": 40, "batch_size": 256, "lr": 3e-3, "eval_every": 0, "hidden": (64, 64, 64), "steps": 8}
@@ -189,10 +198,10 @@ declare(Experiment(
     runs=Both(
         full=[Setting(f"cnf-{data}", "cnf", CNF, data=data)
               for data in ["8gaussians", "checkerboard", "gmm2d", "moons", "pinwheel", "2spirals"]],
-        quick=[Setting("cnf-8gaussians", "cnf", {**CNF, "n": 2000, "epochs": 10, "hidden": (64, 64), "steps": 4},
-                       data="8gaussians")]),
-    analyze=lambda ctx: {"results": [flow_row(ctx, name, run) for name, run in ctx.runs.items()]},
-    one_thread_quick=True, quick_note="one set (8 Gaussians), a smaller field and 4 solver steps"))
+        quick=[Setting("cnf-8gaussians", "cnf", {**CNF, "n": 2000, "epochs": 25, "batch_size": 128,
+                                                  "hidden": (64, 64), "steps": 4}, data="8gaussians")]),
+    analyze=cnf_results, one_thread_quick=True,
+    quick_note="one set (8 Gaussians, 2,000 points), a smaller field and 4 RK4 steps"))
 
 
 def flow_mnist(ctx: Context) -> dict:
@@ -207,4 +216,4 @@ declare(Experiment(
     "(digits: 17-level) discrete data",
     runs=[Setting("realnvp", "realnvp", {"epochs": 5, "channels": 32, "couplings": 8, "batch_size": 64, "lr": 1e-3,
                                          "eval_every": 0}, quick={"epochs": 3, "channels": 16, "couplings": 4})],
-    analyze=flow_mnist, quick_note="3 epochs of a small RealNVP on 8x8 digits (17 grey levels)"))
+    analyze=flow_mnist, one_thread_quick=True, quick_note="3 epochs of a small RealNVP on 8x8 digits (17 grey levels)"))

@@ -14,7 +14,6 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from ..config import from_dict
@@ -83,7 +82,8 @@ def measure_backward(R: int, N: int, repeats: int) -> dict:
     out = {}
     for name, analytic in (("analytic", True), ("autograd", False)):
         s, c = leaves[analytic]
-        out[name] = {"saved_mb": saved_bytes(lambda: render.render_color(s, c, deltas, bg, analytic=analytic)) / 2**20,
+        kept = saved_bytes(lambda s=s, c=c, a=analytic: render.render_color(s, c, deltas, bg, analytic=a))
+        out[name] = {"saved_mb": kept / 2**20,
                      "seconds": min(times[analytic][1:])}
     out["saved_ratio_autograd_over_analytic"] = out["autograd"]["saved_mb"] / out["analytic"]["saved_mb"]
     out["speed_ratio_autograd_over_analytic"] = out["autograd"]["seconds"] / out["analytic"]["seconds"]
@@ -163,7 +163,8 @@ def timed_training(model, train, test, minutes: float, batch_size: int, lr: floa
         if wall >= next_eval or wall >= minutes * 60:
             r = render_split(model, test)
             row = {"step": steps, "train_wall_s": round(wall, 2), "train_cpu_s": round(cpu, 2),
-                   "psnr": float(psnr(r["pred"], r["target"]).mean()), "ssim": float(ssim(r["pred"], r["target"]).mean()),
+                   "psnr": float(psnr(r["pred"], r["target"]).mean()),
+                   "ssim": float(ssim(r["pred"], r["target"]).mean()),
                    "render_s_per_view": sum(r["seconds"]) / len(r["seconds"]),
                    "render_cpu_s_per_view": sum(r["cpu_seconds"]) / len(r["cpu_seconds"])}
             curve.append(row)

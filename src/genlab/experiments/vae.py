@@ -143,7 +143,8 @@ def categorical_cnn(ctx: Context) -> dict:
     curve = {r["epoch"]: round(r["val/elbo_bpd"], 4) for r in run.state.history if "val/elbo_bpd" in r}
     first = _first_train_bpd(run)
     summary = {"arch": run.model.config.arch, "test_elbo_bpd_z20": test["elbo_bpd"],
-               "test_kl_nats_z20": test["kl_nats"], "val_elbo_bpd_by_epoch": curve, "first_logged_train_bpd": first, "sample_epochs": SAMPLE_EPOCHS(ctx),
+               "test_kl_nats_z20": test["kl_nats"], "val_elbo_bpd_by_epoch": curve, "first_logged_train_bpd": first,
+               "sample_epochs": SAMPLE_EPOCHS(ctx),
                "test_z2": test_metrics(run2, iwae_k=1),
                "course_reference": "~4 bpd at start, < 2.0 after 2 epochs, ~0.52 after 80 epochs (28x28 MNIST)"}
     goal = "val ELBO bpd < 2.0 after 2 epochs and test ELBO bpd <= 0.6 after 80 epochs (the course's MNIST reference)"

@@ -68,6 +68,7 @@ def density_2d(run, out: Path):
     axes[2].set(xlim=(lo[0], hi[0]), ylim=(lo[1], hi[1]), title=f"{run.model_name} samples")
     for ax in axes:
         ax.set_aspect("equal")
+    fig.suptitle(f"{run.model_name} on {run.data_name}: density and samples (test NLL in eval.json)", fontsize=11)
     return [_save(fig, out / "density.png")]
 
 
@@ -86,6 +87,7 @@ def density_1d(run, out: Path):
     true = _true_log_prob(run)
     if true is not None:
         ax.plot(grid[:, 0], true(grid).exp(), "--", label="true density")
+    ax.set(title=f"{run.model_name} on {run.data_name}: density", xlabel="x", ylabel="density")
     ax.legend()
     return [_save(fig, out / "density.png")]
 
@@ -112,4 +114,6 @@ def transformation(run, out: Path):
         ax.scatter(pts[:, 0], pts[:, 1], c=colour, cmap="hsv", s=1)
         ax.set_title(f"{label} {i}" if label == "layer" else f"t = {i / (len(stages) - 1) * run.model.config.T:.2f}")
         ax.set_aspect("equal", "datalim")
+    fig.suptitle(f"{run.model_name} on {run.data_name}: test points (coloured by angle) from data (left) to the "
+                 f"base N(0, I) (right)", fontsize=10)
     return [_save(fig, out / "transformation.png")]

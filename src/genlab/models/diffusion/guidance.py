@@ -11,7 +11,7 @@ conditional model; w = 0 the unconditional one (or the negative class).
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

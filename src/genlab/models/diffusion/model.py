@@ -31,7 +31,8 @@ from .unet import UNet, UNetConfig
 
 @dataclass
 class DDPMConfig:
-    beta_schedule: Literal["linear", "cosine"] = field("linear", "noise schedule: linear 1e-4 -> 0.02 (Ho et al.) or cosine")
+    beta_schedule: Literal["linear", "cosine"] = field(
+        "linear", "noise schedule: linear 1e-4 -> 0.02 (Ho et al.) or cosine")
     timesteps: int = field(1000, "diffusion steps T")
     prediction: Literal["epsilon", "sample", "v_prediction"] = field("epsilon", "what the network predicts")
     weighting: Literal["uniform", "snr", "min_snr"] = field(
@@ -53,7 +54,8 @@ class DDPMConfig:
     def validate(self):
         require(self.timesteps >= 2, f"timesteps must be at least 2, got {self.timesteps}")
         require(self.sampler in SAMPLERS, f"unknown sampler {self.sampler!r}; choose one of {', '.join(SAMPLERS)}")
-        require(1 <= self.sample_steps <= self.timesteps, f"sample_steps must be in [1, timesteps], got {self.sample_steps}")
+        require(1 <= self.sample_steps <= self.timesteps,
+                f"sample_steps must be in [1, timesteps], got {self.sample_steps}")
         require(0 <= self.p_uncond < 1, f"p_uncond must be in [0, 1), got {self.p_uncond}")
         require(self.snr_gamma > 0, "snr_gamma must be positive")
         UNetConfig(self.channels, tuple(self.mults), self.attention, self.heads, self.dropout).validate()

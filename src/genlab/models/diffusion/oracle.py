@@ -35,7 +35,7 @@ class GaussianMixture:
             raise ConfigError("mixture weights must be positive and sum to 1")
 
     @classmethod
-    def gaussian(cls, mean, std) -> "GaussianMixture":
+    def gaussian(cls, mean, std) -> GaussianMixture:
         """One Gaussian N(mean, diag(std^2))."""
         mean = torch.as_tensor(mean, dtype=torch.float64).reshape(1, -1)
         std = torch.as_tensor(std, dtype=torch.float64)

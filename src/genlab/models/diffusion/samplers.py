@@ -21,7 +21,7 @@ step by step; ``clip_sample=True`` clips x0_hat to [-1, 1] for image models.
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch

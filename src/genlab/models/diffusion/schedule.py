@@ -121,14 +121,14 @@ class NoiseSchedule:
 
     @classmethod
     def make(cls, kind: str = "linear", num_steps: int = 1000, dtype: torch.dtype = torch.float32,
-             variance: Literal["small", "large"] = "small") -> "NoiseSchedule":
+             variance: Literal["small", "large"] = "small") -> NoiseSchedule:
         return cls(make_betas(kind, num_steps, dtype), variance)
 
     @property
     def num_steps(self) -> int:
         return len(self.betas)
 
-    def to(self, dtype: torch.dtype) -> "NoiseSchedule":
+    def to(self, dtype: torch.dtype) -> NoiseSchedule:
         return NoiseSchedule(self.betas.to(dtype), self.variance)
 
     def _at(self, values: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -208,7 +208,7 @@ class NoiseSchedule:
             return self.x0_from_eps(xt, t, output), output
         if prediction == "sample":
             return output, self.eps_from_x0(xt, t, output)
-        if prediction == "v_prediction":   # x0 = sqrt(abar) x_t - sqrt(1-abar) v ; eps = sqrt(1-abar) x_t + sqrt(abar) v
+        if prediction == "v_prediction":   # x0 = sqrt(abar) x_t - sqrt(1-abar) v; eps = sqrt(1-abar) x_t + sqrt(abar) v
             return abar ** 0.5 * xt - (1 - abar) ** 0.5 * output, (1 - abar) ** 0.5 * xt + abar ** 0.5 * output
         raise ConfigError(f"unknown prediction type {prediction!r}; choose epsilon, sample or v_prediction")
 

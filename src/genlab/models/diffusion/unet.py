@@ -36,6 +36,8 @@ class UNetConfig:
                 f"channels ({self.channels}) must be a positive multiple of groups ({self.groups})")
         require(len(self.mults) >= 1 and all(m > 0 for m in self.mults), "mults must be positive integers")
         require(0 <= self.dropout < 1, "dropout must be in [0, 1)")
+        require(not self.attention or (self.channels * self.mults[-1]) % self.heads == 0,
+                f"the lowest width ({self.channels * self.mults[-1]}) must be a multiple of heads ({self.heads})")
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:

@@ -38,7 +38,7 @@ def positional_encoding(x: torch.Tensor, n_freqs: int, include_input: bool = Tru
     freqs = math.pi * 2.0 ** torch.arange(n_freqs, dtype=x.dtype, device=x.device)      # [L]
     xf = x[..., None, :] * freqs[:, None]                                                # [..., D] -> [..., L, D]
     enc = torch.stack([torch.sin(xf), torch.cos(xf)], dim=-2)                           # [..., L, 2, D]
-    enc = enc.flatten(-3)                                                                # [..., L, 2, D] -> [..., 2 L D]
+    enc = enc.flatten(-3)                                                       # [..., L, 2, D] -> [..., 2 L D]
     return torch.cat([x, enc], dim=-1) if include_input else enc
 
 

@@ -13,7 +13,7 @@ Eq. 4, the vector-matrix "VM" decomposition) so that it is small enough for CPU 
 
 with learned planes P (R x R) and lines L (R), bilinearly / linearly interpolated. The density is
 sigma = s softplus(raw_sigma(x) + b) (interpolate, then activate: sharp surfaces inside a voxel, as in
-DVGO Sec. 4.1); the colour is the sigmoid of degree-2 spherical harmonics (PlenOctrees, Yu et al. 2021,
+DVGO Sec. 4.1); the colour is the sigmoid of spherical harmonics of degree <= 2 (PlenOctrees, Yu et al. 2021,
 Eq. 5; degree 1 by default, 12 coefficients) which are a linear map of the appearance components:
 c(x, d) = sigmoid(sum_lm k_lm(x) Y_lm(d)), k(x) = B [P_r L_r]_r.
 
@@ -126,7 +126,7 @@ class TensorialField(nn.Module):
         self.density_scale, self.density_shift = density_scale, density_shift
         self.density_grid = VMGrid(density_rank, resolution, bound)
         self.color_grid = VMGrid(color_rank, resolution, bound)
-        self.basis = nn.Linear(3 * color_rank, 3 * (sh_degree + 1) ** 2, bias=False)   # B: components -> SH coefficients
+        self.basis = nn.Linear(3 * color_rank, 3 * (sh_degree + 1) ** 2, bias=False)   # B: components -> SH coeffs
 
     def density(self, x: torch.Tensor) -> torch.Tensor:
         """sigma(x) = s softplus(sum of density components + shift), [P, 3] -> [P]."""
@@ -174,8 +174,9 @@ class OccupancyGrid(nn.Module):
     @torch.no_grad()
     def update(self, density_fn, threshold: float, decay: float = 0.95, generator=None, chunk: int = 1 << 16) -> None:
         G = self.resolution
-        idx = torch.stack(torch.meshgrid(*[torch.arange(G)] * 3, indexing="ij"), -1).view(-1, 3)  # [G^3, 3]
-        jitter = torch.rand(idx.shape, generator=generator)
+        dev = self.occupied.device
+        idx = torch.stack(torch.meshgrid(*[torch.arange(G, device=dev)] * 3, indexing="ij"), -1).view(-1, 3)  # [G^3, 3]
+        jitter = torch.rand(idx.shape, generator=generator).to(dev)
         x = ((idx + jitter) / G * 2 - 1) * self.bound                                       # cell -> world
         sigma = torch.cat([density_fn(x[i:i + chunk]) for i in range(0, len(x), chunk)]).view(G, G, G)
         finite = torch.isfinite(self.density)

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from ...config import field, require
 from ...data.registry import DataInfo
@@ -47,7 +46,7 @@ class NeRFConfig:
     def validate(self):
         require(self.pos_freqs >= 0 and self.dir_freqs >= 0, "pos_freqs and dir_freqs must be >= 0")
         require(self.width >= 8 and self.depth >= 2, f"need width >= 8 and depth >= 2, got {self.width}, {self.depth}")
-        require(self.n_coarse >= 2 and self.n_fine >= 0, f"need n_coarse >= 2 and n_fine >= 0")
+        require(self.n_coarse >= 2 and self.n_fine >= 0, "need n_coarse >= 2 and n_fine >= 0")
         require(self.chunk >= 1, "chunk must be >= 1")
 
 
@@ -62,7 +61,7 @@ class NeRFGridConfig:
     step_ratio: float = field(0.5, "distance between samples along a ray, in grid cells")
     occupancy_resolution: int = field(64, "cells per side of the occupancy grid (empty-space skipping)")
     occupancy_every: int = field(16, "training steps between occupancy-grid updates")
-    occupancy_start: int = field(64, "training steps before the first update (every cell counts as occupied until then)")
+    occupancy_start: int = field(64, "training steps before the first update (until then every cell is occupied)")
     occupancy_alpha: float = field(1e-3, "a cell is empty when its alpha per step stays below this")
     ert_threshold: float = field(1e-4, "early ray termination: drop samples whose transmittance is below this")
     grid_lr: float = field(0.02, "learning rate of the grids (the SH basis uses the run's --lr)")
