@@ -109,6 +109,8 @@ def run_recipe(name: str, args) -> dict:
     budget = args.short_budget if name == "fast" else args.budget
     if timed:
         options["max_steps"] = 10 ** 7                                  # replaced by the clock's estimate
+    else:
+        options["max_steps"] = args.reference_steps
     options |= {"progress": False, "eval_every": 0, "log_every": 10 ** 6, "seed": args.seed, "device": "cpu"}
     spec, data, mcfg, dcfg, tcfg = prepare("gpt", "tinyshakespeare", data_options={"data_dir": args.data_dir},
                                            **options)
@@ -154,6 +156,7 @@ def main() -> None:
     p.add_argument("--gen-tokens", type=int, default=500, help="tokens generated for the generation rates")
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--reference-steps", type=int, default=2000, help="steps of the reference (nanoGPT: 2000)")
     p.add_argument("--reference-time", type=float, default=139.5,
                    help="nanoGPT's own time to the target on this machine, used when the reference run here "
                         "does not reach the target within its 2,000 steps")

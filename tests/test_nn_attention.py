@@ -16,6 +16,15 @@ from genlab.nn.transformer import BlockConfig, DecoderBlock, EncoderBlock, Layer
 pytestmark = pytest.mark.unit
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny networks: one intra-op thread (idle-spinning workers slow tiny ops down on a busy machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def qkv(B=2, nh=3, Tq=5, Tk=5, hs=4, seed=0, dtype=torch.float64):
     g = torch.Generator().manual_seed(seed)
     return (torch.randn(B, nh, Tq, hs, generator=g, dtype=dtype), torch.randn(B, nh, Tk, hs, generator=g, dtype=dtype),
