@@ -49,6 +49,7 @@ def test_ae_trains_and_draws_its_latent_grid(tmp_path):
     assert (tmp_path / "ae" / "figures" / "latent_grid.png").exists()
 
 
+@pytest.mark.slow
 def test_categorical_cnn_vae_trains(tmp_path, capsys):
     out = tmp_path / "cat"
     assert main(["train", "vae", "--arch", "cnn", "--view", "quantized", "--levels", "16", "--channels", "8",

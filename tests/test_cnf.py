@@ -113,6 +113,7 @@ def test_cnf_density_integrates_to_one_and_sampling_inverts_the_flow():
     assert torch.allclose(back, z, atol=1e-3)
 
 
+@pytest.mark.slow
 def test_hutchinson_training_loss_is_unbiased_for_the_exact_one():
     torch.manual_seed(0)
     d = load_dataset("gmm2d", "train", n=64)
@@ -158,7 +159,7 @@ def test_cnf_toy_quick(tmp_path):
     assert (tmp_path / "figures" / "cnf-8gaussians" / "density.png").exists()
 
 
-@pytest.mark.unit
+@pytest.mark.slow
 def test_evaluation_uses_an_adaptive_solver_whose_density_integrates_to_one():
     """Issue 10 item 5: a CNF trained with a coarse fixed-step solver is still evaluated accurately."""
     torch.manual_seed(0)

@@ -83,7 +83,8 @@ def autograd_logdet(fn, x):
     return torch.stack(out)
 
 
-@pytest.mark.parametrize("name", list(BIJECTIONS))
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "coupling_image" else n
+                                  for n in BIJECTIONS])
 def test_logdet_matches_the_autograd_jacobian(name):
     layer, x = make(name)
     y, logdet = layer(x)
@@ -108,7 +109,8 @@ def test_leaky_layer_needs_a_positive_slope_and_has_a_triangular_positive_diagon
 
 
 @pytest.mark.parametrize("model,data", [("realnvp", "8gaussians"), ("invertible-mlp", "8gaussians"),
-                                        ("realnvp", "digits"), ("invertible-mlp", "digits")])
+                                        pytest.param("realnvp", "digits", marks=pytest.mark.slow),
+                                        ("invertible-mlp", "digits")])
 def test_whole_model_logdet_matches_autograd(model, data):
     torch.manual_seed(0)
     d = load_dataset(data, "train", **({"limit": 64} if data == "digits" else {"n": 64}))

@@ -121,6 +121,7 @@ def _torchrun(args, cwd):
                           cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_two_process_ddp_run(tmp_path):
     args = ["train", "vae", "--data", "digits", "--epochs", "2", "--z-dim", "4", "--hidden", "32",
             "--batch-size", "64", "--no-progress", "--out", str(tmp_path / "ddp")]

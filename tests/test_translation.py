@@ -230,6 +230,30 @@ def test_beam_size_one_equals_greedy(tok):
 
 
 @pytest.mark.unit
+@pytest.mark.parametrize("beam", [1, 3])
+def test_a_translation_does_not_depend_on_its_batch(tok, beam):
+    """Padding masks and per-sentence length limits: a sentence decoded alone or beside longer ones
+    gives the same output, even from an untrained model that runs to its length limit."""
+    model = tiny_model(tok).eval()
+    alone = model.translate_ids(model.encode_text([TEXTS[0]]), beam=beam)
+    batched = model.translate_ids(model.encode_text([TEXTS[4], TEXTS[0], TEXTS[3]]), beam=beam)
+    assert batched[1] == alone[0]
+    assert len(alone[0]) <= int(1.5 * (len(tok.encode(TEXTS[0])) + 1)) + 10
+
+
+@pytest.mark.unit
+def test_beam_search_respects_per_sentence_limits():
+    step, _ = _markov_step(6, 5)
+    limits = [1, 4, 7]
+    for beam in (1, 3):
+        outs = beam_search(step, 3, 0, 1, limits, beam=beam) if beam > 1 else greedy_decode(step, 3, 0, 1, limits)
+        assert all(len(o) <= n for o, n in zip(outs, limits))
+        for i, n in enumerate(limits):   # each sentence as if decoded alone with its own limit
+            solo = beam_search(step, 3, 0, 1, n, beam=beam) if beam > 1 else greedy_decode(step, 3, 0, 1, n)
+            assert outs[i] == solo[i]
+
+
+@pytest.mark.unit
 def test_kv_cached_step_equals_full_recomputation(tok):
     model = tiny_model(tok).eval()
     src = model.encode_text(TEXTS[:3])

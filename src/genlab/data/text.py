@@ -217,7 +217,7 @@ class SyntheticTextConfig:
                                                       "trained on the training split")
     vocab_size: int = field(512, "BPE vocabulary size (tokenizer bpe)")
     words: int = field(200_000, "words in the training split (validation and test: a tenth each)")
-    seed: int = field(0, "seed of the generated text; each split draws its own stream")
+    corpus_seed: int = field(0, "seed of the generated text; each split draws its own stream")
 
     def validate(self):
         require(self.vocab_size > 256, f"vocab_size must exceed the 256 byte tokens, got {self.vocab_size}")
@@ -232,7 +232,7 @@ def corpus_text(name: str, cfg, split: str) -> str:
     """The raw text of one split of ``tinyshakespeare`` or ``synthetic-text``."""
     if name == "tinyshakespeare":
         return split_text(read_tinyshakespeare(cfg.data_dir), split)
-    return synthetic_text(split, cfg.seed, _split_words(cfg, split))
+    return synthetic_text(split, cfg.corpus_seed, _split_words(cfg, split))
 
 
 @lru_cache(maxsize=8)

@@ -9,7 +9,7 @@ Masks are boolean and broadcastable to ``[B, nh, Tq, Tk]``; **True means "may at
   -> ``(out, weights)``: q ``[B, nh, Tq, hs]``, k and v ``[B, nh, Tk, hs]``, out ``[B, nh, Tq, hs]``;
   ``weights`` ``[B, nh, Tq, Tk]`` when ``need_weights`` (math path), else ``None``.
   ``impl``: ``"math"`` (the formula below, step by step), ``"sdpa"`` (``F.scaled_dot_product_attention``,
-  tested equal), ``"auto"`` (sdpa unless weights are wanted). With ``causal`` and Tq < Tk (a KV cache
+  tested equal), ``"auto"`` (= sdpa); ``need_weights`` always takes the math path. With ``causal`` and Tq < Tk (a KV cache
   holds the first Tk - Tq positions) the queries are the *last* Tq positions.
 * ``causal_mask(Tq, Tk)`` -> ``[Tq, Tk]``: query i (position Tk - Tq + i) sees keys j <= Tk - Tq + i.
 * ``padding_mask(key_padding)``: ``[B, Tk]`` with True at padding tokens -> ``[B, 1, 1, Tk]`` "may attend".
@@ -70,7 +70,7 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Ten
     if impl not in ("auto", "math", "sdpa"):
         raise ConfigError(f"unknown attention impl {impl!r}; use auto, math or sdpa")
     Tq, Tk, d = q.shape[-2], k.shape[-2], q.shape[-1]
-    if impl == "sdpa" or (impl == "auto" and not need_weights):
+    if not need_weights and impl in ("sdpa", "auto"):              # the kernel returns no weights
         if causal and mask is None and Tq == Tk:      # the kernel's own (top-left) causal rule is right here
             return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True), None
         full = _full_mask(mask, causal, Tq, Tk, q.device)

@@ -39,7 +39,7 @@ class DDPMConfig:
         "uniform", "loss weighting: uniform (L_simple), snr (seed 002 Eq. 24, the bound's weights), min_snr")
     snr_gamma: float = field(5.0, "gamma of min-SNR weighting")
     variance: Literal["small", "large"] = field("small", "reverse variance: small (beta~_t) or large (beta_t)")
-    channels: int = field(32, "U-Net width at full resolution")
+    channels: int = field(16, "U-Net width at full resolution (16 learned fastest per CPU-second on MNIST)")
     mults: tuple[int, ...] = field((1, 2, 2), "U-Net width multipliers per resolution")
     attention: bool = field(True, "self-attention at the lowest resolution")
     heads: int = field(4, "attention heads")

@@ -27,20 +27,30 @@ def length_penalty(length: int | torch.Tensor, alpha: float):
     return ((5.0 + length) / 6.0) ** alpha
 
 
+def _limits(max_len: int | list[int], batch_size: int) -> list[int]:
+    """One length limit per sentence (a sentence's output never depends on its batch-mates)."""
+    return [int(max_len)] * batch_size if isinstance(max_len, int) else [int(n) for n in max_len]
+
+
 @torch.no_grad()
-def greedy_decode(step: StepFn, batch_size: int, bos: int, eos: int, max_len: int,
+def greedy_decode(step: StepFn, batch_size: int, bos: int, eos: int, max_len: int | list[int],
                   device=None) -> list[list[int]]:
-    """The argmax token at every step until ``<eos>`` (excluded from the output) or ``max_len`` tokens.
-    Finished sentences leave the batch (the step is told through ``reorder``)."""
+    """The argmax token at every step until ``<eos>`` (excluded from the output) or ``max_len`` tokens
+    (one limit, or one per sentence). Finished sentences leave the batch (the step is told through
+    ``reorder``)."""
+    limits = _limits(max_len, batch_size)
     out: list[list[int]] = [[] for _ in range(batch_size)]
     alive = torch.arange(batch_size, device=device)                 # sentence of each row
     prefix = torch.full((batch_size, 1), bos, dtype=torch.long, device=device)
-    for _ in range(max_len):
+    for _ in range(max(limits, default=0)):
         nxt = step(prefix, alive).argmax(-1)                         # [N]
-        for b, tok in zip(alive.tolist(), nxt.tolist()):
+        running = []
+        for r, (b, tok) in enumerate(zip(alive.tolist(), nxt.tolist())):
             if tok != eos:
                 out[b].append(tok)
-        keep = (nxt != eos).nonzero().squeeze(1)                     # rows still running
+                if len(out[b]) < limits[b]:
+                    running.append(r)
+        keep = torch.tensor(running, dtype=torch.long, device=device)   # rows still running
         if len(keep) == 0:
             break
         prefix = torch.cat([prefix[keep], nxt[keep, None]], dim=1)   # [N, t] -> [N', t+1]
@@ -51,21 +61,23 @@ def greedy_decode(step: StepFn, batch_size: int, bos: int, eos: int, max_len: in
 
 
 @torch.no_grad()
-def beam_search(step: StepFn, batch_size: int, bos: int, eos: int, max_len: int, beam: int = 4,
+def beam_search(step: StepFn, batch_size: int, bos: int, eos: int, max_len: int | list[int], beam: int = 4,
                 alpha: float = 0.6, device=None, return_scores: bool = False):
     """The best hypothesis of each sentence under log p / lp (Wu et al. 2016, Eq. 14), batched.
 
     The K live prefixes of every unfinished sentence go through ``step`` together; a sentence leaves
-    the batch once K of its hypotheses have ended. Returns token lists without ``<bos>``/``<eos>``
-    (and their penalized scores when ``return_scores``).
+    the batch once K of its hypotheses have ended, or when its prefixes reach its length limit
+    (``max_len``: one, or one per sentence; its live beams then count as finished). Returns token lists
+    without ``<bos>``/``<eos>`` (and their penalized scores when ``return_scores``).
     """
     K = beam
+    limits = _limits(max_len, batch_size)
     alive = list(range(batch_size))                                  # unfinished sentences, in row order
     prefix = torch.full((batch_size * K, 1), bos, dtype=torch.long, device=device)
     scores = torch.full((batch_size, K), float("-inf"), device=device)
     scores[:, 0] = 0.0                                               # one live beam per sentence at first
     finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(batch_size)]
-    for _ in range(max_len):
+    for t in range(1, max(limits, default=0) + 1):
         A = len(alive)
         rows = torch.tensor(alive, device=device).repeat_interleave(K)             # [A*K]
         logp = step(prefix, rows).float()                                          # [A*K, V]
@@ -90,8 +102,14 @@ def beam_search(step: StepFn, batch_size: int, bos: int, eos: int, max_len: int,
                 if k < K:
                     new_scores[a, k], new_src[a, k], new_tok[a, k] = s, src_beam, tok
                     k += 1
-            if len(finished[b]) < K and k > 0:
-                keep.append(a)
+            if len(finished[b]) >= K or k == 0:
+                continue
+            if t >= limits[b]:   # cut at its limit: the live beams (t tokens each) count as finished
+                for j in range(k):
+                    hyp = prefix[a * K + int(new_src[a, j]), 1:].tolist() + [int(new_tok[a, j])]
+                    finished[b].append((float(new_scores[a, j]) / length_penalty(len(hyp), alpha), hyp))
+                continue
+            keep.append(a)
         if not keep:
             alive = []
             break
@@ -102,12 +120,6 @@ def beam_search(step: StepFn, batch_size: int, bos: int, eos: int, max_len: int,
         alive = [alive[a] for a in keep]
         if hasattr(step, "reorder"):   # a step with a KV cache follows its beams
             step.reorder(order)
-    for a, b in enumerate(alive):      # sentences cut at max_len: their live beams count as finished
-        for k in range(K):
-            s = float(scores[a, k])
-            if s > float("-inf"):
-                hyp = prefix[a * K + k, 1:].tolist()
-                finished[b].append((s / length_penalty(len(hyp), alpha), hyp))
     best = [max(f, key=lambda h: h[0]) if f else (float("-inf"), []) for f in finished]
-    out = [[t for t in h if t != eos] for _, h in best]
+    out = [[tok for tok in h if tok != eos] for _, h in best]
     return (out, [s for s, _ in best]) if return_scores else out

@@ -285,12 +285,13 @@ class Translator(GenerativeModel):
     def translate_ids(self, src: torch.Tensor, beam: int = 1, alpha: float = 0.6,
                       max_len: int | None = None) -> list[list[int]]:
         """Subword ids of the translations of ``src`` [B, S]: greedy when ``beam`` is 1, else beam search.
-        Translations stop at <eos> or at ``max_len`` (default 1.5 S + 10) subwords."""
+        A translation stops at <eos> or after ``max_len`` subwords (default: 1.5 x its own source length
+        + 10, so no sentence's output depends on the others in its batch)."""
         was_training = self.training
         self.eval()
         try:
             memory, mask = self.encode(src)
-            limit = max_len or int(1.5 * src.shape[1]) + 10
+            limit = max_len or [int(1.5 * n) + 10 for n in (src != PAD).sum(1).tolist()]
             step = DecodeStep(self, memory, mask)
             if beam <= 1:
                 return greedy_decode(step, len(src), BOS, EOS, limit, device=src.device)
