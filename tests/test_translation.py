@@ -586,9 +586,8 @@ def test_cli_train_eval_sample(translator_run, capsys):
     assert main(["sample", str(translator_run), "--text", "The dog sees a cat."]) == 0
     assert capsys.readouterr().out.count("\n") == 1     # one translated line (an untrained model may say little)
     rows = [json.loads(line) for line in (translator_run / "metrics.jsonl").read_text().splitlines()]
-    grad = [r for r in rows if r.get("split") == "grad"]
-    if grad:   # written when the trainer runs the model's step hooks
-        assert [r["step"] for r in grad] == list(range(1, 7)) and len(grad[0]["grad_norm"]) == 4
+    grad = [r for r in rows if r.get("split") == "grad"]   # written by the model's own step hook
+    assert [r["step"] for r in grad] == list(range(1, 7)) and len(grad[0]["grad_norm"]) == 4
 
 
 def test_cli_bad_input_exits_2_with_one_line(translator_run, tmp_path, capsys):

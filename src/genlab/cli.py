@@ -233,7 +233,7 @@ def cmd_train(argv: list[str]) -> int:
         print("figures:", ", ".join(str(p.relative_to(run.dir)) for p in figures))
         print("next:")
         print(f"  genlab eval {run.dir} --json")
-        print(f"  genlab sample {run.dir}")
+        print(f"  genlab sample {run.dir} {run.spec.sample_example}".rstrip())
         print(f"  genlab report {run.dir}")
     return 0
 

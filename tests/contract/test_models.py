@@ -48,12 +48,16 @@ TRAIN = {"max_steps": 2, "batch_size": 16, "eval_batch_size": 32, "progress": Fa
          "eval_every": 0}
 
 
+EVAL: dict[str, dict] = {"translator": {"beam": 1}}   # cheaper eval options (or CONTRACT["eval_options"])
+
+
 def _declared() -> dict[str, tuple[str, dict, dict]]:
     out = dict(TINY)
     for name in catalog.names("model"):
         c = getattr(catalog.get("model", name).cls, "CONTRACT", None)
         if c is not None:
             out[name] = (c["data"], c.get("model_options", {}), c.get("data_options", {}))
+            EVAL[name] = c.get("eval_options", {})
     return out
 
 
@@ -100,13 +104,16 @@ def test_metrics_average_to_finite_numbers(name, trained):
         torch.manual_seed(0)
         metrics = evaluate_model(run.model, data, 16, "cpu", **_eval_defaults(run))
     assert metrics, "eval_metrics returned nothing"
-    for k, v in metrics.items():
-        assert isinstance(v, float) and math.isfinite(v), f"{k} = {v}"
+    for k, v in metrics.items():   # numbers are finite; a few may be strings (e.g. a metric's signature)
+        assert isinstance(v, str) or (isinstance(v, float) and math.isfinite(v)), f"{k} = {v}"
 
 
 def _eval_defaults(run) -> dict:
     import dataclasses
-    return {f.name: getattr(run.spec.eval_config(), f.name) for f in dataclasses.fields(run.spec.eval_config)}
+
+    from genlab.config import from_dict
+    cfg = from_dict(run.spec.eval_config, EVAL.get(run.model_name, {}))
+    return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))

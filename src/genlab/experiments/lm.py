@@ -59,11 +59,6 @@ def _median_time(fn, repeats: int) -> float:
     return float(np.median(times))
 
 
-def slope(x, y) -> float:
-    """The exponent b of the least-squares power law y = a n^b (a line in log-log)."""
-    return float(np.polyfit(np.log(np.asarray(x, float)), np.log(np.asarray(y, float)), 1)[0])
-
-
 def _train_step(model, x: torch.Tensor, V: int) -> None:
     """One forward + backward of next-token prediction on x [B, n] (the targets' shift is irrelevant to cost)."""
     model.zero_grad(set_to_none=True)
@@ -120,13 +115,10 @@ def rnn_vs_transformer(out: Path, quick: bool, data_dir: str | None) -> dict:
     gen = {"GPT + KV cache": (ns, [r["generate_s_gpt_cache"] for r in rows]),
            "GPT, no cache": (ns, [r["generate_s_gpt_no_cache"] for r in rows]),
            "LSTM": (ns, [r["generate_s_lstm"] for r in rows])}
-    tail = slice(len(ns) // 2, None)                          # slopes of the larger half: the asymptotic regime
-    train_slopes = {k: slope(x[tail], y[tail]) for k, (x, y) in train.items()}
-    gen_slopes = {k: slope(x[tail], y[tail]) for k, (x, y) in gen.items()}
-    figs = out / "figures"
-    loglog_costs(train, train_slopes, figs / "training_cost.png", "training: forward + backward per sequence",
-                 "seconds per sequence")
-    loglog_costs(gen, gen_slopes, figs / "generation_cost.png", "generating n tokens (total)", "seconds")
+    figs, half = out / "figures", len(ns) // 2                 # slopes of the larger half: the asymptotic regime
+    train_slopes = loglog_costs(train, figs / "training_cost.png", "training: forward + backward per sequence",
+                                "seconds per sequence", half)
+    gen_slopes = loglog_costs(gen, figs / "generation_cost.png", "generating n tokens (total)", "seconds", half)
     per_token = {k: (x, [t / n for n, t in zip(x, y)]) for k, (x, y) in gen.items()}
     line_plot(per_token, figs / "generation_per_token.png", "generation: time per token", "n (tokens generated)",
               "seconds per token", logx=True, logy=True)
@@ -139,6 +131,10 @@ def rnn_vs_transformer(out: Path, quick: bool, data_dir: str | None) -> dict:
         "cheaper_training": _cheaper(rows, "train_s_per_seq_gpt", "train_s_per_seq_lstm", "GPT", "LSTM"),
         "cheaper_generation": _cheaper(rows, "generate_s_gpt_cache", "generate_s_lstm", "GPT + KV cache", "LSTM"),
         "kv_cache_speedup_at_max_n": rows[-1]["generate_s_gpt_no_cache"] / rows[-1]["generate_s_gpt_cache"],
+        "conditions": "one CPU thread, batch 8 for training, one sequence for generation, untrained models of "
+                      "similar size (see params); median of repeats. On one thread the transformer's parallelism "
+                      "over positions buys nothing, so the measured training cost compares work, not latency; "
+                      "close rows can swap order between runs",
     }
 
 

@@ -16,6 +16,8 @@ A model is an ``nn.Module`` built as ``Model(config, data_info)``. The trainer d
   exp(nll per token)); default: unchanged.
 * ``batch_hints() -> dict`` -- what the dataset's batch source needs from the model (e.g.
   ``{"block_size": 256}`` for windows of a token stream); default: nothing.
+* ``step_hooks() -> list`` -- ``hook(trainer)`` functions run after every optimizer step.
+* ``finalize_metrics`` may add strings (e.g. sacrebleu's signature beside ``bleu``).
 * optional abilities (``genlab.models.protocols``): ``Samples``, ``Encodes``, ``Decodes``, ...
 
 Models never import the trainer, the CLI or the figures.
@@ -70,6 +72,11 @@ class GenerativeModel(nn.Module):
     def batch_hints(self) -> dict[str, Any]:
         return {}
 
+    def step_hooks(self) -> list[Callable]:
+        """Functions ``hook(trainer)`` the loop calls after every optimizer step (e.g. logging
+        per-layer gradient norms); default none."""
+        return []
+
 
 @dataclass
 class NoOptions:
@@ -98,17 +105,19 @@ class ModelSpec:
     sample: Callable | None = None
     family: str = ""
     train_defaults: dict = field(default_factory=dict)   # e.g. {"schedule": "warmup-cosine", "ema": 0.999}
+    sample_example: str = ""   # flags of a typical `genlab sample RUN ...` (shown after training)
 
 
 def register_model(name: str, config: type, description: str, data_defaults: dict | None = None,
                    default_data: str = "digits", eval_config: type = NoOptions,
                    sample_config: type = NoOptions, sample: Callable | None = None, family: str = "",
-                   train_defaults: dict | None = None):
+                   train_defaults: dict | None = None, sample_example: str = ""):
     """Class decorator declaring ``genlab train NAME`` (list NAME in ``genlab.catalog.MODELS``)."""
     def deco(cls):
         catalog.register("model", name, ModelSpec(name, cls, config, description, dict(data_defaults or {}),
                                                   default_data, eval_config, sample_config, sample,
-                                                  family or cls.__module__.split(".")[2], dict(train_defaults or {})))
+                                                  family or cls.__module__.split(".")[2], dict(train_defaults or {}),
+                                                  sample_example))
         return cls
     return deco
 

@@ -136,6 +136,8 @@ class Trainer:
         self.train_data, self.val_data = train_data, val_data
         self.out = Path(out) if out else None
         self.callbacks, self.step_hooks = list(callbacks), list(step_hooks)
+        own = model.step_hooks() if hasattr(model, "step_hooks") else []
+        self.step_hooks += [h for h in own if h not in self.step_hooks]
         self.hints = model.batch_hints() if hasattr(model, "batch_hints") else {}
         self.source = train_data.train_batches(config.batch_size, config.seed, self.dist, **self.hints)
         self.optimizers = make_optimizers(self.model, config)

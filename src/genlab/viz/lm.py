@@ -30,22 +30,26 @@ def attention_grid(maps: torch.Tensor, labels: Sequence[str], path: str | Path, 
     return _save(fig, path)
 
 
-def loglog_costs(series: dict[str, tuple[Sequence[float], Sequence[float]]], slopes: dict[str, float],
-                 path: str | Path, title: str, ylabel: str) -> Path:
-    """Measured costs against sequence length on log-log axes, each with its fitted power law."""
+def loglog_costs(series: dict[str, tuple[Sequence[float], Sequence[float]]], path: str | Path, title: str,
+                 ylabel: str, fit_from: int = 0) -> dict[str, float]:
+    """Measured costs against sequence length on log-log axes, each with the power law y = a n^b fitted to
+    its points from index ``fit_from`` on (drawn over that range); returns the exponents b."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
+    slopes = {}
     for k, (name, (x, y)) in enumerate(series.items()):
         x, y = np.asarray(x, float), np.asarray(y, float)
-        ax.plot(x, y, "o", ms=4, color=f"C{k}", label=f"{name} (slope {slopes[name]:.2f})")
-        b, a = np.polyfit(np.log(x), np.log(y), 1)
-        ax.plot(x, np.exp(a) * x ** b, "-", color=f"C{k}", alpha=0.6)
+        b, a = np.polyfit(np.log(x[fit_from:]), np.log(y[fit_from:]), 1)
+        slopes[name] = float(b)
+        ax.plot(x, y, "o", ms=4, color=f"C{k}", label=f"{name} (slope {b:.2f})")
+        ax.plot(x[fit_from:], np.exp(a) * x[fit_from:] ** b, "-", color=f"C{k}", alpha=0.6)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set(title=title, xlabel="sequence length n (tokens)", ylabel=ylabel)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    _save(fig, path)
+    return slopes
 
 
 @register_figures(kinds=("text",))

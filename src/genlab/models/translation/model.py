@@ -138,7 +138,7 @@ def sample_translation(run, cfg: TranslatorSampleConfig, n: int, out=None, seed:
                 "encoder-decoder transformer for translation: pre/post-norm, beam search, BLEU (002 Q20-22)",
                 default_data="synthetic-pairs", eval_config=TranslatorEvalConfig,
                 sample_config=TranslatorSampleConfig, sample=sample_translation,
-                family="translation")
+                family="translation", sample_example='--text "A man is riding a bicycle."')
 class Translator(GenerativeModel):
     """Encoder-decoder transformer over one joint subword vocabulary (Vaswani et al. 2017, Fig. 1).
 
@@ -252,7 +252,7 @@ class Translator(GenerativeModel):
         out = {k: v for k, v in means.items() if not k.startswith("stat/")}
         out["perplexity"] = math.exp(min(means["nll_nats"], 700.0))
         scores = corpus_scores_from_stats({k: v for k, v in means.items() if k.startswith("stat/")})
-        return out | {k: v for k, v in scores.items() if not k.endswith("_signature")}   # metrics are numbers
+        return out | scores   # bleu, chrf and their sacrebleu signatures (strings)
 
     def batch_hints(self) -> dict:
         return {}
