@@ -10,7 +10,6 @@ import errno
 import os
 import signal
 import sys
-from pathlib import Path
 
 from . import __version__
 from .errors import GenlabError
@@ -80,7 +79,8 @@ def _main(argv: list[str]) -> int:
                        description="On a folder of runs (or with --out): write a static HTML report, DIR/index.html "
                        "(default RUNS_DIR/report/). On a single run folder: redraw its figures into RUN/figures.")
     p.add_argument("run_dir", metavar="RUNS_DIR", help="a folder of runs and experiments, or one run folder")
-    p.add_argument("--out", default=None, metavar="DIR", help="write the HTML report into DIR (default RUNS_DIR/report)")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="write the HTML report into DIR (default RUNS_DIR/report)")
     p = sub.add_parser("experiment", help="list or run the classic experiments")
     esub = p.add_subparsers(dest="action", metavar="ACTION", required=True, parser_class=_Parser)
     esub.add_parser("list", help="list experiments")
@@ -195,8 +195,8 @@ def train_parser(model: str | None, data: str | None) -> tuple[argparse.Argument
 def cmd_train(argv: list[str]) -> int:
     from .api import train, write_report
     from .config import overrides_from_args
-    from .train.rundir import RunDir
     from .train.run import resume_run
+    from .train.rundir import RunDir
     known = _pre(argv, "--data", "--resume")
     model = argv[0] if argv and not argv[0].startswith("-") else None
     data = known.data

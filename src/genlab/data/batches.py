@@ -19,7 +19,8 @@ Every dataset object (``TensorData``, ``TokenStream``, ``PairData``) offers
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterator, Protocol, Sequence, runtime_checkable
+from collections.abc import Callable, Sequence
+from typing import Protocol, runtime_checkable
 
 import torch
 

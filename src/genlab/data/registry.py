@@ -7,8 +7,9 @@ points, rays), :class:`TokenStream` for a corpus, :class:`PairData` for sequence
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
 
@@ -34,7 +35,7 @@ class DataInfo:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "DataInfo":
+    def from_dict(cls, d: dict) -> DataInfo:
         d = dict(d)
         d["shape"] = tuple(d["shape"])
         return cls(**d)
@@ -61,7 +62,7 @@ class TensorData:
     def __len__(self) -> int:
         return len(self.tensors[0])
 
-    def subset(self, index) -> "TensorData":
+    def subset(self, index) -> TensorData:
         return TensorData(tuple(t[index] for t in self.tensors), self.info, self.batch_transform,
                           self.eval_transform)
 
@@ -91,7 +92,7 @@ class TokenStream:
     def __len__(self) -> int:
         return len(self.tokens)
 
-    def subset(self, index: slice) -> "TokenStream":
+    def subset(self, index: slice) -> TokenStream:
         return TokenStream(self.tokens[index], self.info, self.tokenizer)
 
     def train_batches(self, batch_size: int, seed: int, dist, block_size: int = 64, **hints) -> WindowBatches:
@@ -123,7 +124,7 @@ class PairData:
     def __len__(self) -> int:
         return len(self.src)
 
-    def subset(self, index: slice) -> "PairData":
+    def subset(self, index: slice) -> PairData:
         return PairData(self.src[index], self.tgt[index], self.info, self.pad_id, self.max_tokens, self.extras)
 
     def train_batches(self, batch_size: int, seed: int, dist, **hints) -> BucketedBatches:

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -21,8 +21,8 @@ from ..config import from_dict, to_dict
 from ..errors import ConfigError
 from ..models.protocols import can
 from ..train.loop import evaluate_model
-from ..train.rundir import eval_record
 from ..train.run import Run, load_run
+from ..train.rundir import eval_record
 
 
 @dataclass

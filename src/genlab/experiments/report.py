@@ -23,7 +23,6 @@ from pathlib import Path
 
 from .. import catalog
 from ..errors import GenlabError
-from ..train.rundir import write_json_atomic
 from .registry import Context, Experiment, Setting, declare, run_experiment
 
 
@@ -56,7 +55,8 @@ ROWS = [
     Row("diffusion", "ddpm", "variational bound (DDPM, Ho et al. 2020, Eq. 5)",
         {"view": "continuous", "epochs": 10, "batch_size": 128}, {"epochs": 3, "batch_size": 64},
         {"vlb_samples": 10}, {}, "none for this data"),
-    Row("autoregressive", "pixelcnn", "exact discrete likelihood (PixelCNN, an L-way softmax per pixel, L = 256 on MNIST)",
+    Row("autoregressive", "pixelcnn",
+        "exact discrete likelihood (PixelCNN, an L-way softmax per pixel, L = 256 on MNIST)",
         {"view": "continuous", "channels": 64, "layers": 5, "epochs": 5, "batch_size": 64, "lr": 1e-3},
         {"channels": 32, "layers": 2, "epochs": 6, "lr": 3e-3},
         {}, {},

@@ -24,8 +24,9 @@ Models never import the trainer, the CLI or the figures.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -42,7 +43,7 @@ class Avg:
     count: torch.Tensor | float
 
     @classmethod
-    def of(cls, values: torch.Tensor) -> "Avg":
+    def of(cls, values: torch.Tensor) -> Avg:
         """Per-element mean of ``values`` (e.g. per-token NLLs of the real tokens)."""
         return cls(values.sum(), values.numel())
 

@@ -15,8 +15,8 @@ whose f-GAN bound is exactly E_P[log D] + E_Q[log(1 - D)] with D = sigmoid(v) (0
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F

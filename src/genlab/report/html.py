@@ -314,7 +314,8 @@ def draw_curves(run: RunView, path: Path, out: Path) -> str | None:
     cols = min(3, len(keys))
     rows = -(-len(keys) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), dpi=100, squeeze=False)
-    fig.subplots_adjust(left=0.08 if cols > 1 else 0.16, right=0.98, top=1 - 0.3 / (3.0 * rows), bottom=0.5 / (3.0 * rows),
+    fig.subplots_adjust(left=0.08 if cols > 1 else 0.16, right=0.98, top=1 - 0.3 / (3.0 * rows),
+                        bottom=0.5 / (3.0 * rows),
                         wspace=0.3, hspace=0.55)
     for ax, key in zip(axes.flat, keys):
         for part, style in (("train", "-"), ("val", "--")):

@@ -16,10 +16,10 @@ from __future__ import annotations
 import math
 import signal
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn
@@ -68,7 +68,8 @@ def make_optimizers(model, cfg: TrainConfig) -> dict[str, torch.optim.Optimizer]
             optimizers[name] = _muon(group, cfg)
             continue
         if cfg.optimizer == "sgd":
-            opt = torch.optim.SGD(**({"lr": cfg.lr, "momentum": cfg.betas[0], "weight_decay": cfg.weight_decay} | group))
+            defaults = {"lr": cfg.lr, "momentum": cfg.betas[0], "weight_decay": cfg.weight_decay}
+            opt = torch.optim.SGD(**(defaults | group))
         else:
             cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
             opt = cls(**({"lr": cfg.lr, "betas": cfg.betas, "weight_decay": cfg.weight_decay} | group))
@@ -192,7 +193,7 @@ class Trainer:
         }, self.checkpoint_path)
         self._saved = True
 
-    def resume(self) -> "Trainer":
+    def resume(self) -> Trainer:
         """Continue from ``out/checkpoints/last.pt`` exactly where it stopped."""
         ckpt = checkpoint.load(self.checkpoint_path, need=("model", "optimizers"))
         config = self.out / "config.json"
@@ -281,7 +282,7 @@ class Trainer:
     def _budget_spent(self) -> bool:
         return self.cfg.max_steps is not None and self.state.global_step >= self.cfg.max_steps
 
-    def _run_epoch(self, stop: "_StopFlag") -> int:
+    def _run_epoch(self, stop: _StopFlag) -> int:
         cfg, s = self.cfg, self.state
         self.model.train()
         n = self.source.steps_per_epoch

@@ -144,7 +144,7 @@ class RunDir:
             raise GenlabError(f"cannot write to {self.path}: {e.strerror or e}; choose another --out") from None
 
     @staticmethod
-    def fresh_default(base: str | Path, name: str) -> "RunDir":
+    def fresh_default(base: str | Path, name: str) -> RunDir:
         """``base/name``, or ``base/name-2``, ``-3``, ... : a default folder never collides with a run."""
         base = Path(base)
         candidate, i = base / name, 2

@@ -35,7 +35,8 @@ class FigureSpec:
 def register_figures(fn: Callable | None = None, *, needs: tuple = (), kinds: tuple = ()):
     """Declare a figure maker ``fn(run, out) -> list[Path]`` (its module listed in ``catalog.FIGURES``)."""
     def deco(f):
-        catalog.register("figure", f"{f.__module__}.{f.__name__}", FigureSpec(f.__name__, f, tuple(needs), tuple(kinds)))
+        spec = FigureSpec(f.__name__, f, tuple(needs), tuple(kinds))
+        catalog.register("figure", f"{f.__module__}.{f.__name__}", spec)
         return f
     return deco(fn) if fn is not None else deco
 

@@ -165,7 +165,8 @@ class RadianceModel(GenerativeModel):
     def orbit(self, n: int, elevation: float = 30.0, size: int | None = None) -> torch.Tensor:
         """A turntable: n frames [n, H, W, 3] on a circle at the cameras' distance."""
         ex = self.data_info.extras
-        poses = orbit_poses(n, float(ex["camera_radius"]), elevation, tuple(ex.get("target", (0.0, 0.0, 0.0))))
+        poses = orbit_poses(n, float(ex["camera_radius"]), elevation, tuple(ex.get("target", (0.0, 0.0, 0.0))),
+                            tuple(ex.get("up", (0.0, 0.0, 1.0))))
         scale = 1.0 if size is None else size / int(ex["width"])
         H, W = (int(ex["height"]), int(ex["width"])) if size is None else (size, size)
         return torch.stack([self.render_view(p, H, W, float(ex["focal"]) * scale)["rgb"] for p in poses])
