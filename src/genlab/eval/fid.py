@@ -22,6 +22,7 @@ from torch import nn
 from ..data.idx import cache_dir
 from ..data.registry import TensorData, load_dataset
 from ..errors import GenlabError
+from ..models.protocols import Samples
 from ..train import checkpoint
 from ..train.config import TrainConfig
 from ..train.loop import Trainer
@@ -222,13 +223,13 @@ def _with_data_dir(data_config, data_dir: str | None):
     return data_config
 
 
-@register_metric("fid")
+@register_metric("fid", needs=(Samples,), kinds=("image",))
 def fid_metric(run, data: TensorData, options: dict) -> dict | None:
     """``genlab eval`` hook: for image models that can sample; None for anything else, or when
     ``options["fid"]`` is False (the user skipped FID)."""
     if options.get("fid") is False:
         return None
-    if data.info.kind != "image" or not hasattr(run.model, "sample") or not data.info.num_classes:
+    if not data.info.num_classes:
         return None
     split = options.get("split", "test")
     return sample_quality(run, split, options.get("fid_samples", FID_SAMPLES), options.get("seed", 0),

@@ -10,6 +10,7 @@ import time
 
 import torch
 
+from ..models.protocols import RendersViews
 from .evaluate import register_metric
 from .image_quality import psnr, ssim
 
@@ -36,10 +37,9 @@ def render_split(model, data, max_views: int | None = None) -> dict:
             "opacity": torch.stack(opacities), "seconds": seconds, "cpu_seconds": cpu}
 
 
-@register_metric("nerf_views", kinds=("rays",), description="PSNR, SSIM per held-out view and seconds per view")
+@register_metric("nerf_views", needs=(RendersViews,), kinds=("rays",),
+                 description="PSNR, SSIM per held-out view and seconds per view")
 def nerf_views(run, data, options) -> dict:
-    if not hasattr(run.model, "render_chunks"):
-        return {}
     with torch.no_grad():
         r = render_split(run.model, data)
     p, s = psnr(r["pred"], r["target"]), ssim(r["pred"], r["target"])

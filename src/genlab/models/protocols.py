@@ -59,6 +59,21 @@ class HasTrajectory(Protocol):
     def trajectory(self, x: torch.Tensor, times: torch.Tensor) -> torch.Tensor: ...
 
 
+@runtime_checkable
+class RendersViews(Protocol):
+    """A radiance field: ``render_chunks(origins, dirs) -> {"rgb", "depth", "opacity"}`` for rays, and
+    ``render_view(pose)`` for a whole camera."""
+    def render_chunks(self, o: torch.Tensor, d: torch.Tensor) -> dict: ...
+
+    def render_view(self, pose: torch.Tensor, height: int | None = None, width: int | None = None): ...
+
+
+@runtime_checkable
+class HasAttentionMaps(Protocol):
+    """A transformer that can return its attention maps for a batch of tokens."""
+    def attention_maps(self, idx: torch.Tensor): ...
+
+
 def can(model, *protocols) -> bool:
     """True when ``model`` follows every protocol given."""
     return all(isinstance(model, p) for p in protocols)

@@ -9,8 +9,8 @@ Masks are boolean and broadcastable to ``[B, nh, Tq, Tk]``; **True means "may at
   -> ``(out, weights)``: q ``[B, nh, Tq, hs]``, k and v ``[B, nh, Tk, hs]``, out ``[B, nh, Tq, hs]``;
   ``weights`` ``[B, nh, Tq, Tk]`` when ``need_weights`` (math path), else ``None``.
   ``impl``: ``"math"`` (the formula below, step by step), ``"sdpa"`` (``F.scaled_dot_product_attention``,
-  tested equal), ``"auto"`` (= sdpa); ``need_weights`` always takes the math path. With ``causal`` and Tq < Tk (a KV cache
-  holds the first Tk - Tq positions) the queries are the *last* Tq positions.
+  tested equal), ``"auto"`` (= sdpa); ``need_weights`` always takes the math path. With ``causal`` and
+  Tq < Tk (a KV cache holds the first Tk - Tq positions) the queries are the *last* Tq positions.
 * ``causal_mask(Tq, Tk)`` -> ``[Tq, Tk]``: query i (position Tk - Tq + i) sees keys j <= Tk - Tq + i.
 * ``padding_mask(key_padding)``: ``[B, Tk]`` with True at padding tokens -> ``[B, 1, 1, Tk]`` "may attend".
 * ``KVCache()``: keys and values of the positions seen so far, for one attention layer; ``append(k, v)``

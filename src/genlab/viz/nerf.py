@@ -9,6 +9,7 @@ import torch
 
 from ..eval.image_quality import psnr, ssim
 from ..eval.nerf import render_split
+from ..models.protocols import RendersViews
 from .figures import _plt, _save
 from .report import register_figures
 
@@ -39,11 +40,9 @@ def views_figure(r: dict, path: Path, title: str = "held-out views") -> Path:
     return _save(fig, path)
 
 
-@register_figures(kinds=("rays",))
+@register_figures(needs=(RendersViews,), kinds=("rays",))
 def nerf_views(run, out: Path) -> list[Path]:
     """Up to 6 held-out test views of a NeRF run."""
-    if not hasattr(run.model, "render_chunks"):
-        return []
     r = render_split(run.model, run.data("test"), max_views=6)
     return [views_figure(r, Path(out) / "test_views.png")]
 

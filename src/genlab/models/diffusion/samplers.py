@@ -16,7 +16,7 @@ the x_t it was trained on, and ``init_noise_sigma`` is sigma_max.
 Each ``step`` is a numbered sequence of formulas; the formulas are pure functions at module level.
 The only state a sampler keeps is its position in ``timesteps`` and, for the multistep methods
 (Heun, LMS, DPM-Solver++(2M)), the few previous derivatives / predictions the method needs.
-Defaults (timestep spacing, clipping off) follow diffusers 0.3x so that the tests can compare them
+Defaults (timestep spacing, clipping off) follow diffusers (0.42) so that the tests can compare them
 step by step; ``clip_sample=True`` clips x0_hat to [-1, 1] for image models.
 """
 from __future__ import annotations
