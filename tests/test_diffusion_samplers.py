@@ -164,6 +164,17 @@ def test_ddim_eta_and_spacing_match_diffusers(eta, spacing):
 
 
 @pytest.mark.unit
+@pytest.mark.parametrize("clipped_eps", [False, True])
+def test_ddim_clipping_matches_diffusers(clipped_eps):
+    noise = 3 * torch.randn(3, 4, generator=torch.Generator().manual_seed(0))     # large, so x0_hat gets clipped
+    ours = run_genlab(make_sampler("ddim", NoiseSchedule.make(), clip_sample=True, clipped_eps=clipped_eps),
+                      30, noise, 2)
+    theirs = run_diffusers(diffusers_scheduler("ddim", clip_sample=True), 30, noise, 2,
+                           {"use_clipped_model_output": clipped_eps})
+    assert_same_trajectory(ours, theirs)
+
+
+@pytest.mark.unit
 @pytest.mark.parametrize("variance,theirs_variance", [("small", "fixed_small"), ("large", "fixed_large")])
 def test_ddpm_variance_and_clipping_match_diffusers(variance, theirs_variance):
     noise = torch.randn(3, 4, generator=torch.Generator().manual_seed(0))

@@ -172,7 +172,7 @@ class DDPM(GenerativeModel):
         classes (guidance ``config.guidance``)."""
         cfg = self.config
         name = sampler or cfg.sampler
-        options = {"eta": eta} if name == "ddim" else {}
+        options = {"eta": eta, "clipped_eps": True} if name == "ddim" else {}
         s = make_sampler(name, self.schedule, prediction=cfg.prediction, clip_sample=cfg.clip_sample, **options)
         device = next(self.parameters()).device
         if self.num_classes and labels is None:

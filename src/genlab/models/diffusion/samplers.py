@@ -249,10 +249,15 @@ class DDIMSampler(Sampler):
     """DDIM (Song et al. 2021): deterministic for eta = 0, DDPM-like for eta = 1."""
     name, default_spacing = "ddim", "leading"
 
-    def __init__(self, schedule, prediction="epsilon", clip_sample=False, spacing=None, eta: float = 0.0):
+    def __init__(self, schedule, prediction="epsilon", clip_sample=False, spacing=None, eta: float = 0.0,
+                 clipped_eps: bool = False):
         super().__init__(schedule, prediction, clip_sample, spacing)
         self.eta = eta
         self.stochastic = eta > 0
+        # with clipping, recompute eps from the clipped x0 (diffusers' use_clipped_model_output): without it
+        # the update mixes a clipped x0 with the unclipped direction (measured: FID 33 vs 13 at 100 steps
+        # on a briefly trained digits model)
+        self.clipped_eps = clipped_eps
 
     def _set(self, n):
         self.timesteps = torch.from_numpy(inference_timesteps(self.num_train, n, self.spacing, integer=True))
@@ -269,6 +274,8 @@ class DDIMSampler(Sampler):
         x0_raw = x0_from_output(model_output, x, abar_t, self.prediction)
         eps = model_output if self.prediction == "epsilon" else (x - abar_t ** 0.5 * x0_raw) / (1 - abar_t) ** 0.5
         x0 = self._clip(x0_raw)
+        if self.clip_sample and self.clipped_eps:
+            eps = (x - abar_t ** 0.5 * x0) / (1 - abar_t) ** 0.5
         # 4. x_{t'} = sqrt(abar') x0 + sqrt(1 - abar' - s^2) eps + s z
         noise = _noise(model_output, generator) if self.eta > 0 else None
         self._index += 1
