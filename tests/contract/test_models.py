@@ -99,10 +99,10 @@ def test_builds_and_takes_a_finite_step(name, trained):
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_metrics_average_to_finite_numbers(name, trained):
     run = trained(name)
-    data = run.data("val").subset(slice(0, 32))
+    data = run.data("val")
     with torch.random.fork_rng():
         torch.manual_seed(0)
-        metrics = evaluate_model(run.model, data, 16, "cpu", **_eval_defaults(run))
+        metrics = evaluate_model(run.model, data, 16, "cpu", max_batches=2, **_eval_defaults(run))
     assert metrics, "eval_metrics returned nothing"
     for k, v in metrics.items():   # numbers are finite; a few may be strings (e.g. a metric's signature)
         assert isinstance(v, str) or (isinstance(v, float) and math.isfinite(v)), f"{k} = {v}"
@@ -124,13 +124,15 @@ def test_save_load_round_trip_changes_nothing(name, trained):
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k].cpu(), b[k].cpu()), k
-    data = run.data("test").subset(slice(0, 16))
+    data = run.data("test")
     outs = []
     for model in (run.model, loaded.model):
         with torch.random.fork_rng():
             torch.manual_seed(0)
-            outs.append(evaluate_model(model, data, 16, "cpu", **_eval_defaults(run)))
-    assert outs[0] == pytest.approx(outs[1], rel=1e-5, abs=1e-6)
+            outs.append(evaluate_model(model, data, 16, "cpu", max_batches=1, **_eval_defaults(run)))
+    assert outs[0] and outs[0].keys() == outs[1].keys()
+    for k, v in outs[0].items():
+        assert v == outs[1][k] if isinstance(v, str) else v == pytest.approx(outs[1][k], rel=1e-5, abs=1e-6), k
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))

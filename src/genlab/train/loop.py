@@ -61,18 +61,27 @@ def to_device(batch, device):
 
 
 def make_optimizers(model, cfg: TrainConfig) -> dict[str, torch.optim.Optimizer]:
+    """One optimizer per phase. With AdamW or Muon and weight decay, parameters of fewer than 2 dims
+    (biases, norm gains) are not decayed, as nanoGPT's ``configure_optimizers`` does."""
+    embeddings = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
     optimizers = {}
     for name, group in model.phases().items():
         group = dict(group) if isinstance(group, dict) else {"params": list(group)}
         if cfg.optimizer == "muon":
-            optimizers[name] = _muon(group, cfg)
+            optimizers[name] = _muon(group, cfg, embeddings)
             continue
         if cfg.optimizer == "sgd":
             defaults = {"lr": cfg.lr, "momentum": cfg.betas[0], "weight_decay": cfg.weight_decay}
             opt = torch.optim.SGD(**(defaults | group))
+        elif cfg.optimizer == "adamw":
+            params = list(group.pop("params"))
+            wd = group.pop("weight_decay", cfg.weight_decay)
+            groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": wd},
+                      {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+            opt = torch.optim.AdamW([g for g in groups if g["params"]],
+                                    **({"lr": cfg.lr, "betas": cfg.betas} | group))
         else:
-            cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-            opt = cls(**({"lr": cfg.lr, "betas": cfg.betas, "weight_decay": cfg.weight_decay} | group))
+            opt = torch.optim.Adam(**({"lr": cfg.lr, "betas": cfg.betas, "weight_decay": cfg.weight_decay} | group))
         optimizers[name] = opt
     for opt in optimizers.values():
         for g in opt.param_groups:
@@ -105,17 +114,22 @@ class _Combined(torch.optim.Optimizer):
             o.load_state_dict(s)
 
 
-def _muon(group: dict, cfg: TrainConfig) -> torch.optim.Optimizer:
+def _muon(group: dict, cfg: TrainConfig, embeddings: set[int]) -> torch.optim.Optimizer:
+    """Muon (orthogonalised momentum, Jordan et al. 2024) for the 2-D hidden weight matrices; AdamW for
+    embeddings, output heads tied to them, biases and norm gains (no weight decay on the last two)."""
     params = group.pop("params")
     lr = group.pop("lr", cfg.lr)
-    matrices = [p for p in params if p.ndim == 2 and max(p.shape) < 32_768]   # not embeddings / output heads
-    names = {id(p) for p in matrices}
-    rest = [p for p in params if id(p) not in names]
+    matrices = [p for p in params if p.ndim == 2 and id(p) not in embeddings]
+    ids = {id(p) for p in matrices}
+    rest = [p for p in params if id(p) not in ids]
     parts = []
     if matrices:
         parts.append(torch.optim.Muon(matrices, lr=lr, weight_decay=cfg.weight_decay, adjust_lr_fn="match_rms_adamw"))
-    if rest:
-        parts.append(torch.optim.AdamW(rest, lr=lr, betas=cfg.betas, weight_decay=cfg.weight_decay))
+    groups = [{"params": [p for p in rest if p.ndim >= 2], "weight_decay": cfg.weight_decay},
+              {"params": [p for p in rest if p.ndim < 2], "weight_decay": 0.0}]
+    groups = [g for g in groups if g["params"]]
+    if groups:
+        parts.append(torch.optim.AdamW(groups, lr=lr, betas=cfg.betas))
     return _Combined(parts)
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..models.protocols import HasAttentionMaps
 from .figures import _plt, _save
 from .report import register_figures
 
@@ -52,12 +53,10 @@ def loglog_costs(series: dict[str, tuple[Sequence[float], Sequence[float]]], pat
     return slopes
 
 
-@register_figures(kinds=("text",))
+@register_figures(needs=(HasAttentionMaps,), kinds=("text",))
 def attention_maps(run, out: Path) -> list[Path]:
     """The attention maps of a transformer run over the first 32 tokens of its test split."""
     model = run.model
-    if not hasattr(model, "attention_maps"):
-        return []
     data = run.data("test")
     T = min(32, model.config.block_size, len(data.tokens))
     idx = data.tokens[:T][None].to(next(model.parameters()).device)

@@ -63,7 +63,8 @@ class DDPMConfig:
 
 @dataclass
 class DDPMEvalConfig:
-    vlb_samples: int = field(4, "timesteps per image for the bound (stratified, unbiased); timesteps = the exact sum")
+    vlb_samples: int = field(4, "timesteps t > 1 per image for the bound (stratified, unbiased; L_T and L_0 are "
+                                "exact); timesteps - 1 gives the exact sum")
 
 
 @dataclass
@@ -129,15 +130,23 @@ class DDPM(GenerativeModel):
 
     def vlb_nats(self, x01: torch.Tensor, samples: int, y: torch.Tensor | None = None,
                  generator: torch.Generator | None = None) -> torch.Tensor:
-        """-log p(x_0) <= L_T + sum_t L_{t-1}, estimated with ``samples`` stratified timesteps per image
-        (T/samples strata, one uniform t each, weighted T/samples): unbiased, exact when samples = T. [B]."""
+        """-log p(x_0) <= L_T + L_0 + sum_{t>1} L_{t-1} (Ho et al. 2020, Eq. 5), [B] nats. L_T and the decoder
+        term L_0 are computed exactly; the T - 1 KL terms are estimated with ``samples`` strata of timesteps
+        per image (one uniform t per stratum, weighted by the stratum's size): unbiased, and the exact sum
+        when samples >= T - 1. The strata are geometric ([1, 2), [2, 6), ...): the terms at small t are
+        by far the largest (two thirds of the bound within t < 10 for a briefly trained model), so they
+        are drawn (nearly) exactly instead of rarely with a large weight."""
         T = self.config.timesteps
-        samples = min(samples, T)
-        edges = torch.linspace(0, T, samples + 1).round().long()
-        total = self.schedule.prior_kl(to_model_range(x01))
         b = x01.shape[0]
-        for k in range(samples):
-            lo, hi = int(edges[k]), int(edges[k + 1])
+        total = self.schedule.prior_kl(to_model_range(x01))
+        total = total + self.vlb_terms(x01, torch.zeros(b, dtype=torch.long, device=x01.device), y, generator)
+        k = max(1, min(samples, T - 1))
+        if k == T - 1:
+            edges = torch.arange(1, T + 1)
+        else:
+            edges = torch.unique(torch.logspace(0, math.log10(T), k + 1, dtype=torch.float64).round().long())
+        for i in range(len(edges) - 1):
+            lo, hi = int(edges[i]), int(edges[i + 1])
             t = torch.randint(lo, hi, (b,), generator=generator).to(x01.device)
             total = total + (hi - lo) * self.vlb_terms(x01, t, y, generator)
         return total

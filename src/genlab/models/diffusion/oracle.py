@@ -1,9 +1,9 @@
 """The optimal noise predictor in closed form, for data that is Gaussian or a mixture of Gaussians.
 
 The minimiser of E||eps_theta(x_t, t) - eps||^2 is the posterior mean E[eps | x_t], and by Tweedie's
-formula E[eps | x_t] = -sqrt(1 - abar_t) grad log p_t(x_t) (Song et al. 2021, "Score-based generative
-modeling through SDEs", Eq. 7 and Sec. 3.3; Efron 2011). For x_0 ~ sum_k pi_k N(mu_k, diag(s_k^2)) the
-marginal of x_t = sqrt(abar) x_0 + sqrt(1 - abar) eps is again a mixture,
+formula E[eps | x_t] = -sqrt(1 - abar_t) grad log p_t(x_t) (Efron 2011, "Tweedie's formula and selection
+bias"; the score view of Song et al. 2021, "Score-based generative modeling through SDEs").
+For x_0 ~ sum_k pi_k N(mu_k, diag(s_k^2)) the marginal of x_t = sqrt(abar) x_0 + sqrt(1 - abar) eps is again a mixture,
 
   p_t(x_t) = sum_k pi_k N(x_t; sqrt(abar) mu_k, diag(v_k)),   v_k = abar s_k^2 + 1 - abar,
 
@@ -30,16 +30,17 @@ class GaussianMixture:
         stds = torch.as_tensor(stds, dtype=torch.float64)
         if self.means.dim() != 2 or self.weights.shape != self.means.shape[:1]:
             raise ConfigError("a mixture needs weights [K] and means [K, D]")
-        self.stds = stds.reshape(-1, 1).expand_as(self.means) if stds.dim() <= 1 else stds
+        self.stds = stds.reshape(-1, 1).expand_as(self.means) if stds.dim() <= 1 else stds  # [K] -> [K, D]
         if not bool((self.weights > 0).all()) or abs(float(self.weights.sum()) - 1) > 1e-6:
             raise ConfigError("mixture weights must be positive and sum to 1")
 
     @classmethod
     def gaussian(cls, mean, std) -> GaussianMixture:
         """One Gaussian N(mean, diag(std^2))."""
-        mean = torch.as_tensor(mean, dtype=torch.float64).reshape(1, -1)
+        mean = torch.as_tensor(mean, dtype=torch.float64).reshape(1, -1)  # [D] -> [1, D]
         std = torch.as_tensor(std, dtype=torch.float64)
-        return cls([1.0], mean, std.reshape(1, -1).expand_as(mean) if std.dim() else std.reshape(1))
+        std = std.reshape(1, -1).expand_as(mean) if std.dim() else std.reshape(1)   # [D] -> [1, D] or [] -> [1]
+        return cls([1.0], mean, std)
 
     @property
     def dim(self) -> int:
@@ -93,11 +94,11 @@ class OracleDenoiser:
     def __call__(self, x: torch.Tensor, t) -> torch.Tensor:
         self.calls += 1
         b = x.shape[0]
-        t = torch.as_tensor(t).reshape(-1)
+        t = torch.as_tensor(t).reshape(-1)  # [] or [B] -> [1] or [B]
         abar = self.schedule.alpha_bar_at(t).double().expand(b)                        # [1] or [B] -> [B]
         flat = x.reshape(b, -1).double()                                               # [B, *event] -> [B, D]
         eps = self.data.optimal_eps(flat, abar)
-        a = abar.reshape(-1, 1)
+        a = abar.reshape(-1, 1)  # [B] -> [B, 1]
         if self.prediction == "epsilon":
             out = eps
         elif self.prediction == "sample":
@@ -114,9 +115,9 @@ def distribution_errors(samples: torch.Tensor, data: GaussianMixture) -> dict[st
     """How far ``samples`` [N, D] are from ``data``: the error of the mean (max over dims), of the
     per-dimension variance (max relative error), and of the mixture weights (max absolute error of
     the share of samples assigned to each component by its posterior at t = 0)."""
-    samples = samples.double().reshape(len(samples), -1)
-    true_mean = (data.weights.reshape(-1, 1) * data.means).sum(0)
-    second = (data.weights.reshape(-1, 1) * (data.stds ** 2 + data.means ** 2)).sum(0)
+    samples = samples.double().reshape(len(samples), -1)  # [N, *event] -> [N, D]
+    true_mean = (data.weights.reshape(-1, 1) * data.means).sum(0)  # [K, 1] * [K, D] -> [D]
+    second = (data.weights.reshape(-1, 1) * (data.stds ** 2 + data.means ** 2)).sum(0)  # -> [D]
     true_var = second - true_mean ** 2
     share = torch.bincount(data.responsibilities(samples, 1.0).argmax(1), minlength=len(data.weights)).double()
     return {

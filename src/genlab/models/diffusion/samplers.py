@@ -114,9 +114,10 @@ def ancestral_sigmas(sigma_from, sigma_to) -> tuple:
 
 
 def lms_coefficients(sigmas: np.ndarray, i: int, order: int) -> list[float]:
-    """Linear multistep (Adams-Bashforth type) weights over sigma: c_k = integral from sigma_i to
+    """Linear multistep (Adams-Bashforth family) weights over sigma: c_k = integral from sigma_i to
     sigma_{i+1} of the Lagrange basis polynomial l_k(tau) through sigma_i, ..., sigma_{i-order+1}
-    (Liu et al. 2022, "Pseudo numerical methods", Sec. 3; k-diffusion's sample_lms). Integrated exactly."""
+    (the classic construction, e.g. Hairer, Norsett & Wanner, Sec. III.1; k-diffusion's sample_lms).
+    Integrated exactly (the polynomial's antiderivative), not by quadrature."""
     nodes = [float(sigmas[i - k]) for k in range(order)]
     coeffs = []
     for k in range(order):
@@ -138,7 +139,7 @@ def vp_alpha_sigma(sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def dpmpp_first_order(x: torch.Tensor, x0: torch.Tensor, sigma_s, sigma_t) -> torch.Tensor:
     """DPM-Solver++ order 1 (= DDIM): x_t = (sigma_t / sigma_s) x_s - alpha_t (e^{-h} - 1) x0_hat,
-    h = lambda_t - lambda_s (Lu et al. 2022b, "DPM-Solver++", Eq. 9 / Algorithm 2, first step)."""
+    h = lambda_t - lambda_s (Lu et al. 2022b, "DPM-Solver++", the first step of Algorithm 2)."""
     if float(sigma_t) == 0.0:      # the last step lands on the data: alpha = 1, sigma = 0
         return x0
     alpha_t, s_t = vp_alpha_sigma(sigma_t)

@@ -231,9 +231,10 @@ class NoiseSchedule:
         ||eps_hat - eps||^2 = SNR ||x0_hat - x_0||^2 and ||v_hat - v||^2 = (SNR + 1) ||x0_hat - x_0||^2:
           uniform  w = SNR, 1 or SNR + 1: the plain MSE of the target (L_simple, Ho et al. 2020, Eq. 14)
           snr      w = (SNR(t-1) - SNR(t)) / 2: the seed's weighting (002 Eq. 24), the weight that makes
-                   the loss the KL term L_{t-1} of the bound for sigma_t^2 = beta~_t (Kingma et al. 2021,
-                   Eq. 13); at t = 1, where SNR(0) is infinite, the weight of t = 2 is used
-          min_snr  w = min(SNR(t), gamma) (Hang et al. 2023, "Min-SNR weighting", Sec. 3.4)
+                   the loss the KL term L_{t-1} of the bound for sigma_t^2 = beta~_t (the discrete-time loss
+                   of Kingma et al. 2021, VDM); at t = 1, where SNR(0) is infinite, the weight of t = 2 is used
+          min_snr  w = min(SNR(t), gamma) (Hang et al. 2023, "Efficient diffusion training via Min-SNR
+                   weighting strategy")
         """
         t = t.long()
         snr = self.snr(t)
@@ -266,7 +267,7 @@ class NoiseSchedule:
         """w(t) ||target - output||^2 per example ([B]), averaged (``mean``) or summed over dimensions
         (Ho et al. 2020, Algorithm 1 / Eq. 14 for eps and uniform weights)."""
         sq = (self.training_target(x0, t, eps, prediction) - output) ** 2
-        sq = sq.flatten(1).mean(1) if reduce == "mean" else sq.flatten(1).sum(1)
+        sq = sq.flatten(1).mean(1) if reduce == "mean" else sq.flatten(1).sum(1)  # [B, *event] -> [B]
         return self.loss_weight(t, prediction, weighting, gamma).to(sq) * sq
 
     # ------------------------------------------------------------- the variational bound
@@ -274,7 +275,7 @@ class NoiseSchedule:
         """L_T = KL(q(x_T | x_0) || N(0, I)) summed over dimensions, [B] (Ho et al. 2020, Eq. 5)."""
         t = torch.full((len(x0),), self.num_steps - 1, dtype=torch.long)
         mean, var = self.q_mean_variance(x0, t)
-        return gaussian_kl(mean, var, torch.zeros_like(mean), torch.ones_like(var)).flatten(1).sum(1)
+        return gaussian_kl(mean, var, torch.zeros_like(mean), torch.ones_like(var)).flatten(1).sum(1)  # -> [B]
 
     def vlb_term(self, output: torch.Tensor, x0: torch.Tensor, xt: torch.Tensor, t: torch.Tensor,
                  prediction: str = "epsilon", bins: int = 256) -> torch.Tensor:
@@ -283,8 +284,8 @@ class NoiseSchedule:
         L_0 = -log p(x_0 | x_1) with the discretized Gaussian decoder of Eq. 13 at t = 1 (index 0)."""
         mean_p, var_p = self.p_mean_variance(output, xt, t, prediction)
         mean_q, var_q = self.posterior_mean_variance(x0, xt, t)
-        kl = gaussian_kl(mean_q, var_q.clamp(min=1e-20), mean_p, var_p).flatten(1).sum(1)
-        nll = -discretized_gaussian_log_likelihood(x0, mean_p, var_p ** 0.5, bins).flatten(1).sum(1)
+        kl = gaussian_kl(mean_q, var_q.clamp(min=1e-20), mean_p, var_p).flatten(1).sum(1)  # -> [B]
+        nll = -discretized_gaussian_log_likelihood(x0, mean_p, var_p ** 0.5, bins).flatten(1).sum(1)  # -> [B]
         return torch.where(t.long() == 0, nll, kl)
 
 
