@@ -85,7 +85,8 @@ class DDPMSampleConfig:
 @register_model("ddpm", DDPMConfig, "denoising diffusion (Ho et al. 2020): compact U-Net, 7 samplers, "
                 "classifier-free guidance, variational bound in bits/dim", data_defaults={"view": "continuous"},
                 default_data="digits", eval_config=DDPMEvalConfig, sample_config=DDPMSampleConfig,
-                sample=lambda *a, **k: sample_images(*a, **k), family="diffusion")
+                sample=lambda *a, **k: sample_images(*a, **k), family="diffusion",
+                sample_example="--sampler dpm++2m --steps 20 --seed 42")
 class DDPM(GenerativeModel):
     def __init__(self, config: DDPMConfig, data_info: DataInfo):
         super().__init__(config, data_info)
