@@ -25,6 +25,7 @@ from genlab.config import from_dict
 from genlab.data import scenes
 from genlab.eval.image_quality import psnr, ssim
 from genlab.eval.nerf import render_split
+from genlab.experiments.nerf import timed_training
 from genlab.models.base import get_model_spec
 
 
@@ -60,11 +61,6 @@ def main() -> None:
     options = {k: json.loads(v) if v[:1].isdigit() or v in ("true", "false") or v[:1] == "-" else v
                for k, v in (kv.split("=", 1) for kv in args.set)}
     model = spec.cls(from_dict(spec.config, options), train.info)
-    groups = model.phases()["main"]
-    groups = groups["params"] if isinstance(groups, dict) else groups
-    opt = torch.optim.Adam(groups, lr=args.lr)
-    o, d, c = train.rays()
-    gen = torch.Generator().manual_seed(args.seed)
 
     def evaluate(tag, views=None):
         r = render_split(model, test, max_views=views)
@@ -72,30 +68,13 @@ def main() -> None:
                "ssim": float(ssim(r["pred"], r["target"]).mean()),
                "render_s_per_view": sum(r["seconds"]) / len(r["seconds"]),
                "render_cpu_s_per_view": sum(r["cpu_seconds"]) / len(r["cpu_seconds"])}
-        model.train()
         return row, r
 
-    curve, steps, wall, cpu = [], 0, 0.0, 0.0
-    next_eval = args.eval_every
-    budget = args.minutes * 60
-    model.train()
-    while wall < budget:
-        w0, c0 = time.perf_counter(), time.process_time()
-        idx = torch.randint(0, len(o), (args.batch_size,), generator=gen)
-        loss, logs = model.loss((o[idx], d[idx], c[idx]))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        steps += 1
-        wall += time.perf_counter() - w0
-        cpu += time.process_time() - c0
-        if wall >= next_eval or wall >= budget:
-            row, _ = evaluate(f"step {steps}", args.eval_views)
-            row |= {"step": steps, "train_wall_s": round(wall, 1), "train_cpu_s": round(cpu, 1),
-                    "train_psnr_batch": float(logs["psnr"])}
-            curve.append(row)
-            print(json.dumps(row), flush=True)
-            next_eval += args.eval_every
+    # genlab's one training loop, timed by the experiment's hook (evaluation time excluded)
+    curve = timed_training(model, train, test, args.minutes, args.batch_size, args.lr, args.eval_every,
+                           seed=args.seed, log=lambda row: print(json.dumps(row), flush=True),
+                           eval_views=args.eval_views)
+    steps, wall, cpu = curve[-1]["step"], curve[-1]["train_wall_s"], curve[-1]["train_cpu_s"]
     final, r = evaluate("final")
     extra = {}
     if args.size2:

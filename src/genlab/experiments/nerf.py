@@ -24,6 +24,8 @@ from ..eval.image_quality import psnr, ssim
 from ..eval.nerf import render_split
 from ..models.base import get_model_spec
 from ..models.nerf import render, sampling
+from ..train.config import TrainConfig
+from ..train.loop import Trainer
 from ..viz.figures import line_plot
 from ..viz.nerf import gradient_figure, views_figure
 from .common import single_thread
@@ -140,29 +142,24 @@ declare(Experiment(
 
 # ------------------------------------------------------------------ nerf-lego
 def timed_training(model, train, test, minutes: float, batch_size: int, lr: float, eval_every_s: float,
-                   seed: int = 0, log=None) -> list[dict]:
-    """Adam on random rays for ``minutes`` of training wall-clock; held-out PSNR/SSIM every ``eval_every_s``
-    seconds of training (evaluation time excluded). Returns the curve (wall and process-CPU seconds)."""
-    groups = model.phases()["main"]
-    opt = torch.optim.Adam(groups["params"] if isinstance(groups, dict) else groups, lr=lr)
-    o, d, c = train.rays()
-    gen = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    curve, steps, wall, cpu, next_eval = [], 0, 0.0, 0.0, eval_every_s
-    model.train()
-    while wall < minutes * 60:
-        w0, c0 = time.perf_counter(), time.process_time()
-        idx = torch.randint(0, len(o), (batch_size,), generator=gen)
-        loss, _ = model.loss((o[idx], d[idx], c[idx]))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        steps += 1
-        wall += time.perf_counter() - w0
-        cpu += time.process_time() - c0
-        if wall >= next_eval or wall >= minutes * 60:
-            r = render_split(model, test)
-            row = {"step": steps, "train_wall_s": round(wall, 2), "train_cpu_s": round(cpu, 2),
+                   seed: int = 0, log=None, eval_views: int | None = None) -> list[dict]:
+    """Train with genlab's loop (Adam, random rays) for ``minutes`` of training wall-clock; held-out PSNR/SSIM
+    every ``eval_every_s`` seconds of training (evaluation time excluded, measured by a step hook that stops
+    the trainer when the budget is spent). Returns the curve (wall and process-CPU seconds)."""
+    trainer = Trainer(model, train, TrainConfig(max_steps=10**9, batch_size=batch_size, lr=lr, seed=seed,
+                                                progress=False, eval_every=0, log_every=10**9,
+                                                checkpoint_every=10**9), distributed=False)
+    clock = {"wall": 0.0, "cpu": 0.0, "next": eval_every_s, "w0": time.perf_counter(), "c0": time.process_time()}
+    curve: list[dict] = []
+
+    def hook(t: Trainer) -> None:
+        clock["wall"] += time.perf_counter() - clock["w0"]
+        clock["cpu"] += time.process_time() - clock["c0"]
+        done = clock["wall"] >= minutes * 60
+        if clock["wall"] >= clock["next"] or done:
+            r = render_split(t.model, test, max_views=eval_views)
+            row = {"step": t.state.global_step, "train_wall_s": round(clock["wall"], 2),
+                   "train_cpu_s": round(clock["cpu"], 2),
                    "psnr": float(psnr(r["pred"], r["target"]).mean()),
                    "ssim": float(ssim(r["pred"], r["target"]).mean()),
                    "render_s_per_view": sum(r["seconds"]) / len(r["seconds"]),
@@ -170,8 +167,14 @@ def timed_training(model, train, test, minutes: float, batch_size: int, lr: floa
             curve.append(row)
             if log:
                 log(row)
-            model.train()
-            next_eval += eval_every_s
+            t.model.train()
+            clock["next"] += eval_every_s
+        if done:
+            t.request_stop()
+        clock["w0"], clock["c0"] = time.perf_counter(), time.process_time()
+
+    trainer.step_hooks.append(hook)
+    trainer.fit()
     model.eval()
     return curve
 

@@ -171,7 +171,12 @@ class Trainer:
         self._autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16)
                           if config.autocast == "bf16" else nullcontext())
         self._saved = False
+        self.stop_requested = False   # set by a hook (request_stop) to end training after this step
         torch.manual_seed(config.seed * 7919 + 1 + self.dist.rank)   # noise stream; model init is the caller's
+
+    def request_stop(self) -> None:
+        """End training after the current step (e.g. a hook's time budget is spent); a checkpoint is saved."""
+        self.stop_requested = True
 
     # ------------------------------------------------------------ sizes
     @property
@@ -274,7 +279,7 @@ class Trainer:
             with stop:
                 if s.global_step == 0 and s.epoch == 0 and s.step_in_epoch == 0:
                     self._callbacks("start")
-                while s.epoch < epochs and not self._budget_spent():
+                while s.epoch < epochs and not self._budget_spent() and not self.stop_requested:
                     t0 = time.perf_counter()
                     seen = self._run_epoch(stop)
                     if stop.raised:
@@ -326,7 +331,7 @@ class Trainer:
                 self.model.train()
             for hook in self.step_hooks:
                 hook(self)
-            if stop.raised or self._budget_spent():
+            if stop.raised or self._budget_spent() or self.stop_requested:
                 break
         bar.close()
         return seen
