@@ -26,7 +26,7 @@ import torch
 
 from ..config import field, require
 from ..errors import DataError
-from .idx import locate
+from .idx import fix_advice, locate
 from .registry import DataInfo, TokenStream, register_dataset
 from .tokenizers import build_tokenizer
 
@@ -47,7 +47,7 @@ def read_tinyshakespeare(data_dir: str | None = None) -> str:
     try:
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not UTF-8 text ({e}); delete it and download it again") from None
+        raise DataError(f"{path}: not UTF-8 text ({e}). {fix_advice(path)}") from None
 
 
 def split_text(text: str, split: str, train_fraction: float = TRAIN_FRACTION) -> str:

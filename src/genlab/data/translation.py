@@ -34,6 +34,7 @@ import torch
 
 from ..config import field, require
 from ..errors import ConfigError, DataError, GenlabError
+from .idx import fix_advice
 from .registry import DataInfo, PairData, register_dataset
 
 SPLITS = ("train", "val", "test")
@@ -224,7 +225,7 @@ def _decode_lines(raw: bytes, path: Path, expected_lines: int | None) -> list[st
     lines = [line.rstrip("\r") for line in lines]
     if expected_lines is not None and len(lines) != expected_lines:
         raise DataError(f"{path}: {len(lines)} lines, expected {expected_lines}; the file is truncated or "
-                        f"from another release. Delete it and run again to download a fresh copy.")
+                        f"from another release. {fix_advice(path)}")
     for i, line in enumerate(lines):
         if not line.strip():
             raise DataError(f"{path}: line {i + 1} is empty; every line must hold one sentence.")
@@ -237,7 +238,7 @@ def _read_checked(path: Path, sha: str | None) -> bytes:
         raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
     except (EOFError, OSError, zlib.error) as e:
         raise DataError(f"{path}: cannot read ({e}); the file is truncated or corrupt. "
-                        f"Delete it and run again to download a fresh copy.") from None
+                        f"{fix_advice(path)}") from None
     if sha and (got := _sha256_bytes(raw)) != sha:
         raise DataError(f"{path}: sha256 {got[:16]}... does not match the published {sha[:16]}...; the file "
                         f"is truncated, corrupt or a different version. Replace it with the original file.")
