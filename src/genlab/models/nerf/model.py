@@ -69,6 +69,7 @@ class NeRFGridConfig:
     chunk: int = field(8192, "rays per forward pass when rendering whole views")
 
     def validate(self):
+        require(self.init_resolution >= 4, f"init_resolution must be >= 4, got {self.init_resolution}")
         ratio = self.resolution / self.init_resolution
         require(self.init_resolution >= 4 and ratio >= 1 and ratio == 2 ** round(math.log2(ratio)),
                 f"resolution ({self.resolution}) must be init_resolution ({self.init_resolution}) times a power of 2")
