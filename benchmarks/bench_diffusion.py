@@ -144,7 +144,7 @@ def samplers(args) -> None:
     classifier, _ = get_classifier(run.data_name, run.data_config, progress=False)
     ref = reference_subset(unit_view(run.data_name, run.data_config, "test").tensors[0], args.n)
     ref_stats = gaussian_stats(features_and_probs(classifier, ref)[0])
-    for name in SAMPLERS:
+    for name in args.samplers or SAMPLERS:
         for steps in args.steps:
             noise = torch.randn((args.n, *model.data_info.shape), generator=torch.Generator().manual_seed(99))
             start = time.perf_counter()
@@ -178,6 +178,7 @@ def main() -> None:
     s.add_argument("run")
     s.add_argument("--n", type=int, default=500)
     s.add_argument("--steps", type=int, nargs="+", default=[10, 20, 100, 1000])
+    s.add_argument("--samplers", nargs="+", default=None, help="only these samplers (default: all)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     {"throughput": throughput, "quality": quality, "samplers": samplers}[args.cmd](args)
