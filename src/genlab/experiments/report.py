@@ -205,8 +205,11 @@ def run_all(out: Path, quick: bool, data_dir: str | None, only: list[str] | None
     if any((out / r["name"]).is_dir() for r in rows):
         from ..report import write_html_report
         report = str(write_html_report(out))
-    return {"experiments": rows, "passed": sum(r["status"] == "pass" for r in rows),
-            "failed": sum(r["status"] == "fail" for r in rows), "report": report}
+    failed = [r["name"] for r in rows if r["status"] == "fail"]
+    if failed:   # a smoke test that fails must say so in its exit status (2), after writing everything
+        raise GenlabError(f"{len(failed)} of {len(rows)} experiments failed ({', '.join(failed)}); "
+                          f"their messages are in {out / 'summary.txt'}" + (f" and {report}" if report else ""))
+    return {"experiments": rows, "passed": len(rows), "failed": 0, "report": report}
 
 
 METRIC_WORDS = ("bpd", "nll", "fid", "elbo", "bleu", "error", "score", "acc", "mse", "loss", "kl", "perplexity",
