@@ -104,7 +104,8 @@ declare(Experiment(
 def vae_interpolation(ctx: Context) -> dict:
     run = ctx.runs["vae"]
     fig = interpolation_figure(run, ctx.figures / "interpolation.png", note=DIGITS_NOTE if ctx.quick else "")
-    images, alphas, labels = interpolation_images(run)
+    with torch.no_grad():
+        images, alphas, labels = interpolation_images(run)
     change = float((images[1:] - images[:-1]).abs().mean())       # mean pixel change between frames
     test = test_metrics(run, iwae_k=Both(full=100, quick=20)(ctx))
     return {"labels": list(labels), "alphas": [round(float(a), 1) for a in alphas], "test": test,
