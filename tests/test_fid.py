@@ -115,3 +115,10 @@ def test_prepare_fid_trains_and_caches_the_classifier(tmp_path, monkeypatch):
     info = prepare_fid("digits", progress=False)
     assert info["test_accuracy"] > 0.95 and classifier_path("digits").exists()
     assert info["classifier"] == str(classifier_path("digits"))
+
+
+def test_data_prepare_fid_command(capsys):
+    from genlab.cli import main
+    assert main(["data", "prepare-fid", "digits"]) == 0
+    assert "test_accuracy" in capsys.readouterr().out and classifier_path("digits").exists()
+    assert main(["data", "prepare-fid", "nope"]) == 2

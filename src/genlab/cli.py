@@ -337,10 +337,8 @@ def cmd_data(args) -> int:
             print(f"{s.name:<16} [{s.group}] {s.description}")
         return 0
     if args.action == "prepare-fid":
-        from .eval import fid
-        if not hasattr(fid, "prepare_fid"):
-            raise GenlabError("this version cannot prepare the FID classifier ahead of time")
-        print(fid.prepare_fid(args.name, args.data_dir))
+        from .eval.fid import prepare_fid
+        print(prepare_fid(args.name, args.data_dir))
         return 0
     spec = get_spec(args.name)
     fields = {f.name for f in dataclasses.fields(spec.config)}
