@@ -4,19 +4,25 @@
         images/s of one training step (forward, backward, Adam) at batch 128 on 28x28, for genlab's U-Net
         at several widths and for diffusers' 1.62M-parameter UNet2DModel (the issue's baseline).
     python benchmarks/bench_diffusion.py quality --data-dir DIR --minutes 15 [--which genlab|diffusers]
-        trains on MNIST for a wall-clock budget, FID (local features, 500 samples, DPM-Solver++ 20 steps)
-        every --every minutes: the FID-vs-minutes curve.
-    python benchmarks/bench_diffusion.py samplers RUN [--n 500]
-        on one trained run: FID and seconds per 64 images for every sampler x {10, 20, 100, 1000} steps.
+        trains on MNIST for a wall-clock budget, FID (local features, --fid-n samples by --sampler with
+        --sample-steps steps) every --every minutes: the FID-vs-minutes curve. --save FILE keeps the final
+        EMA weights (genlab only) for the sampler table.
+    python benchmarks/bench_diffusion.py samplers RUN|FILE [--n 500]
+        on one trained run (a run folder, or the weights written by quality --save): FID and seconds per
+        64 images for every sampler x {10, 20, 100, 1000} steps.
+    python benchmarks/bench_diffusion.py bpd RUN|FILE [--vlb-samples 20]
+        the variational bound in bits/dim on the 8-bit MNIST test set, with its standard error.
 
 Results go to stdout as JSON lines (one per measurement), with the command that produced them.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -86,22 +92,26 @@ def quality(args) -> None:
     g = torch.Generator().manual_seed(0)
     def report(train_s: float, step: int) -> None:
         if args.which == "genlab":
-            samples = ema.module.sample(args.fid_n, "dpm++2m", 20, torch.Generator().manual_seed(1))
+            samples = ema.module.sample(args.fid_n, args.sampler, args.sample_steps, torch.Generator().manual_seed(1))
         else:
-            from diffusers import DPMSolverMultistepScheduler
-            s = DPMSolverMultistepScheduler(num_train_timesteps=1000)
-            s.set_timesteps(20)
-            z = torch.randn(args.fid_n, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+            from diffusers import DDPMScheduler, DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler
+            s = {"dpm++2m": DPMSolverMultistepScheduler, "ddpm": DDPMScheduler,
+                 "euler-a": EulerAncestralDiscreteScheduler}[args.sampler](num_train_timesteps=1000)
+            s.set_timesteps(args.sample_steps)
+            gen = torch.Generator().manual_seed(1)
+            z = torch.randn(args.fid_n, 1, 28, 28, generator=gen)
             with torch.no_grad():
+                z = z * s.init_noise_sigma
                 for t in s.timesteps:
-                    z = s.step(net(z, t).sample, t, z).prev_sample
+                    z = s.step(net(s.scale_model_input(z, t), t).sample, t, z, generator=gen).prev_sample
             samples = ((z + 1) / 2).clamp(0, 1)
         fid = frechet_distance(*gaussian_stats(features_and_probs(classifier, samples)[0]), *ref_stats)
         if args.grid:
             from genlab.viz.figures import save_image_grid
             save_image_grid(samples[:64], f"{args.grid}_{args.which}_{train_s / 60:.1f}min.png")
         emit({"bench": "quality", "which": args.which, "train_minutes": round(train_s / 60, 2), "steps": step,
-              "fid_local": round(fid, 2), "fid_samples": args.fid_n, "threads": torch.get_num_threads()})
+              "fid_local": round(fid, 2), "fid_samples": args.fid_n, "sampler": f"{args.sampler}-{args.sample_steps}",
+              "threads": torch.get_num_threads()})
 
     start, train_s, step, next_eval = time.perf_counter(), 0.0, 0, args.every * 60
     while train_s < args.minutes * 60:
@@ -125,24 +135,36 @@ def quality(args) -> None:
         step += 1
         train_s += time.perf_counter() - t0
     report(train_s, step)
+    if args.save and args.which == "genlab":
+        torch.save({"config": dataclasses.asdict(model.config), "state_dict": ema.module.state_dict()}, args.save)
     emit({"bench": "quality-done", "which": args.which, "steps": step, "wall_s": round(time.perf_counter() - start, 1)})
 
 
-def samplers(args) -> None:
-    from genlab.eval.fid import (
-        features_and_probs,
-        frechet_distance,
-        gaussian_stats,
-        get_classifier,
-        reference_subset,
-        unit_view,
-    )
-    from genlab.models.diffusion.samplers import SAMPLERS
+def load_trained(args):
+    """(model, data name, data config, test images in [0, 1]) from a run folder or a `quality --save` file."""
+    from genlab.eval.fid import unit_view
     from genlab.train.run import load_run
+    if Path(args.run).is_file():                      # weights from `quality --save` (trained on MNIST)
+        from genlab.data.registry import get_spec, load_dataset
+        from genlab.models.diffusion.model import DDPM, DDPMConfig
+        saved = torch.load(args.run, weights_only=True)
+        config = saved["config"] | {"mults": tuple(saved["config"]["mults"])}
+        data_config = get_spec("mnist").config(data_dir=args.data_dir)
+        test = load_dataset("mnist", "test", config=data_config)
+        model = DDPM(DDPMConfig(**config), test.info)
+        model.load_state_dict(saved["state_dict"])
+        return model.eval(), "mnist", data_config, test.tensors[0]
     run = load_run(args.run)
-    model = run.model.eval()
-    classifier, _ = get_classifier(run.data_name, run.data_config, progress=False)
-    ref = reference_subset(unit_view(run.data_name, run.data_config, "test").tensors[0], args.n)
+    return (run.model.eval(), run.data_name, run.data_config,
+            unit_view(run.data_name, run.data_config, "test").tensors[0])
+
+
+def samplers(args) -> None:
+    from genlab.eval.fid import features_and_probs, frechet_distance, gaussian_stats, get_classifier, reference_subset
+    from genlab.models.diffusion.samplers import SAMPLERS
+    model, data_name, data_config, test_images = load_trained(args)
+    classifier, _ = get_classifier(data_name, data_config, progress=False)
+    ref = reference_subset(test_images, args.n)
     ref_stats = gaussian_stats(features_and_probs(classifier, ref)[0])
     for name in args.samplers or SAMPLERS:
         for steps in args.steps:
@@ -153,6 +175,25 @@ def samplers(args) -> None:
             fid = frechet_distance(*gaussian_stats(features_and_probs(classifier, x)[0]), *ref_stats)
             emit({"bench": "samplers", "sampler": name, "steps": steps, "fid_local": round(fid, 2), "n": args.n,
                   "seconds_per_64": round(seconds * 64 / args.n, 3), "threads": torch.get_num_threads()})
+
+
+@torch.no_grad()
+def bpd(args) -> None:
+    """The variational bound (Ho et al. 2020, Eq. 5) in bits/dim on 8-bit MNIST test images, with its standard
+    error over images (the KL terms by --vlb-samples stratified timesteps per image, unbiased)."""
+    import math
+
+    from genlab.models.diffusion.schedule import bits_per_dim
+    model, _, _, test_images = load_trained(args)
+    x = test_images[: args.n] if args.n else test_images
+    g = torch.Generator().manual_seed(0)
+    start = time.perf_counter()
+    nats = torch.cat([model.vlb_nats(x[i:i + args.batch], args.vlb_samples, generator=g)
+                      for i in range(0, len(x), args.batch)])
+    b = bits_per_dim(nats, math.prod(x.shape[1:]))
+    emit({"bench": "bpd", "bpd": round(b.mean().item(), 4), "stderr": round((b.std() / math.sqrt(len(b))).item(), 4),
+          "nll_nats": round(nats.mean().item(), 2), "images": len(x), "vlb_samples": args.vlb_samples,
+          "seconds": round(time.perf_counter() - start, 1), "threads": torch.get_num_threads()})
 
 
 def main() -> None:
@@ -174,14 +215,25 @@ def main() -> None:
     q.add_argument("--fid-n", type=int, default=500)
     q.add_argument("--grid", default="", help="write a PNG grid of 64 samples at each evaluation to GRID_*.png")
     q.add_argument("--ema", type=float, default=0.995)
+    q.add_argument("--sampler", choices=("ddpm", "euler-a", "dpm++2m"), default="ddpm",
+                   help="sampler for the FID samples (ancestral sampling scored best on briefly trained models)")
+    q.add_argument("--sample-steps", type=int, default=100)
+    q.add_argument("--save", default="", help="write the final EMA weights to this file (genlab only)")
     s = sub.add_parser("samplers")
-    s.add_argument("run")
+    s.add_argument("run", help="a run folder, or a weights file written by quality --save")
+    s.add_argument("--data-dir", default=None, help="folder with mnist/ (for a weights file)")
     s.add_argument("--n", type=int, default=500)
     s.add_argument("--steps", type=int, nargs="+", default=[10, 20, 100, 1000])
     s.add_argument("--samplers", nargs="+", default=None, help="only these samplers (default: all)")
+    b = sub.add_parser("bpd")
+    b.add_argument("run", help="a run folder, or a weights file written by quality --save")
+    b.add_argument("--data-dir", default=None, help="folder with mnist/ (for a weights file)")
+    b.add_argument("--n", type=int, default=0, help="first N test images (default: all 10,000)")
+    b.add_argument("--vlb-samples", type=int, default=20)
+    b.add_argument("--batch", type=int, default=500)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    {"throughput": throughput, "quality": quality, "samplers": samplers}[args.cmd](args)
+    {"throughput": throughput, "quality": quality, "samplers": samplers, "bpd": bpd}[args.cmd](args)
 
 
 if __name__ == "__main__":
