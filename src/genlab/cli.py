@@ -84,11 +84,17 @@ def _main(argv: list[str]) -> int:
     p = sub.add_parser("experiment", help="list or run the classic experiments")
     esub = p.add_subparsers(dest="action", metavar="ACTION", required=True, parser_class=_Parser)
     esub.add_parser("list", help="list experiments")
-    er = esub.add_parser("run", help="run one experiment")
+    er = esub.add_parser("run", help="run one experiment",
+                         epilog="Some experiments take flags of their own: `genlab experiment run NAME --help`.")
     er.add_argument("name")
     er.add_argument("--quick", action="store_true", help="a small version that finishes in under a minute")
     er.add_argument("--out", default=None, help="output folder (default runs/experiments/NAME)")
     er.add_argument("--data-dir", default=None, help="local folder with dataset files (else $GENLAB_DATA / download)")
+    exp = _named_experiment(argv)
+    if exp is not None and exp.options is not None:   # the experiment's own flags
+        from .config import add_config_flags
+        er.description = f"{exp.name}: {exp.description}"
+        add_config_flags(er, exp.options, f"options of {exp.name}", {a for x in er._actions for a in x.option_strings})
     p = sub.add_parser("data", help="list datasets, describe one, or prepare the FID classifier")
     dsub = p.add_subparsers(dest="action", metavar="ACTION", required=True, parser_class=_Parser)
     dsub.add_parser("list", help="list datasets")
@@ -128,6 +134,14 @@ def _guard(fn) -> int:
         _fail(f"genlab: error: {where}{e.strerror or e}; free some space or fix the permissions (a run's last "
               f"checkpoint is kept; continue it with `genlab train --resume RUN_DIR`)")
         return 2
+
+
+def _named_experiment(argv: list[str]):
+    """The declaration of the experiment named by ``genlab experiment run NAME ...``, if it exists."""
+    from . import catalog
+    if len(argv) > 2 and argv[:2] == ["experiment", "run"] and argv[2] in catalog.names("experiment"):
+        return catalog.get("experiment", argv[2])
+    return None
 
 
 def _is_main() -> bool:
@@ -324,7 +338,11 @@ def cmd_experiment(args) -> int:
         for e in list_experiments():
             print(f"{e.name:<26} [{e.family}] {e.description}")
         return 0
-    summary = run_experiment(args.name, args.out, args.quick, args.data_dir)
+    from . import catalog
+    from .config import overrides_from_args
+    exp = catalog.get("experiment", args.name)
+    options = overrides_from_args(args, exp.options) if exp.options is not None else None
+    summary = run_experiment(args.name, args.out, args.quick, args.data_dir, options=options)
     print(dumps(summary))
     return 0
 

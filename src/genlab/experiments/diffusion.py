@@ -6,18 +6,23 @@
   how far its samples are from the data distribution, against the number of steps (no training).
 * ``ddpm-mnist``: DDPM training with sample grids through training, FID (local features), bits/dim.
 * ``sampler-compare`` (002 Q18): every sampler x {10, 100, 1000} steps from one fixed seed on one trained
-  model: the grid, and FID and seconds per 64 images for each cell.
+  model: the grid, and FID and seconds per 64 images for each cell. With ``--pretrained DIR`` (a local
+  Stable Diffusion pipeline, optional extra) the same comparison on a prompt, genlab's samplers in
+  diffusers' pipeline (``models/diffusion/pretrained.py``): the grid and seconds per image, no FID.
 * ``negative-prompt`` (002 Q19): a class-conditional model, the same seed with and without a negative
   prompt, and a guidance-scale sweep scored by the local classifier.
 """
 from __future__ import annotations
 
 import math
+import textwrap
 import time
+from dataclasses import dataclass, fields
 
 import torch
 from torch.distributions import Normal
 
+from ..config import field, flag_name, require
 from ..data.registry import load_dataset
 from ..eval.fid import (
     features_and_probs,
@@ -29,6 +34,7 @@ from ..eval.fid import (
     unit_view,
 )
 from ..models.diffusion.oracle import GaussianMixture, OracleDenoiser, distribution_errors
+from ..models.diffusion.pretrained import load_pipeline, use_sampler
 from ..models.diffusion.samplers import SAMPLERS, make_sampler, sample_loop
 from ..models.diffusion.schedule import NoiseSchedule
 from ..viz.figures import labelled_grid, line_plot
@@ -198,8 +204,74 @@ def _fid(run, samples: torch.Tensor, ctx: Context) -> float:
                             *gaussian_stats(features_and_probs(classifier, ref)[0]))
 
 
+SEED_PROMPT = "A photograph of an astronaut riding a horse on Mars, high resolution, high definition."
+
+
+@dataclass
+class SamplerCompareOptions:
+    pretrained: str | None = field(
+        None, "a local Stable Diffusion pipeline folder in diffusers format (needs `pip install "
+              "'genlab[stable-diffusion]'`): instead of training a model, run that pipeline with every genlab "
+              "sampler swapped in for its scheduler, from one seed; writes the grid and seconds per image (no FID)")
+    prompt: str = field(SEED_PROMPT, "the prompt (with --pretrained); the default is seed 002's")
+    negative_prompt: str = field("", "negative prompt (with --pretrained)")
+    guidance: float = field(7.5, "classifier-free guidance scale w (with --pretrained; <= 1: no guidance)")
+    steps: tuple[int, ...] | None = field(
+        None, "numbers of sampling steps, one column each (with --pretrained); None: 10 100 1000, or 10 with --quick")
+    height: int | None = field(None, "image height, a multiple of 8 (with --pretrained); None: the model's")
+    width: int | None = field(None, "image width, a multiple of 8 (with --pretrained); None: the model's")
+    seed: int = field(99, "seed of the initial latents and of the samplers' noise (with --pretrained)")
+    device: str = field("cpu", "device of the pipeline, e.g. cuda (with --pretrained)")
+
+    def validate(self):
+        if self.pretrained is None:
+            typed = [flag_name(f.name) for f in fields(self) if getattr(self, f.name) != f.default]
+            require(not typed, f"{', '.join(typed)}: only with --pretrained DIR (a Stable Diffusion pipeline folder)")
+        require(self.steps is None or (len(self.steps) > 0 and min(self.steps) >= 1), "steps must be positive")
+        require(self.guidance >= 0, "guidance must be >= 0")
+        for name in ("height", "width"):
+            value = getattr(self, name)
+            require(value is None or (value > 0 and value % 8 == 0), f"{name} must be a positive multiple of 8")
+
+
+def _sampler_compare_runs(quick: bool, options: SamplerCompareOptions) -> list[Setting]:
+    """Train the small DDPM, unless the comparison runs on a pretrained pipeline."""
+    return [] if options.pretrained else [Setting("ddpm", "ddpm", DDPM_FULL, quick=DDPM_QUICK)]
+
+
+def compare_pretrained(ctx: Context) -> dict:
+    """002 Q18 on Stable Diffusion: the pipeline with each genlab sampler at each number of steps, one seed."""
+    o = ctx.options
+    pipe = load_pipeline(o.pretrained, o.device)
+    steps = o.steps or ((10,) if ctx.quick else (10, 100, 1000))
+    cells, images, flagged = {}, [], 0
+    for name in SAMPLERS:
+        scheduler = use_sampler(pipe, name)
+        for k in steps:
+            start = time.perf_counter()
+            result = pipe(o.prompt, negative_prompt=o.negative_prompt or None, num_inference_steps=k,
+                          guidance_scale=o.guidance, height=o.height, width=o.width, output_type="pt",
+                          generator=torch.Generator().manual_seed(o.seed))
+            seconds = time.perf_counter() - start
+            images.append(result.images[0].float().cpu())          # [3, H, W] in [0, 1]
+            flagged += sum(result.nsfw_content_detected or [])
+            cells[f"{name}@{k}"] = {"seconds": round(seconds, 3), "model_calls": scheduler.sampler.model_calls(k)}
+    h, w = images[0].shape[-2:]
+    note = (f"guidance {o.guidance:g}" + (f", negative prompt: {o.negative_prompt}" if o.negative_prompt else "")
+            + (f"; {flagged} image(s) blacked out by the pipeline's safety checker" if flagged else ""))
+    path = labelled_grid(torch.stack(images), ctx.figures / "sampler_grid.png", nrow=len(steps),   # [S*K, 3, H, W]
+                         row_labels=list(SAMPLERS), col_labels=[f"{k} steps" for k in steps],
+                         title=f'"{textwrap.shorten(o.prompt, 70)}", seed {o.seed}', note=note,
+                         cell_px=max(48, min(256, w)))
+    return {"figures": relative(ctx, [path]), "pretrained": str(o.pretrained), "prompt": o.prompt,
+            "negative_prompt": o.negative_prompt, "guidance": o.guidance, "seed": o.seed, "steps": list(steps),
+            "image_size": [h, w], "device": o.device, "cells": cells}
+
+
 def analyze_samplers(ctx: Context) -> dict:
     """002 Q18: each sampler at 10 / 100 / 1000 steps from the same seed (99)."""
+    if ctx.options is not None and ctx.options.pretrained:
+        return compare_pretrained(ctx)
     run = ctx.runs["ddpm"]
     model = run.model.eval()
     steps = (10, 100) if ctx.quick else (10, 100, 1000)
@@ -234,11 +306,12 @@ def analyze_samplers(ctx: Context) -> dict:
 
 
 declare(Experiment("sampler-compare", "diffusion",
-                   "every sampler x {10, 100, 1000} steps from one seed on one model: grid, FID and time (002 Q18)",
-                   runs=[Setting("ddpm", "ddpm", DDPM_FULL, quick=DDPM_QUICK)], analyze=analyze_samplers,
+                   "every sampler x {10, 100, 1000} steps from one seed on one model: grid, FID and time (002 Q18); "
+                   "or on a Stable Diffusion pipeline (--pretrained DIR --prompt TEXT)",
+                   runs=_sampler_compare_runs, analyze=analyze_samplers, options=SamplerCompareOptions,
                    one_thread_quick=True,
                    quick_note="a 200-step tiny model on 8x8 digits at 10/100 steps: the grid and timing show, "
-                              "the FID is rough"))
+                              "the FID is rough (with --pretrained: 10 steps only)"))
 
 
 NEG_FULL = DDPM_FULL | {"conditional": True}

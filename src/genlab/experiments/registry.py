@@ -12,6 +12,11 @@ setting's own, else the experiment's -- MNIST for full runs, the bundled digits 
 then calls ``analyze(ctx)``; ``ctx.runs`` maps setting names to trained runs. An experiment without
 runs is an analysis alone (e.g. a numerical check). The module declaring it is listed in
 ``genlab.catalog.EXPERIMENTS``.
+
+An experiment may take options: a config dataclass ``options`` whose fields are the flags of
+``genlab experiment run NAME`` (``--help`` lists them) and the ``options`` keywords of ``run_experiment``.
+The analysis reads them as ``ctx.options``; a callable ``runs`` then receives them too,
+``runs(quick, options) -> list[Setting]`` (e.g. no training when an option names pretrained weights).
 """
 from __future__ import annotations
 
@@ -25,6 +30,8 @@ from typing import Any
 import torch
 
 from .. import catalog
+from ..config import from_dict
+from ..errors import ConfigError
 from ..train.rundir import write_json_atomic
 
 
@@ -47,6 +54,7 @@ class Context:
     data_dir: str | None
     runs: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, Setting] = field(default_factory=dict)
+    options: Any = None            # the experiment's options (an instance of Experiment.options), if it has any
 
     @property
     def figures(self) -> Path:
@@ -65,9 +73,22 @@ class Experiment:
     callbacks: Callable[[Context, Setting], list] | None = None   # e.g. snapshot grids during training
     one_thread_quick: bool = False  # tiny networks: one intra-op thread (measured faster on 2 busy cores)
     quick_note: str = ""           # what --quick can and cannot show
+    options: type | None = None    # a config dataclass: the experiment's own flags (see the module docstring)
 
-    def settings(self, quick: bool) -> list[Setting]:
-        return list(self.runs(quick) if callable(self.runs) else self.runs)
+    def make_options(self, values: dict | None = None) -> Any:
+        """The experiment's options from ``values`` (field name -> value; unset fields keep their defaults)."""
+        if self.options is None:
+            if values:
+                raise ConfigError(f"experiment {self.name} takes no options (got {', '.join(sorted(values))})")
+            return None
+        return from_dict(self.options, values, where=f"experiment {self.name}")
+
+    def settings(self, quick: bool, options: Any = None) -> list[Setting]:
+        if not callable(self.runs):
+            return list(self.runs)
+        if self.options is None:
+            return list(self.runs(quick))
+        return list(self.runs(quick, self.make_options() if options is None else options))
 
 
 def declare(exp: Experiment) -> Experiment:
@@ -101,18 +122,20 @@ def train_setting(exp: Experiment, ctx: Context, s: Setting):
 
 
 def run_experiment(name: str, out: str | Path | None = None, quick: bool = False,
-                   data_dir: str | None = None) -> dict:
-    """Run experiment ``name`` into ``out`` (default ``runs/experiments/NAME``); returns its summary."""
+                   data_dir: str | None = None, options: dict | None = None) -> dict:
+    """Run experiment ``name`` into ``out`` (default ``runs/experiments/NAME``); returns its summary.
+    ``options``: values of the experiment's own options (``Experiment.options``), by field name."""
     exp = catalog.get("experiment", name)
+    opts = exp.make_options(options)
     out = Path(out or Path("runs") / "experiments" / name)
     (out / "figures").mkdir(parents=True, exist_ok=True)
-    ctx = Context(out, quick, data_dir)
+    ctx = Context(out, quick, data_dir, options=opts)
     start = time.perf_counter()
     threads = torch.get_num_threads()
     if quick and exp.one_thread_quick:
         torch.set_num_threads(1)
     try:
-        for s in exp.settings(quick):
+        for s in exp.settings(quick, opts):
             ctx.settings[s.name] = s
             ctx.runs[s.name] = train_setting(exp, ctx, s)
         summary = exp.analyze(ctx) or {}

@@ -31,8 +31,8 @@ from .unet import UNet, UNetConfig
 
 @dataclass
 class DDPMConfig:
-    beta_schedule: Literal["linear", "cosine"] = field(
-        "linear", "noise schedule: linear 1e-4 -> 0.02 (Ho et al.) or cosine")
+    beta_schedule: Literal["linear", "cosine", "scaled_linear"] = field(
+        "linear", "noise schedule: linear 1e-4 -> 0.02 (Ho et al.), cosine, or scaled_linear (Stable Diffusion's)")
     timesteps: int = field(1000, "diffusion steps T")
     prediction: Literal["epsilon", "sample", "v_prediction"] = field("epsilon", "what the network predicts")
     weighting: Literal["uniform", "snr", "min_snr"] = field(

@@ -20,7 +20,8 @@ Data live in [-1, 1]; 8-bit images map level k to 2k/255 - 1.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -29,7 +30,7 @@ from ...errors import ConfigError
 
 Prediction = Literal["epsilon", "sample", "v_prediction"]
 Weighting = Literal["uniform", "snr", "min_snr"]
-SCHEDULES = ("linear", "cosine")
+SCHEDULES = ("linear", "cosine", "scaled_linear")
 
 
 # ----------------------------------------------------------------- beta schedules
@@ -49,11 +50,21 @@ def cosine_betas(num_steps: int = 1000, s: float = 0.008, max_beta: float = 0.99
     return torch.tensor(betas, dtype=dtype)
 
 
+def scaled_linear_betas(num_steps: int = 1000, beta_start: float = 0.00085, beta_end: float = 0.012,
+                        dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """sqrt(beta_t) linear from sqrt(0.00085) to sqrt(0.012) over T = 1000 steps: the schedule of latent
+    diffusion and Stable Diffusion (Rombach et al. 2022, "High-Resolution Image Synthesis with Latent
+    Diffusion Models"; ``linear_start``/``linear_end`` of the LDM configs, diffusers' "scaled_linear")."""
+    return torch.linspace(beta_start ** 0.5, beta_end ** 0.5, num_steps, dtype=dtype) ** 2
+
+
 def make_betas(kind: str, num_steps: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     if kind == "linear":
         return linear_betas(num_steps, dtype=dtype)
     if kind == "cosine":
         return cosine_betas(num_steps, dtype=dtype)
+    if kind == "scaled_linear":
+        return scaled_linear_betas(num_steps, dtype=dtype)
     raise ConfigError(f"unknown beta schedule {kind!r}; choose one of {', '.join(SCHEDULES)}")
 
 
@@ -123,6 +134,31 @@ class NoiseSchedule:
     def make(cls, kind: str = "linear", num_steps: int = 1000, dtype: torch.dtype = torch.float32,
              variance: Literal["small", "large"] = "small") -> NoiseSchedule:
         return cls(make_betas(kind, num_steps, dtype), variance)
+
+    @classmethod
+    def from_diffusers_config(cls, config: Mapping[str, Any], dtype: torch.dtype = torch.float32,
+                              variance: Literal["small", "large"] = "small") -> NoiseSchedule:
+        """The schedule of a diffusers scheduler config (a pipeline's ``scheduler/scheduler_config.json``):
+        ``num_train_timesteps``, ``beta_start``, ``beta_end``, ``beta_schedule`` (linear | scaled_linear |
+        squaredcos_cap_v2) or explicit ``trained_betas``. The network's output type is
+        ``prediction_from_diffusers_config``."""
+        get = config.get
+        if get("rescale_betas_zero_snr", False):
+            raise ConfigError("schedules rescaled to zero terminal SNR (rescale_betas_zero_snr) are not supported")
+        if get("trained_betas") is not None:
+            return cls(torch.as_tensor(get("trained_betas"), dtype=dtype), variance)
+        kind, steps = get("beta_schedule", "linear"), int(get("num_train_timesteps", 1000))
+        start, end = float(get("beta_start", 0.0001)), float(get("beta_end", 0.02))
+        if kind == "linear":
+            betas = linear_betas(steps, start, end, dtype)
+        elif kind == "scaled_linear":
+            betas = scaled_linear_betas(steps, start, end, dtype)
+        elif kind == "squaredcos_cap_v2":
+            betas = cosine_betas(steps, dtype=dtype)
+        else:
+            raise ConfigError(f"unsupported beta_schedule {kind!r} in the scheduler config; "
+                              "genlab reads linear, scaled_linear and squaredcos_cap_v2")
+        return cls(betas, variance)
 
     @property
     def num_steps(self) -> int:
@@ -287,6 +323,15 @@ class NoiseSchedule:
         kl = gaussian_kl(mean_q, var_q.clamp(min=1e-20), mean_p, var_p).flatten(1).sum(1)  # -> [B]
         nll = -discretized_gaussian_log_likelihood(x0, mean_p, var_p ** 0.5, bins).flatten(1).sum(1)  # -> [B]
         return torch.where(t.long() == 0, nll, kl)
+
+
+def prediction_from_diffusers_config(config: Mapping[str, Any]) -> str:
+    """What the network of a diffusers scheduler config predicts: epsilon, sample or v_prediction."""
+    prediction = config.get("prediction_type", "epsilon")
+    if prediction not in ("epsilon", "sample", "v_prediction"):
+        raise ConfigError(f"unknown prediction_type {prediction!r} in the scheduler config; "
+                          "choose epsilon, sample or v_prediction")
+    return prediction
 
 
 def bits_per_dim(nats: torch.Tensor, dims: int) -> torch.Tensor:
