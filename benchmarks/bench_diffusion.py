@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -127,6 +128,9 @@ def quality(args) -> None:
             x0 = x * 2 - 1
             noise, t = torch.randn_like(x0), torch.randint(0, 1000, (len(x0),))
             loss = (net(sched.add_noise(x0, noise, t), t).sample - noise).pow(2).mean()
+        if args.cosine:                        # anneal to zero over the time budget
+            for group in opt.param_groups:
+                group["lr"] = args.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, train_s / (args.minutes * 60))))
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -181,8 +185,6 @@ def samplers(args) -> None:
 def bpd(args) -> None:
     """The variational bound (Ho et al. 2020, Eq. 5) in bits/dim on 8-bit MNIST test images, with its standard
     error over images (the KL terms by --vlb-samples stratified timesteps per image, unbiased)."""
-    import math
-
     from genlab.models.diffusion.schedule import bits_per_dim
     model, _, _, test_images = load_trained(args)
     x = test_images[: args.n] if args.n else test_images
@@ -215,6 +217,7 @@ def main() -> None:
     q.add_argument("--fid-n", type=int, default=500)
     q.add_argument("--grid", default="", help="write a PNG grid of 64 samples at each evaluation to GRID_*.png")
     q.add_argument("--ema", type=float, default=0.995)
+    q.add_argument("--cosine", action="store_true", help="cosine learning-rate decay to zero over --minutes")
     q.add_argument("--sampler", choices=("ddpm", "euler-a", "dpm++2m"), default="ddpm",
                    help="sampler for the FID samples (ancestral sampling scored best on briefly trained models)")
     q.add_argument("--sample-steps", type=int, default=100)
