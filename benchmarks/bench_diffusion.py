@@ -80,7 +80,7 @@ def quality(args) -> None:
     ref = reference_subset(test.tensors[0], args.fid_n)
     ref_stats = gaussian_stats(features_and_probs(classifier, ref)[0])
     torch.manual_seed(0)
-    model = DDPM(DDPMConfig(channels=args.channels, mults=tuple(args.mults)), data.info)
+    model = DDPM(DDPMConfig(channels=args.channels, mults=tuple(args.mults), weighting=args.weighting), data.info)
     ema = torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(args.ema))
     if args.which == "diffusers":
         from diffusers import DDPMScheduler
@@ -217,6 +217,8 @@ def main() -> None:
     q.add_argument("--fid-n", type=int, default=500)
     q.add_argument("--grid", default="", help="write a PNG grid of 64 samples at each evaluation to GRID_*.png")
     q.add_argument("--ema", type=float, default=0.995)
+    q.add_argument("--weighting", choices=("uniform", "snr", "min_snr"), default="uniform",
+                   help="loss weighting over timesteps (genlab only; min_snr: Hang et al. 2023, gamma 5)")
     q.add_argument("--cosine", action="store_true", help="cosine learning-rate decay to zero over --minutes")
     q.add_argument("--sampler", choices=("ddpm", "euler-a", "dpm++2m"), default="ddpm",
                    help="sampler for the FID samples (ancestral sampling scored best on briefly trained models)")
