@@ -40,7 +40,7 @@ class Row:
     reference: str                  # a published number on the same data and units, or why there is none
 
 
-# The full rows are sized for a laptop: about an hour for the whole table on one CPU core (measured times are
+# The full rows are sized for a laptop: the whole table took 36 minutes on one CPU core (training times are
 # in the table). Published numbers come from far larger models trained for days.
 ROWS = [
     Row("vae", "vae", "IWAE bound (k importance samples), discretized-Gaussian decoder: upper bound",
