@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from genlab.data import idx, images
 
@@ -11,6 +12,16 @@ from genlab.data import idx, images
 def session_cache(tmp_path_factory):
     """One cache for the whole session, so cached helpers (e.g. the FID classifier) train once."""
     return tmp_path_factory.mktemp("genlab-cache")
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread for modules of tiny tensors (idle-spinning workers slow tiny ops down on a busy
+    machine); a module opts in with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(autouse=True)

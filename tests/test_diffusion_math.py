@@ -20,17 +20,7 @@ from genlab.models.diffusion.schedule import (
     to_model_range,
 )
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: the tensors here are small, and the machine is shared."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("one_thread")]
 
 
 def f64(kind="linear", n=1000, variance="small"):

@@ -17,13 +17,7 @@ from genlab.models.diffusion.model import DDPM, DDPMConfig
 from genlab.models.diffusion.schedule import to_model_range
 from genlab.models.diffusion.unet import UNet, UNetConfig, timestep_embedding
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one intra-op thread
 
 
 def tiny(conditional=False, **kw) -> DDPM:

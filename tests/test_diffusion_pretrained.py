@@ -21,6 +21,8 @@ from genlab.models.diffusion.schedule import (
     scaled_linear_betas,
 )
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one intra-op thread
+
 diffusers = pytest.importorskip("diffusers")
 
 SD_BETAS = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
@@ -29,15 +31,6 @@ DIFFUSERS = {
     "euler-a": "EulerAncestralDiscreteScheduler", "heun": "HeunDiscreteScheduler",
     "lms": "LMSDiscreteScheduler", "dpm++2m": "DPMSolverMultistepScheduler",
 }
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: the networks are tiny, and the machine is shared."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 # ----------------------------------------------------------------- schedules

@@ -14,14 +14,7 @@ from genlab.models.diffusion.oracle import GaussianMixture, OracleDenoiser, dist
 from genlab.models.diffusion.samplers import SAMPLERS, lms_coefficients, make_sampler, sample_loop
 from genlab.models.diffusion.schedule import NoiseSchedule
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: the tensors here are small, and the machine is shared."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one intra-op thread
 
 
 diffusers = pytest.importorskip("diffusers")

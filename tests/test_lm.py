@@ -15,16 +15,11 @@ from genlab.models.lm.gpt import GPT, GPTConfig
 from genlab.models.lm.rnn import RNNLM, RNNLMConfig
 from genlab.models.lm.sampling import filter_logits, next_token, token_nll
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one intra-op thread
+
 unit = pytest.mark.unit
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny networks: one intra-op thread (idle-spinning workers slow tiny ops down on a busy machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 TEXT = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n" * 20
 
 

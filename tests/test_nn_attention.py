@@ -13,16 +13,7 @@ from genlab.nn.norms import LayerNorm, RMSNorm, layer_norm, rms_norm
 from genlab.nn.positions import LearnedPositions, Rotary, SinusoidalPositions, sinusoidal_table
 from genlab.nn.transformer import BlockConfig, DecoderBlock, EncoderBlock, LayerCache
 
-pytestmark = pytest.mark.unit
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny networks: one intra-op thread (idle-spinning workers slow tiny ops down on a busy machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("one_thread")]
 
 
 def qkv(B=2, nh=3, Tq=5, Tk=5, hs=4, seed=0, dtype=torch.float64):

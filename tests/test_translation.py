@@ -59,18 +59,11 @@ from genlab.models.translation import (
 from genlab.nn.transformer import BlockConfig, EncoderBlock
 from genlab.train.schedules import lr_factor
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one intra-op thread
+
 TEXTS = ["A man is riding a bicycle.", "Two dogs play in the snow, near a tree.",
          "Ein Mann fährt Fahrrad.", "Zwei Hunde spielen im Schnee (bei einem Baum).",
          "A girl in a pink dress climbs into a wooden playhouse!", "Eine Frau singt ein Lied."]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny networks: one intra-op thread is faster, and fair to a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
