@@ -95,9 +95,10 @@ def quality(args) -> None:
         if args.which == "genlab":
             samples = ema.module.sample(args.fid_n, args.sampler, args.sample_steps, torch.Generator().manual_seed(1))
         else:
-            from diffusers import DDPMScheduler, DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler
-            s = {"dpm++2m": DPMSolverMultistepScheduler, "ddpm": DDPMScheduler,
-                 "euler-a": EulerAncestralDiscreteScheduler}[args.sampler](num_train_timesteps=1000)
+            import diffusers
+
+            from genlab.models.diffusion.samplers import SAMPLERS
+            s = getattr(diffusers, SAMPLERS[args.sampler].diffusers_equivalent)(num_train_timesteps=1000)
             s.set_timesteps(args.sample_steps)
             gen = torch.Generator().manual_seed(1)
             z = torch.randn(args.fid_n, 1, 28, 28, generator=gen)

@@ -26,11 +26,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one intra-op
 diffusers = pytest.importorskip("diffusers")
 
 SD_BETAS = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
-DIFFUSERS = {
-    "ddpm": "DDPMScheduler", "ddim": "DDIMScheduler", "euler": "EulerDiscreteScheduler",
-    "euler-a": "EulerAncestralDiscreteScheduler", "heun": "HeunDiscreteScheduler",
-    "lms": "LMSDiscreteScheduler", "dpm++2m": "DPMSolverMultistepScheduler",
-}
+DIFFUSERS = {name: cls.diffusers_equivalent for name, cls in SAMPLERS.items()}
 
 
 # ----------------------------------------------------------------- schedules

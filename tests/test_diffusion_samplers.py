@@ -20,11 +20,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one intra-op
 diffusers = pytest.importorskip("diffusers")
 
 NAMES = list(SAMPLERS)
-DIFFUSERS = {
-    "ddpm": "DDPMScheduler", "ddim": "DDIMScheduler", "euler": "EulerDiscreteScheduler",
-    "euler-a": "EulerAncestralDiscreteScheduler", "heun": "HeunDiscreteScheduler",
-    "lms": "LMSDiscreteScheduler", "dpm++2m": "DPMSolverMultistepScheduler",
-}
+DIFFUSERS = {name: cls.diffusers_equivalent for name, cls in SAMPLERS.items()}
 SECOND_ORDER = {"heun", "lms", "dpm++2m"}
 N_ORACLE = 10000
 QUANTILES = torch.special.ndtri((torch.arange(N_ORACLE, dtype=torch.float64) + 0.5) / N_ORACLE).float().reshape(-1, 1)

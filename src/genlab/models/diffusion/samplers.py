@@ -176,6 +176,7 @@ class Sampler:
     ``step``. ``model_calls(n)`` is the number of network evaluations for n steps."""
     name = ""
     stochastic = False
+    diffusers_equivalent = ""      # the diffusers scheduler class it matches step by step (tested to 1e-5)
 
     def __init__(self, schedule: NoiseSchedule, prediction: str = "epsilon", clip_sample: bool = False,
                  spacing: str | None = None):
@@ -223,6 +224,7 @@ class Sampler:
 class DDPMSampler(Sampler):
     """Ancestral sampling (Ho et al. 2020, Algorithm 2) on any subset of the training steps."""
     name, stochastic, default_spacing = "ddpm", True, "leading"
+    diffusers_equivalent = "DDPMScheduler"
 
     def __init__(self, schedule, prediction="epsilon", clip_sample=False, spacing=None, variance="small"):
         super().__init__(schedule, prediction, clip_sample, spacing)
@@ -247,6 +249,7 @@ class DDPMSampler(Sampler):
 class DDIMSampler(Sampler):
     """DDIM (Song et al. 2021): deterministic for eta = 0, DDPM-like for eta = 1."""
     name, default_spacing = "ddim", "leading"
+    diffusers_equivalent = "DDIMScheduler"
 
     def __init__(self, schedule, prediction="epsilon", clip_sample=False, spacing=None, eta: float = 0.0,
                  clipped_eps: bool = False):
@@ -302,7 +305,7 @@ class _SigmaSampler(Sampler):
 class EulerSampler(_SigmaSampler):
     """Euler's method on the probability-flow ODE (Karras et al. 2022, Algorithm 1 without the
     second-order correction and without churn)."""
-    name = "euler"
+    name, diffusers_equivalent = "euler", "EulerDiscreteScheduler"
 
     def step(self, model_output, t, x, generator=None):
         # 1. sigma now and at the next step
@@ -316,7 +319,7 @@ class EulerSampler(_SigmaSampler):
 
 class EulerAncestralSampler(_SigmaSampler):
     """Euler step to sigma_down, then fresh noise of scale sigma_up (k-diffusion's sample_euler_ancestral)."""
-    name, stochastic = "euler-a", True
+    name, stochastic, diffusers_equivalent = "euler-a", True, "EulerAncestralDiscreteScheduler"
 
     def step(self, model_output, t, x, generator=None):
         # 1. sigma now and at the next step, split into sigma_down (deterministic) and sigma_up (noise)
@@ -333,7 +336,7 @@ class EulerAncestralSampler(_SigmaSampler):
 class HeunSampler(_SigmaSampler):
     """Heun's second-order method (Karras et al. 2022, Algorithm 1, no churn). Each step but the last
     evaluates the network twice: ``timesteps`` repeats every inner timestep, like diffusers."""
-    name = "heun"
+    name, diffusers_equivalent = "heun", "HeunDiscreteScheduler"
 
     def _set(self, n):
         super()._set(n)
@@ -369,7 +372,7 @@ class HeunSampler(_SigmaSampler):
 
 class LMSSampler(_SigmaSampler):
     """Linear multistep of order 4 over sigma (k-diffusion's sample_lms)."""
-    name = "lms"
+    name, diffusers_equivalent = "lms", "LMSDiscreteScheduler"
 
     def __init__(self, schedule, prediction="epsilon", clip_sample=False, spacing=None, order: int = 4):
         super().__init__(schedule, prediction, clip_sample, spacing)
@@ -397,6 +400,7 @@ class DPMSolverPP2MSampler(Sampler):
     """DPM-Solver++(2M) (Lu et al. 2022b): multistep second order in x0-prediction form; first order on
     the first and last steps."""
     name, default_spacing = "dpm++2m", "linspace"
+    diffusers_equivalent = "DPMSolverMultistepScheduler"
 
     def _set(self, n):
         if self.spacing == "linspace":   # n + 1 points over [0, T-1], the last (t = 0) dropped
