@@ -8,8 +8,8 @@
         --sample-steps steps) every --every minutes: the FID-vs-minutes curve. --save FILE keeps the final
         EMA weights (genlab only) for the sampler table.
     python benchmarks/bench_diffusion.py samplers RUN|FILE [--n 500]
-        on one trained run (a run folder, or the weights written by quality --save): FID and seconds per
-        64 images for every sampler x {10, 20, 100, 1000} steps.
+        on one trained run (a run folder, or the weights written by quality --save): FID of --n samples and
+        the median seconds for a batch of 64 images, for every sampler x {10, 20, 100, 1000} steps.
     python benchmarks/bench_diffusion.py bpd RUN|FILE [--vlb-samples 20]
         the variational bound in bits/dim on the 8-bit MNIST test set, with its standard error.
 
@@ -80,7 +80,8 @@ def quality(args) -> None:
     ref = reference_subset(test.tensors[0], args.fid_n)
     ref_stats = gaussian_stats(features_and_probs(classifier, ref)[0])
     torch.manual_seed(0)
-    model = DDPM(DDPMConfig(channels=args.channels, mults=tuple(args.mults), weighting=args.weighting), data.info)
+    model = DDPM(DDPMConfig(channels=args.channels, mults=tuple(args.mults), weighting=args.weighting,
+                            prediction=args.prediction), data.info)
     ema = torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(args.ema))
     if args.which == "diffusers":
         from diffusers import DDPMScheduler
@@ -98,7 +99,8 @@ def quality(args) -> None:
             import diffusers
 
             from genlab.models.diffusion.samplers import SAMPLERS
-            s = getattr(diffusers, SAMPLERS[args.sampler].diffusers_equivalent)(num_train_timesteps=1000)
+            ours = SAMPLERS[args.sampler]
+            s = getattr(diffusers, ours.diffusers_equivalent)(num_train_timesteps=1000, **ours.diffusers_config)
             s.set_timesteps(args.sample_steps)
             gen = torch.Generator().manual_seed(1)
             z = torch.randn(args.fid_n, 1, 28, 28, generator=gen)
@@ -174,12 +176,15 @@ def samplers(args) -> None:
     for name in args.samplers or SAMPLERS:
         for steps in args.steps:
             noise = torch.randn((args.n, *model.data_info.shape), generator=torch.Generator().manual_seed(99))
-            start = time.perf_counter()
             x = model.sample(args.n, name, steps, torch.Generator().manual_seed(100), noise=noise)
-            seconds = time.perf_counter() - start
             fid = frechet_distance(*gaussian_stats(features_and_probs(classifier, x)[0]), *ref_stats)
+            times = []                     # wall time of a batch of 64 images, the median of --reps
+            for _ in range(args.reps):
+                start = time.perf_counter()
+                model.sample(64, name, steps, torch.Generator().manual_seed(1))
+                times.append(time.perf_counter() - start)
             emit({"bench": "samplers", "sampler": name, "steps": steps, "fid_local": round(fid, 2), "n": args.n,
-                  "seconds_per_64": round(seconds * 64 / args.n, 3), "threads": torch.get_num_threads()})
+                  "seconds_per_64": round(sorted(times)[len(times) // 2], 3), "threads": torch.get_num_threads()})
 
 
 @torch.no_grad()
@@ -220,8 +225,10 @@ def main() -> None:
     q.add_argument("--ema", type=float, default=0.995)
     q.add_argument("--weighting", choices=("uniform", "snr", "min_snr"), default="uniform",
                    help="loss weighting over timesteps (genlab only; min_snr: Hang et al. 2023, gamma 5)")
+    q.add_argument("--prediction", choices=("epsilon", "sample", "v_prediction"), default="epsilon",
+                   help="what the network predicts (genlab only)")
     q.add_argument("--cosine", action="store_true", help="cosine learning-rate decay to zero over --minutes")
-    q.add_argument("--sampler", choices=("ddpm", "euler-a", "dpm++2m"), default="ddpm",
+    q.add_argument("--sampler", choices=("ddpm", "euler-a", "dpm++2m", "dpm++2m-sde"), default="ddpm",
                    help="sampler for the FID samples (ancestral sampling scored best on briefly trained models)")
     q.add_argument("--sample-steps", type=int, default=100)
     q.add_argument("--save", default="", help="write the final EMA weights to this file (genlab only)")
@@ -231,6 +238,7 @@ def main() -> None:
     s.add_argument("--n", type=int, default=500)
     s.add_argument("--steps", type=int, nargs="+", default=[10, 20, 100, 1000])
     s.add_argument("--samplers", nargs="+", default=None, help="only these samplers (default: all)")
+    s.add_argument("--reps", type=int, default=3, help="time a batch of 64 images this many times (the median)")
     b = sub.add_parser("bpd")
     b.add_argument("run", help="a run folder, or a weights file written by quality --save")
     b.add_argument("--data-dir", default=None, help="folder with mnist/ (for a weights file)")

@@ -137,7 +137,7 @@ def test_genlab_sampler_in_the_pipeline_gives_diffusers_image(pipeline_dir, name
     ours = draw(pipe)
     assert scheduler.order == (2 if name == "heun" else 1)
     extra = {"clip_sample": False} if name in ("ddpm", "ddim") else {}
-    pipe.scheduler = getattr(diffusers, DIFFUSERS[name])(**SD_BETAS, **extra)
+    pipe.scheduler = getattr(diffusers, DIFFUSERS[name])(**SD_BETAS, **extra, **SAMPLERS[name].diffusers_config)
     theirs = draw(pipe)
     assert ours.shape == (1, 3, 8, 8)
     torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-4)

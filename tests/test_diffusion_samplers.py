@@ -11,7 +11,8 @@ import torch
 
 from genlab.errors import ConfigError
 from genlab.models.diffusion.oracle import GaussianMixture, OracleDenoiser, distribution_errors
-from genlab.models.diffusion.samplers import SAMPLERS, lms_coefficients, make_sampler, sample_loop
+from genlab.models.diffusion.samplers import (SAMPLERS, ddim_step, dpmpp_sde_first_order, lms_coefficients,
+                                              make_sampler, sample_loop)
 from genlab.models.diffusion.schedule import NoiseSchedule
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one intra-op thread
@@ -34,6 +35,7 @@ def fake_model(x: torch.Tensor, t) -> torch.Tensor:
 
 def diffusers_scheduler(name: str, beta_schedule: str = "linear", **cfg):
     cls = getattr(diffusers, DIFFUSERS[name])
+    cfg = SAMPLERS[name].diffusers_config | cfg
     if name in ("ddpm", "ddim"):
         cfg.setdefault("clip_sample", False)
     return cls(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule=beta_schedule, **cfg)
@@ -212,6 +214,20 @@ def test_dpm_solver_drops_repeated_timesteps_at_full_steps():
     s = make_sampler("dpm++2m", NoiseSchedule.make())
     x = sample_loop(s, fake_model, torch.randn(4, 2), 1000)
     assert len(torch.unique(s.timesteps)) == len(s.timesteps) and bool(torch.isfinite(x).all())
+
+
+@pytest.mark.unit
+def test_sde_dpm_solver_first_order_is_the_ddpm_posterior_draw():
+    """SDE-DPM-Solver++ at order 1, written in lambda, is DDIM with eta = 1 (the DDPM posterior, Song et al.
+    2021 Eq. 16) written in abar: same x_s, x0_hat and z, any pair of noise levels."""
+    g = torch.Generator().manual_seed(0)
+    x, x0, z = (torch.randn(3, 5, generator=g, dtype=torch.float64) for _ in range(3))
+    for abar_s, abar_t in ((0.1, 0.3), (0.02, 0.9), (0.5, 0.51)):
+        abar_s, abar_t = torch.tensor(abar_s, dtype=torch.float64), torch.tensor(abar_t, dtype=torch.float64)
+        eps = (x - abar_s.sqrt() * x0) / (1 - abar_s).sqrt()
+        theirs = ddim_step(x0, eps, abar_s, abar_t, 1.0, z)
+        ours = dpmpp_sde_first_order(x, x0, z, ((1 - abar_s) / abar_s).sqrt(), ((1 - abar_t) / abar_t).sqrt())
+        torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.unit

@@ -82,7 +82,7 @@ class DDPMSampleConfig:
         require(self.steps >= 0, f"steps must be positive, got {self.steps}")
 
 
-@register_model("ddpm", DDPMConfig, "denoising diffusion (Ho et al. 2020): compact U-Net, 7 samplers, "
+@register_model("ddpm", DDPMConfig, "denoising diffusion (Ho et al. 2020): compact U-Net, 8 samplers, "
                 "classifier-free guidance, variational bound in bits/dim", data_defaults={"view": "continuous"},
                 default_data="digits", eval_config=DDPMEvalConfig, sample_config=DDPMSampleConfig,
                 sample=lambda *a, **k: sample_images(*a, **k), family="diffusion",

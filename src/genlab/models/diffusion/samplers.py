@@ -15,7 +15,7 @@ the x_t it was trained on, and ``init_noise_sigma`` is sigma_max.
 
 Each ``step`` is a numbered sequence of formulas; the formulas are pure functions at module level.
 The only state a sampler keeps is its position in ``timesteps`` and, for the multistep methods
-(Heun, LMS, DPM-Solver++(2M)), the few previous derivatives / predictions the method needs.
+(Heun, LMS, DPM-Solver++(2M) and its SDE form), the few previous derivatives / predictions the method needs.
 Defaults (timestep spacing, clipping off) follow diffusers (0.42) so that the tests can compare them
 step by step; ``clip_sample=True`` clips x0_hat to [-1, 1] for image models.
 """
@@ -163,6 +163,35 @@ def dpmpp_second_order(x: torch.Tensor, x0: torch.Tensor, x0_prev: torch.Tensor,
     return s_t / s_s * x - alpha_t * (torch.exp(-h) - 1.0) * d0 - 0.5 * (alpha_t * (torch.exp(-h) - 1.0)) * d1
 
 
+def dpmpp_sde_first_order(x: torch.Tensor, x0: torch.Tensor, noise: torch.Tensor, sigma_s, sigma_t) -> torch.Tensor:
+    """The SDE form of DPM-Solver++ at order 1, the exact solution of the reverse diffusion SDE's linear part
+    with x0_hat held fixed over the step (Lu et al. 2022b, "DPM-Solver++", the SDE variant):
+    x_t = (sigma_t / sigma_s) e^{-h} x_s + alpha_t (1 - e^{-2h}) x0_hat + sigma_t sqrt(1 - e^{-2h}) z.
+    It is the DDPM posterior draw (Ho et al. 2020, Eqs. 6-7; DDIM with eta = 1) written in lambda."""
+    if float(sigma_t) == 0.0:      # the last step lands on the data: alpha = 1, sigma = 0, no noise
+        return x0
+    alpha_t, s_t = vp_alpha_sigma(sigma_t)
+    alpha_s, s_s = vp_alpha_sigma(sigma_s)
+    h = (torch.log(alpha_t) - torch.log(s_t)) - (torch.log(alpha_s) - torch.log(s_s))
+    return (s_t / s_s * torch.exp(-h)) * x + alpha_t * (1 - torch.exp(-2 * h)) * x0 \
+        + s_t * torch.sqrt(1 - torch.exp(-2 * h)) * noise
+
+
+def dpmpp_sde_second_order(x: torch.Tensor, x0: torch.Tensor, x0_prev: torch.Tensor, noise: torch.Tensor,
+                           sigma_prev, sigma_s, sigma_t) -> torch.Tensor:
+    """SDE-DPM-Solver++(2M): the order-1 SDE step with x0_hat replaced by D0 + D1 / 2, D0 = x0_hat_s,
+    D1 = (x0_hat_s - x0_hat_prev) / (h_prev / h) (Lu et al. 2022b, multistep second order, "midpoint")."""
+    alpha_t, s_t = vp_alpha_sigma(sigma_t)
+    alpha_s, s_s = vp_alpha_sigma(sigma_s)
+    alpha_p, s_p = vp_alpha_sigma(sigma_prev)
+    lam_t, lam_s, lam_p = (torch.log(alpha_t) - torch.log(s_t), torch.log(alpha_s) - torch.log(s_s),
+                           torch.log(alpha_p) - torch.log(s_p))
+    h, h_prev = lam_t - lam_s, lam_s - lam_p
+    d0, d1 = x0, (x0 - x0_prev) / (h_prev / h)
+    return (s_t / s_s * torch.exp(-h)) * x + alpha_t * (1 - torch.exp(-2 * h)) * (d0 + 0.5 * d1) \
+        + s_t * torch.sqrt(1 - torch.exp(-2 * h)) * noise
+
+
 def _noise(like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     """Standard normal noise shaped like ``like``, drawn on the generator's device (CPU generators also
     serve models on a GPU: the same seed gives the same noise everywhere)."""
@@ -177,6 +206,7 @@ class Sampler:
     name = ""
     stochastic = False
     diffusers_equivalent = ""      # the diffusers scheduler class it matches step by step (tested to 1e-5)
+    diffusers_config: dict = {}    # ... and the options that scheduler needs to be this sampler
 
     def __init__(self, schedule: NoiseSchedule, prediction: str = "epsilon", clip_sample: bool = False,
                  spacing: str | None = None):
@@ -434,8 +464,38 @@ class DPMSolverPP2MSampler(Sampler):
         return x_prev.to(model_output.dtype)
 
 
+class DPMSolverPP2MSDESampler(DPMSolverPP2MSampler):
+    """SDE-DPM-Solver++(2M) (Lu et al. 2022b, the SDE variant): the same multistep x0 extrapolation as
+    DPM-Solver++(2M), applied to the reverse diffusion SDE instead of the probability-flow ODE. Fresh noise
+    at every step, like DDPM, lets it forget the errors an imperfect network makes early on, which the ODE
+    carries to the end (Karras et al. 2022, Sec. 4)."""
+    name, stochastic = "dpm++2m-sde", True
+    diffusers_config = {"algorithm_type": "sde-dpmsolver++"}
+
+    def step(self, model_output, t, x, generator=None):
+        i = self._index
+        sigma_s, sigma_t = self.sigmas[i], self.sigmas[i + 1]
+        # 1. x0_hat in the VP coordinates (alpha_s, sigma_s) of the current noise level
+        alpha_s, s_s = vp_alpha_sigma(sigma_s)
+        x0 = self._clip(x0_from_output(model_output, x, alpha_s ** 2, self.prediction))
+        # 2. fresh noise z ~ N(0, I) at every step (drawn on the last one too, where its weight is zero)
+        noise = _noise(x.float(), generator)
+        # 3. first order on the first step (no history) and on the last (to sigma = 0); 2M otherwise
+        last = i == len(self.timesteps) - 1
+        if self._x0_prev is None or last:
+            x_prev = dpmpp_sde_first_order(x.float(), x0, noise, sigma_s, sigma_t)
+        else:
+            x_prev = dpmpp_sde_second_order(x.float(), x0, self._x0_prev, noise, self.sigmas[i - 1], sigma_s,
+                                            sigma_t)
+        # 4. remember x0_hat for the next step
+        self._x0_prev = x0
+        self._index += 1
+        return x_prev.to(model_output.dtype)
+
+
 SAMPLERS: dict[str, type[Sampler]] = {cls.name: cls for cls in (
-    DDPMSampler, DDIMSampler, EulerSampler, EulerAncestralSampler, HeunSampler, LMSSampler, DPMSolverPP2MSampler)}
+    DDPMSampler, DDIMSampler, EulerSampler, EulerAncestralSampler, HeunSampler, LMSSampler, DPMSolverPP2MSampler,
+    DPMSolverPP2MSDESampler)}
 
 
 def make_sampler(name: str, schedule: NoiseSchedule, **options) -> Sampler:
