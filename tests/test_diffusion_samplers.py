@@ -11,8 +11,14 @@ import torch
 
 from genlab.errors import ConfigError
 from genlab.models.diffusion.oracle import GaussianMixture, OracleDenoiser, distribution_errors
-from genlab.models.diffusion.samplers import (SAMPLERS, ddim_step, dpmpp_sde_first_order, lms_coefficients,
-                                              make_sampler, sample_loop)
+from genlab.models.diffusion.samplers import (
+    SAMPLERS,
+    ddim_step,
+    dpmpp_sde_first_order,
+    lms_coefficients,
+    make_sampler,
+    sample_loop,
+)
 from genlab.models.diffusion.schedule import NoiseSchedule
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one intra-op thread
