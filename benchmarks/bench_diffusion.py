@@ -175,16 +175,22 @@ def samplers(args) -> None:
     ref_stats = gaussian_stats(features_and_probs(classifier, ref)[0])
     for name in args.samplers or SAMPLERS:
         for steps in args.steps:
-            noise = torch.randn((args.n, *model.data_info.shape), generator=torch.Generator().manual_seed(99))
-            x = model.sample(args.n, name, steps, torch.Generator().manual_seed(100), noise=noise)
-            fid = frechet_distance(*gaussian_stats(features_and_probs(classifier, x)[0]), *ref_stats)
+            fids = []                      # seed k: initial noise from seed 99 + 2k, the sampler's from 100 + 2k
+            for k in range(args.seeds):
+                noise = torch.randn((args.n, *model.data_info.shape), generator=torch.Generator().manual_seed(99 + 2 * k))
+                x = model.sample(args.n, name, steps, torch.Generator().manual_seed(100 + 2 * k), noise=noise)
+                fids.append(frechet_distance(*gaussian_stats(features_and_probs(classifier, x)[0]), *ref_stats))
+            fid = sum(fids) / len(fids)
+            spread = {} if len(fids) == 1 else {"fid_per_seed": [round(f, 2) for f in fids],
+                                                "fid_std": round(float(torch.tensor(fids).std()), 2)}
             times = []                     # wall time of a batch of 64 images, the median of --reps
             for _ in range(args.reps):
                 start = time.perf_counter()
                 model.sample(64, name, steps, torch.Generator().manual_seed(1))
                 times.append(time.perf_counter() - start)
             emit({"bench": "samplers", "sampler": name, "steps": steps, "fid_local": round(fid, 2), "n": args.n,
-                  "seconds_per_64": round(sorted(times)[len(times) // 2], 3), "threads": torch.get_num_threads()})
+                  **spread, "seconds_per_64": round(sorted(times)[len(times) // 2], 3),
+                  "threads": torch.get_num_threads()})
 
 
 @torch.no_grad()
@@ -238,6 +244,7 @@ def main() -> None:
     s.add_argument("--n", type=int, default=500)
     s.add_argument("--steps", type=int, nargs="+", default=[10, 20, 100, 1000])
     s.add_argument("--samplers", nargs="+", default=None, help="only these samplers (default: all)")
+    s.add_argument("--seeds", type=int, default=1, help="FID averaged over this many sampling seeds (with their spread)")
     s.add_argument("--reps", type=int, default=3, help="time a batch of 64 images this many times (the median)")
     b = sub.add_parser("bpd")
     b.add_argument("run", help="a run folder, or a weights file written by quality --save")

@@ -70,7 +70,8 @@ def labelled_grid(images: torch.Tensor, path: str | Path, nrow: int | None = Non
     plt = _plt()
     dpi = 100
     img_w, img_h = nrow * cell_px / dpi, rows * cell_px * h / w / dpi
-    left = 1.3 if row_labels is not None else (0.45 if ylabel else 0.15)
+    # room for the longest row label at fontsize 9 (about 0.08 inch a character)
+    left = max(1.3, 0.3 + 0.08 * max(map(len, row_labels))) if row_labels else (0.45 if ylabel else 0.15)
     bottom = 0.25 + (0.3 if col_labels is not None else 0) + (0.25 if xlabel else 0)
     top = 0.45 if title else 0.15
     note_lines = textwrap.wrap(note, max(30, int((img_w + left + 0.3) * 12))) if note else []

@@ -46,7 +46,8 @@ class DDPMConfig:
     dropout: float = field(0.0, "dropout in residual blocks")
     conditional: bool = field(False, "class-conditional (prompts by class name, classifier-free guidance)")
     p_uncond: float = field(0.1, "probability of dropping the label during training (conditional models)")
-    sampler: str = field("dpm++2m", f"default sampler: {', '.join(SAMPLERS)}")
+    sampler: str = field("dpm++2m-sde", f"default sampler: {', '.join(SAMPLERS)} (the SDE form of DPM-Solver++ "
+                         "scored best at 10-100 steps on briefly trained models)")
     sample_steps: int = field(25, "default number of sampling steps")
     guidance: float = field(2.0, "default classifier-free guidance scale w of conditional models (1 = none)")
     clip_sample: bool = field(True, "clip predicted x0 to [-1, 1] while sampling")
