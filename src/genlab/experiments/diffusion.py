@@ -177,7 +177,7 @@ def _sampler_title(model) -> str:
     return f"{model.config.sampler}, {model.config.sample_steps} steps"
 
 
-SNAPSHOTS = Both(full=[0, 1, 2, 3, 4], quick=[0, 5, 10])
+SNAPSHOTS = Both(full=[0, 1, 3, 6, 12], quick=[0, 5, 10])   # full: through the ~13 epochs of 24k steps
 
 
 def _fid_samples(ctx) -> int:
