@@ -168,6 +168,7 @@ def load_trained(args):
 
 def samplers(args) -> None:
     from genlab.eval.fid import features_and_probs, frechet_distance, gaussian_stats, get_classifier, reference_subset
+    from genlab.experiments.diffusion import seconds_per_64
     from genlab.models.diffusion.samplers import SAMPLERS
     model, data_name, data_config, test_images = load_trained(args)
     classifier, _ = get_classifier(data_name, data_config, progress=False)
@@ -183,13 +184,8 @@ def samplers(args) -> None:
             fid = sum(fids) / len(fids)
             spread = {} if len(fids) == 1 else {"fid_per_seed": [round(f, 2) for f in fids],
                                                 "fid_std": round(float(torch.tensor(fids).std()), 2)}
-            times = []                     # wall time of a batch of 64 images, the median of --reps
-            for _ in range(args.reps):
-                start = time.perf_counter()
-                model.sample(64, name, steps, torch.Generator().manual_seed(1))
-                times.append(time.perf_counter() - start)
             emit({"bench": "samplers", "sampler": name, "steps": steps, "fid_local": round(fid, 2), "n": args.n,
-                  **spread, "seconds_per_64": round(sorted(times)[len(times) // 2], 3),
+                  **spread, "seconds_per_64": round(seconds_per_64(model, name, steps, args.reps), 3),
                   "threads": torch.get_num_threads()})
 
 

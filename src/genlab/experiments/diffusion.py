@@ -300,11 +300,11 @@ def analyze_samplers(ctx: Context) -> dict:
     ref = cells.get(f"ddpm@{steps[-1]}")
     out = {"figures": relative(ctx, [path]), "cells": cells, "fid_samples": n_fid}
     if not ctx.quick:     # the issue's target, timed on batches of 64 images (the median of 3)
-        ref_seconds = _seconds_per_64(model, "ddpm", steps[-1])
+        ref_seconds = seconds_per_64(model, "ddpm", steps[-1])
         for name in ("dpm++2m", "dpm++2m-sde"):
             noise = torch.randn((n_fid, *model.data_info.shape), generator=torch.Generator().manual_seed(99))
             x = model.sample(n_fid, name, 20, torch.Generator().manual_seed(100), noise=noise)
-            fid, seconds = _fid(run, x, ctx), _seconds_per_64(model, name, 20)
+            fid, seconds = _fid(run, x, ctx), seconds_per_64(model, name, 20)
             out[f"{name}@20"] = {"fid": round(fid, 2), "seconds_per_64": round(seconds, 3),
                                  "fid_ratio_to_ddpm_1000": round(fid / ref["fid"], 3),
                                  "speedup_over_ddpm_1000": round(ref_seconds / seconds, 1)}
@@ -314,8 +314,8 @@ def analyze_samplers(ctx: Context) -> dict:
     return out
 
 
-def _seconds_per_64(model, name: str, steps: int, reps: int = 3) -> float:
-    """The median wall time of sampling a batch of 64 images."""
+def seconds_per_64(model, name: str, steps: int, reps: int = 3) -> float:
+    """The median wall time of sampling a batch of 64 images with sampler ``name`` (also the benchmark's clock)."""
     times = []
     for _ in range(reps):
         start = time.perf_counter()

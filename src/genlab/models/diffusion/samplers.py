@@ -137,30 +137,20 @@ def vp_alpha_sigma(sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return alpha, sigma * alpha
 
 
+def vp_lambda(sigma) -> torch.Tensor:
+    """lambda = log(alpha_t / sigma_t), the half log-SNR in which DPM-Solver++ steps (Lu et al. 2022b, Sec. 3)."""
+    alpha, s = vp_alpha_sigma(sigma)
+    return torch.log(alpha) - torch.log(s)
+
+
 def dpmpp_first_order(x: torch.Tensor, x0: torch.Tensor, sigma_s, sigma_t) -> torch.Tensor:
     """DPM-Solver++ order 1 (= DDIM): x_t = (sigma_t / sigma_s) x_s - alpha_t (e^{-h} - 1) x0_hat,
     h = lambda_t - lambda_s (Lu et al. 2022b, "DPM-Solver++", the first step of Algorithm 2)."""
     if float(sigma_t) == 0.0:      # the last step lands on the data: alpha = 1, sigma = 0
         return x0
-    alpha_t, s_t = vp_alpha_sigma(sigma_t)
-    alpha_s, s_s = vp_alpha_sigma(sigma_s)
-    h = (torch.log(alpha_t) - torch.log(s_t)) - (torch.log(alpha_s) - torch.log(s_s))
+    (alpha_t, s_t), (_, s_s) = vp_alpha_sigma(sigma_t), vp_alpha_sigma(sigma_s)
+    h = vp_lambda(sigma_t) - vp_lambda(sigma_s)
     return s_t / s_s * x - alpha_t * (torch.exp(-h) - 1.0) * x0
-
-
-def dpmpp_second_order(x: torch.Tensor, x0: torch.Tensor, x0_prev: torch.Tensor, sigma_prev, sigma_s,
-                       sigma_t) -> torch.Tensor:
-    """DPM-Solver++(2M): D0 = x0_hat_s, D1 = (x0_hat_s - x0_hat_prev) / r with r = h_prev / h;
-    x_t = (sigma_t / sigma_s) x_s - alpha_t (e^{-h} - 1) (D0 + D1 / 2)
-    (Lu et al. 2022b, Algorithm 2, multistep second order, "midpoint" form)."""
-    alpha_t, s_t = vp_alpha_sigma(sigma_t)
-    alpha_s, s_s = vp_alpha_sigma(sigma_s)
-    alpha_p, s_p = vp_alpha_sigma(sigma_prev)
-    lam_t, lam_s, lam_p = (torch.log(alpha_t) - torch.log(s_t), torch.log(alpha_s) - torch.log(s_s),
-                           torch.log(alpha_p) - torch.log(s_p))
-    h, h_prev = lam_t - lam_s, lam_s - lam_p
-    d0, d1 = x0, (x0 - x0_prev) / (h_prev / h)
-    return s_t / s_s * x - alpha_t * (torch.exp(-h) - 1.0) * d0 - 0.5 * (alpha_t * (torch.exp(-h) - 1.0)) * d1
 
 
 def dpmpp_sde_first_order(x: torch.Tensor, x0: torch.Tensor, noise: torch.Tensor, sigma_s, sigma_t) -> torch.Tensor:
@@ -170,26 +160,19 @@ def dpmpp_sde_first_order(x: torch.Tensor, x0: torch.Tensor, noise: torch.Tensor
     It is the DDPM posterior draw (Ho et al. 2020, Eqs. 6-7; DDIM with eta = 1) written in lambda."""
     if float(sigma_t) == 0.0:      # the last step lands on the data: alpha = 1, sigma = 0, no noise
         return x0
-    alpha_t, s_t = vp_alpha_sigma(sigma_t)
-    alpha_s, s_s = vp_alpha_sigma(sigma_s)
-    h = (torch.log(alpha_t) - torch.log(s_t)) - (torch.log(alpha_s) - torch.log(s_s))
+    (alpha_t, s_t), (_, s_s) = vp_alpha_sigma(sigma_t), vp_alpha_sigma(sigma_s)
+    h = vp_lambda(sigma_t) - vp_lambda(sigma_s)
     return (s_t / s_s * torch.exp(-h)) * x + alpha_t * (1 - torch.exp(-2 * h)) * x0 \
         + s_t * torch.sqrt(1 - torch.exp(-2 * h)) * noise
 
 
-def dpmpp_sde_second_order(x: torch.Tensor, x0: torch.Tensor, x0_prev: torch.Tensor, noise: torch.Tensor,
-                           sigma_prev, sigma_s, sigma_t) -> torch.Tensor:
-    """SDE-DPM-Solver++(2M): the order-1 SDE step with x0_hat replaced by D0 + D1 / 2, D0 = x0_hat_s,
-    D1 = (x0_hat_s - x0_hat_prev) / (h_prev / h) (Lu et al. 2022b, multistep second order, "midpoint")."""
-    alpha_t, s_t = vp_alpha_sigma(sigma_t)
-    alpha_s, s_s = vp_alpha_sigma(sigma_s)
-    alpha_p, s_p = vp_alpha_sigma(sigma_prev)
-    lam_t, lam_s, lam_p = (torch.log(alpha_t) - torch.log(s_t), torch.log(alpha_s) - torch.log(s_s),
-                           torch.log(alpha_p) - torch.log(s_p))
-    h, h_prev = lam_t - lam_s, lam_s - lam_p
-    d0, d1 = x0, (x0 - x0_prev) / (h_prev / h)
-    return (s_t / s_s * torch.exp(-h)) * x + alpha_t * (1 - torch.exp(-2 * h)) * (d0 + 0.5 * d1) \
-        + s_t * torch.sqrt(1 - torch.exp(-2 * h)) * noise
+def dpmpp_2m_x0(x0: torch.Tensor, x0_prev: torch.Tensor, sigma_prev, sigma_s, sigma_t) -> torch.Tensor:
+    """The multistep second order of DPM-Solver++(2M), ODE and SDE alike: the order-1 step taken with
+    D0 + D1 / 2 in place of x0_hat, D0 = x0_hat_s, D1 = (x0_hat_s - x0_hat_prev) / r, r = h_prev / h
+    (Lu et al. 2022b, Algorithm 2, the "midpoint" form)."""
+    lam_p, lam_s, lam_t = vp_lambda(sigma_prev), vp_lambda(sigma_s), vp_lambda(sigma_t)
+    r = (lam_s - lam_p) / (lam_t - lam_s)
+    return x0 + 0.5 * (x0 - x0_prev) / r
 
 
 def _noise(like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -454,14 +437,17 @@ class DPMSolverPP2MSampler(Sampler):
         x0 = self._clip(x0_from_output(model_output, x, alpha_s ** 2, self.prediction))
         # 2. first order on the first step (no history) and on the last (to sigma = 0); 2M otherwise
         last = i == len(self.timesteps) - 1
-        if self._x0_prev is None or last:
-            x_prev = dpmpp_first_order(x.float(), x0, sigma_s, sigma_t)
-        else:
-            x_prev = dpmpp_second_order(x.float(), x0, self._x0_prev, self.sigmas[i - 1], sigma_s, sigma_t)
-        # 3. remember x0_hat for the next step
+        d = x0 if self._x0_prev is None or last else dpmpp_2m_x0(x0, self._x0_prev, self.sigmas[i - 1], sigma_s,
+                                                                 sigma_t)
+        # 3. the order-1 update with D in place of x0_hat
+        x_prev = self._update(x.float(), d, sigma_s, sigma_t, generator)
+        # 4. remember x0_hat for the next step
         self._x0_prev = x0
         self._index += 1
         return x_prev.to(model_output.dtype)
+
+    def _update(self, x, d, sigma_s, sigma_t, generator):
+        return dpmpp_first_order(x, d, sigma_s, sigma_t)
 
 
 class DPMSolverPP2MSDESampler(DPMSolverPP2MSampler):
@@ -472,25 +458,9 @@ class DPMSolverPP2MSDESampler(DPMSolverPP2MSampler):
     name, stochastic = "dpm++2m-sde", True
     diffusers_config = {"algorithm_type": "sde-dpmsolver++"}
 
-    def step(self, model_output, t, x, generator=None):
-        i = self._index
-        sigma_s, sigma_t = self.sigmas[i], self.sigmas[i + 1]
-        # 1. x0_hat in the VP coordinates (alpha_s, sigma_s) of the current noise level
-        alpha_s, s_s = vp_alpha_sigma(sigma_s)
-        x0 = self._clip(x0_from_output(model_output, x, alpha_s ** 2, self.prediction))
-        # 2. fresh noise z ~ N(0, I) at every step (drawn on the last one too, where its weight is zero)
-        noise = _noise(x.float(), generator)
-        # 3. first order on the first step (no history) and on the last (to sigma = 0); 2M otherwise
-        last = i == len(self.timesteps) - 1
-        if self._x0_prev is None or last:
-            x_prev = dpmpp_sde_first_order(x.float(), x0, noise, sigma_s, sigma_t)
-        else:
-            x_prev = dpmpp_sde_second_order(x.float(), x0, self._x0_prev, noise, self.sigmas[i - 1], sigma_s,
-                                            sigma_t)
-        # 4. remember x0_hat for the next step
-        self._x0_prev = x0
-        self._index += 1
-        return x_prev.to(model_output.dtype)
+    def _update(self, x, d, sigma_s, sigma_t, generator):
+        # fresh noise z ~ N(0, I) at every step (drawn on the last one too, where its weight is zero)
+        return dpmpp_sde_first_order(x, d, _noise(x, generator), sigma_s, sigma_t)
 
 
 SAMPLERS: dict[str, type[Sampler]] = {cls.name: cls for cls in (
