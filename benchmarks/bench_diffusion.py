@@ -40,7 +40,7 @@ def diffusers_unet():
 
 
 def throughput(args) -> None:
-    from genlab.models.diffusion.unet import UNet, UNetConfig
+    from genlab.families.diffusion.unet import UNet, UNetConfig
     widths = [(16, (1, 2, 2), True), (32, (1, 2, 2), True), (32, (1, 2, 2), False), (48, (1, 2, 2), True)]
     nets = {f"genlab c={c} mults={m} attn={a}":
             (lambda c=c, m=m, a=a: UNet(UNetConfig(channels=c, mults=m, attention=a), 1)) for c, m, a in widths}
@@ -73,7 +73,7 @@ def quality(args) -> None:
     """FID vs training minutes on MNIST for genlab's DDPM or a minimal diffusers loop."""
     from genlab.data.registry import get_spec, load_dataset
     from genlab.eval.fid import features_and_probs, frechet_distance, gaussian_stats, get_classifier, reference_subset
-    from genlab.models.diffusion.model import DDPM, DDPMConfig
+    from genlab.families.diffusion.model import DDPM, DDPMConfig
     data = load_dataset("mnist", "train", data_dir=args.data_dir)
     test = load_dataset("mnist", "test", data_dir=args.data_dir)
     classifier, _ = get_classifier("mnist", get_spec("mnist").config(data_dir=args.data_dir), progress=False)
@@ -98,7 +98,7 @@ def quality(args) -> None:
         else:
             import diffusers
 
-            from genlab.models.diffusion.samplers import SAMPLERS
+            from genlab.families.diffusion.samplers import SAMPLERS
             ours = SAMPLERS[args.sampler]
             s = getattr(diffusers, ours.diffusers_equivalent)(num_train_timesteps=1000, **ours.diffusers_config)
             s.set_timesteps(args.sample_steps)
@@ -153,7 +153,7 @@ def load_trained(args):
     from genlab.train.run import load_run
     if Path(args.run).is_file():                      # weights from `quality --save` (trained on MNIST)
         from genlab.data.registry import get_spec, load_dataset
-        from genlab.models.diffusion.model import DDPM, DDPMConfig
+        from genlab.families.diffusion.model import DDPM, DDPMConfig
         saved = torch.load(args.run, weights_only=True)
         config = saved["config"] | {"mults": tuple(saved["config"]["mults"])}
         data_config = get_spec("mnist").config(data_dir=args.data_dir)
@@ -168,8 +168,8 @@ def load_trained(args):
 
 def samplers(args) -> None:
     from genlab.eval.fid import features_and_probs, frechet_distance, gaussian_stats, get_classifier, reference_subset
-    from genlab.experiments.diffusion import seconds_per_64
-    from genlab.models.diffusion.samplers import SAMPLERS
+    from genlab.families.diffusion.experiments import seconds_per_64
+    from genlab.families.diffusion.samplers import SAMPLERS
     model, data_name, data_config, test_images = load_trained(args)
     classifier, _ = get_classifier(data_name, data_config, progress=False)
     ref = reference_subset(test_images, args.n)
@@ -193,7 +193,7 @@ def samplers(args) -> None:
 def bpd(args) -> None:
     """The variational bound (Ho et al. 2020, Eq. 5) in bits/dim on 8-bit MNIST test images, with its standard
     error over images (the KL terms by --vlb-samples stratified timesteps per image, unbiased)."""
-    from genlab.models.diffusion.schedule import bits_per_dim
+    from genlab.families.diffusion.schedule import bits_per_dim
     model, _, _, test_images = load_trained(args)
     x = test_images[: args.n] if args.n else test_images
     g = torch.Generator().manual_seed(0)

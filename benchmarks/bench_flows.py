@@ -74,7 +74,7 @@ def fit(loss_fn, params, x: torch.Tensor, steps: int, batch: int, lr: float, see
 
 
 def normflows_vs_genlab(out: Path, args) -> list[dict]:
-    from genlab.models.base import build_model
+    from genlab.model import build_model
     rows = []
     for data in args.compare_sets.split(","):
         train = load_dataset(data, "train", n=args.n)

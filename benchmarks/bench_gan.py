@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from genlab.data.registry import load_dataset
 from genlab.eval.fid import get_classifier, sample_quality
-from genlab.models import build_model
+from genlab.model import build_model
 from genlab.train.config import TrainConfig
 from genlab.train.loop import Trainer
 from genlab.train.run import train

@@ -1,6 +1,6 @@
 """GPT on Tiny Shakespeare characters: nanoGPT's CPU recipe vs genlab's fast recipe, side by side.
 
-Each recipe is a set of genlab options (``genlab.experiments.lm.REFERENCE_RECIPE`` / ``FAST_RECIPE``) trained
+Each recipe is a set of genlab options (``genlab.families.lm.experiments.REFERENCE_RECIPE`` / ``FAST_RECIPE``) trained
 by genlab's own Trainer. The clock counts training only: every ``--eval-every-s`` seconds of training the
 run pauses, computes the validation loss on a fixed set of ``--val-windows`` windows (the same windows for
 every recipe of a block size), and resumes. Reported per recipe: the training time at which the
@@ -27,8 +27,8 @@ from pathlib import Path
 import torch
 
 from genlab.data.registry import load_dataset
-from genlab.experiments.lm import FAST_RECIPE, REFERENCE_RECIPE
-from genlab.models.lm.sampling import token_nll
+from genlab.families.lm.experiments import FAST_RECIPE, REFERENCE_RECIPE
+from genlab.families.lm.sampling import token_nll
 from genlab.train.loop import Trainer
 from genlab.train.run import prepare
 

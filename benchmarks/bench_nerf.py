@@ -22,11 +22,11 @@ from pathlib import Path
 import torch
 
 from genlab.config import from_dict
-from genlab.data import scenes
-from genlab.eval.image_quality import psnr, ssim
-from genlab.eval.nerf import render_split
-from genlab.experiments.nerf import timed_training
-from genlab.models.base import get_model_spec
+from genlab.families.nerf import data as scenes
+from genlab.families.nerf.experiments import timed_training
+from genlab.families.nerf.metrics import render_split
+from genlab.maths.image_quality import psnr, ssim
+from genlab.model import get_model_spec
 
 
 def main() -> None:

@@ -26,7 +26,7 @@ import torch
 
 import genlab
 from genlab.data import load_dataset
-from genlab.models.translation import bleu, chrf
+from genlab.families.translation import bleu, chrf
 from genlab.train.rundir import write_json_atomic
 from genlab.viz.figures import line_plot
 

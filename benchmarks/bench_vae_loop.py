@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genlab.data import load_dataset
-from genlab.models.vae import VAE, VAEConfig
+from genlab.families.vae.model import VAE, VAEConfig
 from genlab.train import TrainConfig, Trainer
 
 

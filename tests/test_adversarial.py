@@ -13,8 +13,8 @@ from scipy.stats import entropy, norm
 
 from genlab.cli import main
 from genlab.data.registry import load_dataset
-from genlab.models import build_model
-from genlab.models.fdiv import DIVERGENCES, f_divergence, optimal_critic, variational_bound
+from genlab.families.adversarial.fdiv import DIVERGENCES, f_divergence, optimal_critic, variational_bound
+from genlab.model import build_model
 
 
 @pytest.fixture(autouse=True)

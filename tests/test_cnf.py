@@ -9,8 +9,7 @@ from torch.autograd.functional import jacobian
 
 from genlab.data import load_dataset
 from genlab.experiments import run_experiment
-from genlab.models.base import build_model
-from genlab.models.cnf import (
+from genlab.families.flows.cnf import (
     AugmentedDynamics,
     ConcatField,
     draw_probe,
@@ -19,6 +18,7 @@ from genlab.models.cnf import (
     hutchinson_variance,
     integrate,
 )
+from genlab.model import build_model
 
 
 class Linear(nn.Module):

@@ -1,4 +1,4 @@
-"""Shared likelihood math (genlab.models.densities) and valid bits/dim on discrete pixels (issue 10 item 1)."""
+"""Shared likelihood math (genlab.maths.densities) and valid bits/dim on discrete pixels (issue 10 item 1)."""
 import math
 
 import mpmath
@@ -7,7 +7,9 @@ import torch
 from torch import distributions as D
 
 from genlab.data import DataInfo
-from genlab.models.densities import (
+from genlab.families.flows.exact import ExactLikelihoodModel
+from genlab.families.vae.model import VAE, VAEConfig
+from genlab.maths.densities import (
     bits_per_dim,
     dequantized_nll,
     discretized_gaussian_log_likelihood,
@@ -15,8 +17,6 @@ from genlab.models.densities import (
     log_normal_interval,
     standard_normal_log_prob,
 )
-from genlab.models.exact import ExactLikelihoodModel
-from genlab.models.vae import VAE, VAEConfig
 
 pytestmark = pytest.mark.unit
 

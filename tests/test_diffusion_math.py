@@ -10,8 +10,8 @@ import torch
 from torch.distributions import Categorical, Independent, MixtureSameFamily, Normal, kl_divergence
 
 from genlab.errors import ConfigError
-from genlab.models.diffusion.oracle import GaussianMixture, OracleDenoiser
-from genlab.models.diffusion.schedule import (
+from genlab.families.diffusion.oracle import GaussianMixture, OracleDenoiser
+from genlab.families.diffusion.schedule import (
     NoiseSchedule,
     cosine_betas,
     discretized_gaussian_log_likelihood,

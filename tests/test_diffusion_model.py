@@ -12,10 +12,10 @@ from torch.distributions import Normal, kl_divergence
 from genlab.cli import main
 from genlab.data.registry import DataInfo
 from genlab.errors import ConfigError
-from genlab.models.diffusion.guidance import DIGIT_NAMES, FASHION_NAMES, classifier_free_guidance, resolve_prompt
-from genlab.models.diffusion.model import DDPM, DDPMConfig
-from genlab.models.diffusion.schedule import to_model_range
-from genlab.models.diffusion.unet import UNet, UNetConfig, timestep_embedding
+from genlab.families.diffusion.guidance import DIGIT_NAMES, FASHION_NAMES, classifier_free_guidance, resolve_prompt
+from genlab.families.diffusion.model import DDPM, DDPMConfig
+from genlab.families.diffusion.schedule import to_model_range
+from genlab.families.diffusion.unet import UNet, UNetConfig, timestep_embedding
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one intra-op thread
 

@@ -14,8 +14,8 @@ import torch
 from genlab.cli import main
 from genlab.errors import ConfigError
 from genlab.experiments.registry import run_experiment
-from genlab.models.diffusion.samplers import SAMPLERS
-from genlab.models.diffusion.schedule import (
+from genlab.families.diffusion.samplers import SAMPLERS
+from genlab.families.diffusion.schedule import (
     NoiseSchedule,
     prediction_from_diffusers_config,
     scaled_linear_betas,
@@ -130,7 +130,7 @@ def draw(pipe, steps=6, seed=3):
 def test_genlab_sampler_in_the_pipeline_gives_diffusers_image(pipeline_dir, name):
     """The oracle: the same pipeline, seed and steps with diffusers' scheduler configured like genlab's
     sampler (its defaults on SD's schedule: e.g. DDIM with eta = 0, steps_offset 0, set_alpha_to_one)."""
-    from genlab.models.diffusion.pretrained import load_pipeline, use_sampler
+    from genlab.families.diffusion.pretrained import load_pipeline, use_sampler
     pipe = load_pipeline(pipeline_dir)
     scheduler = use_sampler(pipe, name)
     assert scheduler.config.num_train_timesteps == 1000 and scheduler.config.genlab_sampler == name
@@ -146,7 +146,7 @@ def test_genlab_sampler_in_the_pipeline_gives_diffusers_image(pipeline_dir, name
 
 
 def test_step_returns_what_diffusers_schedulers_return(pipeline_dir):
-    from genlab.models.diffusion.pretrained import load_pipeline, use_sampler
+    from genlab.families.diffusion.pretrained import load_pipeline, use_sampler
     scheduler = use_sampler(load_pipeline(pipeline_dir), "ddim")
     scheduler.set_timesteps(4, device="cpu")
     x = torch.randn(1, 4, 8, 8)

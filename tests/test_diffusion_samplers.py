@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from genlab.errors import ConfigError
-from genlab.models.diffusion.oracle import GaussianMixture, OracleDenoiser, distribution_errors
-from genlab.models.diffusion.samplers import (
+from genlab.families.diffusion.oracle import GaussianMixture, OracleDenoiser, distribution_errors
+from genlab.families.diffusion.samplers import (
     SAMPLERS,
     ddim_step,
     dpmpp_sde_first_order,
@@ -19,7 +19,7 @@ from genlab.models.diffusion.samplers import (
     make_sampler,
     sample_loop,
 )
-from genlab.models.diffusion.schedule import NoiseSchedule
+from genlab.families.diffusion.schedule import NoiseSchedule
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one intra-op thread
 

@@ -13,8 +13,7 @@ from genlab.cli import main
 from genlab.data import DataInfo, load_dataset
 from genlab.errors import ConfigError
 from genlab.experiments import run_experiment
-from genlab.models.base import build_model
-from genlab.models.bijections import (
+from genlab.families.flows.bijections import (
     ActNorm,
     AffineCoupling,
     Compose,
@@ -25,7 +24,8 @@ from genlab.models.bijections import (
     TriangularLeakyLayer,
     mlp_conditioner,
 )
-from genlab.models.densities import dequantize, to_levels
+from genlab.maths.densities import dequantize, to_levels
+from genlab.model import build_model
 
 
 def randomize(module: nn.Module, scale=0.3):

@@ -14,7 +14,7 @@ import torch
 
 from genlab.data.batches import BucketedBatches, PermutationBatches, WindowBatches
 from genlab.data.registry import DataInfo, PairData, TensorData, TokenStream
-from genlab.models.base import Avg, GenerativeModel
+from genlab.model import Avg, GenerativeModel
 from genlab.train.config import TrainConfig
 from genlab.train.ema import EMA
 from genlab.train.loop import Trainer, evaluate_model

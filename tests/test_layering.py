@@ -1,9 +1,9 @@
-"""The layers of DESIGN.md, read from the source (ast): no model family imports another family's module,
-and neither models nor nn building blocks import the layers above them (trainer, CLI, figures, experiments).
+"""The layers of DESIGN.md, read from the source (ast):
 
-A *family* is a module or subpackage directly under ``genlab/models`` that is not one of the shared
-modules in ``SHARED`` below (shared math and protocols). Modules inside one family's subpackage may
-import each other; anything else a family needs must live in a shared module or in ``genlab.nn``.
+- the core (everything outside ``genlab/families``) never imports a family: it reaches families only
+  through the names in ``genlab.catalog``, loaded lazily;
+- no family imports another family;
+- the shared layers (``maths``, ``nn``, ``data``) import neither families nor the layers above them.
 """
 from __future__ import annotations
 
@@ -15,15 +15,16 @@ import pytest
 import genlab
 
 PACKAGE = Path(genlab.__file__).parent
-MODELS = PACKAGE / "models"
-SHARED = {"__init__", "base", "protocols", "densities", "bijections", "exact", "fdiv"}
-UPPER = ("genlab.train", "genlab.cli", "genlab.viz", "genlab.experiments", "genlab.eval", "genlab.api")
+FAMILIES = PACKAGE / "families"
+SHARED = ("maths", "nn", "data")
+UPPER = ("genlab.train", "genlab.cli", "genlab.viz", "genlab.experiments", "genlab.eval", "genlab.api",
+         "genlab.report", "genlab.model", "genlab.families")
 
 pytestmark = pytest.mark.unit
 
 
 def module_name(path: Path) -> str:
-    """genlab.models.flows for .../genlab/models/flows.py; the package's name for an __init__.py."""
+    """genlab.families.flows.model for .../genlab/families/flows/model.py; a package's name for __init__.py."""
     parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
@@ -52,9 +53,9 @@ def imported_modules(path: Path, source: str | None = None, module: str | None =
 
 
 def family_of(module: str) -> str | None:
-    """The family a ``genlab.models.*`` module belongs to, or None for shared modules and others."""
+    """The family a ``genlab.families.<family>...`` module belongs to, or None for the core and shared layers."""
     parts = module.split(".")
-    if parts[:2] != ["genlab", "models"] or len(parts) < 3 or parts[2] in SHARED:
+    if parts[:2] != ["genlab", "families"] or len(parts) < 3:
         return None
     return parts[2]
 
@@ -65,38 +66,50 @@ def sources(folder: Path) -> list[Path]:
 
 def test_the_reader_resolves_relative_imports():
     """The checker itself: relative, absolute and lazy imports resolve to absolute module names."""
-    names = imported_modules(MODELS / "vae.py")
-    assert "genlab.models.densities" in names and "genlab.nn.blocks" in names
-    source = ("from ..vae import VAE\nfrom . import unet\nimport genlab.models.flows\n"
+    source = ("from ..vae.model import VAE\nfrom . import unet\nimport genlab.families.flows.model\n"
               "def f():\n    from ...train import loop\n")
-    names = imported_modules(MODELS / "diffusion" / "samplers.py", source, "genlab.models.diffusion.samplers")
-    assert {"genlab.models.vae", "genlab.models.diffusion.unet", "genlab.models.flows",
+    path = FAMILIES / "diffusion" / "samplers.py"
+    names = imported_modules(path, source, "genlab.families.diffusion.samplers")
+    assert {"genlab.families.vae.model", "genlab.families.diffusion.unet", "genlab.families.flows.model",
             "genlab.train.loop"} <= names
     assert {family_of(n) for n in names} >= {"vae", "diffusion", "flows"}
-    assert family_of("genlab.models.vae") == "vae"
-    assert family_of("genlab.models.diffusion.samplers") == "diffusion"
-    assert family_of("genlab.models.densities") is None and family_of("genlab.nn.blocks") is None
+    assert family_of("genlab.families.vae.model") == "vae"
+    assert family_of("genlab.maths.densities") is None and family_of("genlab.nn.blocks") is None
+
+
+def test_every_family_is_a_folder_listed_in_the_catalog():
+    from genlab import catalog
+    folders = {p.name for p in FAMILIES.iterdir() if (p / "__init__.py").exists()}
+    assert folders == set(catalog.FAMILIES)
+    assert all(package == f"genlab.families.{name}" for name, package in catalog.FAMILIES.items())
 
 
 def test_no_family_imports_another_family():
     offenders = []
-    for path in sources(MODELS):
+    for path in sources(FAMILIES):
         own = family_of(module_name(path))
-        if own is None:
-            continue
         for name in imported_modules(path):
             other = family_of(name)
             if other is not None and other != own:
                 offenders.append(f"{path.relative_to(PACKAGE)} imports {name}")
-    assert not offenders, ("a model family imports another family; move the shared part to a shared module "
-                           "(densities, bijections, exact, ...) or genlab.nn:\n" + "\n".join(offenders))
+    assert not offenders, ("a family imports another family; move the shared part to genlab.maths, "
+                           "genlab.nn or genlab.data:\n" + "\n".join(offenders))
 
 
-def test_models_and_nn_do_not_import_the_layers_above():
+def test_the_core_never_imports_a_family():
     offenders = []
-    for folder in (MODELS, PACKAGE / "nn"):
-        for path in sources(folder):
-            for name in imported_modules(path):
-                if name.startswith(UPPER) or (folder.name == "nn" and name.startswith("genlab.models")):
-                    offenders.append(f"{path.relative_to(PACKAGE)} imports {name}")
-    assert not offenders, "models/ and nn/ must not import upward:\n" + "\n".join(offenders)
+    for path in sources(PACKAGE):
+        if FAMILIES in path.parents:
+            continue
+        offenders += [f"{path.relative_to(PACKAGE)} imports {name}" for name in imported_modules(path)
+                      if family_of(name) is not None or name == "genlab.families"]
+    assert not offenders, "the core reaches families only through genlab.catalog:\n" + "\n".join(offenders)
+
+
+def test_shared_layers_do_not_import_the_layers_above():
+    offenders = []
+    for layer in SHARED:
+        for path in sources(PACKAGE / layer):
+            offenders += [f"{path.relative_to(PACKAGE)} imports {name}" for name in imported_modules(path)
+                          if name.startswith(UPPER)]
+    assert not offenders, "maths/, nn/ and data/ must not import upward:\n" + "\n".join(offenders)

@@ -14,8 +14,8 @@ import genlab
 from genlab import catalog
 from genlab.experiments import report as xreport
 from genlab.experiments.registry import Context, Experiment
-from genlab.models.base import GenerativeModel, ModelSpec
-from genlab.models.densities import grey_levels
+from genlab.maths.densities import grey_levels
+from genlab.model import GenerativeModel, ModelSpec
 
 
 @dataclass

@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from genlab.config import from_dict
-from genlab.data.text import SOURCE, WordMarkovSource, split_text, synthetic_text
 from genlab.data.tokenizers import build_tokenizer, load_tokenizer, save_tokenizer
 from genlab.errors import ConfigError, DataError, GenlabError
-from genlab.models.lm.gpt import GPT, GPTConfig
-from genlab.models.lm.rnn import RNNLM, RNNLMConfig
-from genlab.models.lm.sampling import filter_logits, next_token, token_nll
+from genlab.families.lm.data import SOURCE, WordMarkovSource, split_text, synthetic_text
+from genlab.families.lm.gpt import GPT, GPTConfig
+from genlab.families.lm.rnn import RNNLM, RNNLMConfig
+from genlab.families.lm.sampling import filter_logits, next_token, token_nll
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one intra-op thread
 
@@ -282,7 +282,7 @@ def test_rnnlm_gru_trains_evaluates_and_samples(tmp_path, capsys):
 
 def test_tinyshakespeare_from_a_local_folder_is_checked(tmp_path, monkeypatch, capsys):
     from genlab.cli import main
-    from genlab.data import text
+    from genlab.families.lm import data as text
     from genlab.data.idx import sha256
     folder = tmp_path / "data" / "tinyshakespeare"
     folder.mkdir(parents=True)

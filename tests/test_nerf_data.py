@@ -8,9 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
-from genlab.data import scenes
 from genlab.errors import DataError
-from genlab.models.nerf import rays
+from genlab.families.nerf import data as scenes
+from genlab.families.nerf import rays
 
 pytestmark = pytest.mark.unit
 

@@ -9,8 +9,8 @@ import torch
 from scipy import stats
 from scipy.special import sph_harm_y
 
-from genlab.eval.image_quality import psnr, ssim
-from genlab.models.nerf import encoding, rays, render, sampling
+from genlab.families.nerf import encoding, rays, render, sampling
+from genlab.maths.image_quality import psnr, ssim
 
 pytestmark = pytest.mark.unit
 

@@ -9,9 +9,9 @@ import torch
 
 from genlab.config import from_dict
 from genlab.data.registry import load_dataset
-from genlab.eval.image_quality import psnr
-from genlab.models.nerf.fields import OccupancyGrid, VMGrid
-from genlab.models.nerf.model import NeRF, NeRFConfig, NeRFGrid, NeRFGridConfig
+from genlab.families.nerf.fields import OccupancyGrid, VMGrid
+from genlab.families.nerf.model import NeRF, NeRFConfig, NeRFGrid, NeRFGridConfig
+from genlab.maths.image_quality import psnr
 
 TINY_GRID = dict(resolution=32, init_resolution=16, grow_every=40, density_rank=4, color_rank=8, sh_degree=1,
                  occupancy_resolution=32, occupancy_start=30, occupancy_every=10)

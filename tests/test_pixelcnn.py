@@ -11,7 +11,7 @@ import torch
 
 from genlab.data.registry import DataInfo
 from genlab.errors import ConfigError
-from genlab.models.pixelcnn import PixelCNN, PixelCNNConfig, causal_mask
+from genlab.families.pixelcnn.model import PixelCNN, PixelCNNConfig, causal_mask
 
 
 def make(shape=(1, 4, 4), levels=3, channels=4, layers=2, seed=0, **kw) -> PixelCNN:

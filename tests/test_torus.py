@@ -10,18 +10,17 @@ from scipy import integrate, stats
 
 from genlab.cli import main
 from genlab.data import load_dataset
-from genlab.data.geometry import (
+from genlab.data.registry import DataInfo
+from genlab.errors import ConfigError, DataError
+from genlab.experiments import run_experiment
+from genlab.families.geometry.data import (
     sample_tube_angles,
     surface_distance,
     torus_angles,
     torus_point,
     torus_surface_distance,
 )
-from genlab.data.registry import DataInfo
-from genlab.errors import ConfigError, DataError
-from genlab.experiments import run_experiment
-from genlab.models.base import build_model
-from genlab.models.torus import (
+from genlab.families.geometry.model import (
     geodesic_interpolation,
     kl_von_mises_uniform,
     mean_resultant,
@@ -30,6 +29,7 @@ from genlab.models.torus import (
     von_mises_offset_grad,
     wrap_angle,
 )
+from genlab.model import build_model
 
 R, r = 2.0, 0.5
 

@@ -90,7 +90,7 @@ def test_checkpoint_loading_refuses_pickled_code(tmp_path):
 
 def test_two_optimizer_phases_are_stepped_in_order(tmp_path):
     """A model with two phases gets one optimizer each, with its own settings."""
-    from genlab.models.vae import VAE
+    from genlab.families.vae.model import VAE
 
     class TwoPhase(VAE):
         def phases(self):
@@ -101,7 +101,7 @@ def test_two_optimizer_phases_are_stepped_in_order(tmp_path):
             return super().loss(batch)
 
     from genlab.data import load_dataset
-    from genlab.models.vae import VAEConfig
+    from genlab.families.vae.model import VAEConfig
     from genlab.train import TrainConfig, Trainer
     data = load_dataset("digits", "train", view="binarized")
     model = TwoPhase(VAEConfig(z_dim=2, hidden=(16,)), data.info)

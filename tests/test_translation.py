@@ -19,24 +19,8 @@ from torch.autograd.functional import jacobian
 from genlab.cli import main
 from genlab.config import check, from_dict
 from genlab.data.registry import DataInfo
-from genlab.data.translation import (
-    ADJ_SUFFIX,
-    ADJECTIVES,
-    MULTI30K_SHA256,
-    NOUNS,
-    PREPOSITIONS,
-    VERBS,
-    Multi30kConfig,
-    SyntheticPairsConfig,
-    load_multi30k,
-    load_synthetic_pairs,
-    multi30k_text,
-    read_multi30k,
-    synthetic_corpus,
-    synthetic_text,
-)
 from genlab.errors import ConfigError, DataError, GenlabError
-from genlab.models.translation import (
+from genlab.families.translation import (
     BOS,
     EOS,
     PAD,
@@ -55,6 +39,22 @@ from genlab.models.translation import (
     make_batch,
     noam_lr,
     sentence_stats,
+)
+from genlab.families.translation.data import (
+    ADJ_SUFFIX,
+    ADJECTIVES,
+    MULTI30K_SHA256,
+    NOUNS,
+    PREPOSITIONS,
+    VERBS,
+    Multi30kConfig,
+    SyntheticPairsConfig,
+    load_multi30k,
+    load_synthetic_pairs,
+    multi30k_text,
+    read_multi30k,
+    synthetic_corpus,
+    synthetic_text,
 )
 from genlab.nn.transformer import BlockConfig, EncoderBlock
 from genlab.train.schedules import lr_factor
@@ -334,7 +334,7 @@ def test_tokenizer_round_trip(kind):
 @pytest.mark.slow
 def test_bpe_training_is_deterministic_across_processes():
     """A run's saved tokenizer must equal the one its data rebuilds at eval time in another process."""
-    code = ("import hashlib; from genlab.data.translation import SubwordTokenizer, SyntheticPairsConfig, "
+    code = ("import hashlib; from genlab.families.translation.data import SubwordTokenizer, SyntheticPairsConfig, "
             "synthetic_text; t = synthetic_text(SyntheticPairsConfig(n_train=3000), 'train'); "
             "print(hashlib.sha256(SubwordTokenizer.train(t.src + t.tgt, 300).to_str().encode()).hexdigest())")
     outs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
@@ -483,7 +483,7 @@ def test_multi30k_downloads_the_official_gz_into_the_cache(tmp_path, monkeypatch
     """Without a local folder the official .gz is fetched (URLs and published .gz sha256 as given) into
     $GENLAB_CACHE/multi30k/ and read from there; a corrupt cached file is refused by the text sha256."""
     from genlab.data import idx
-    from genlab.data import translation as tr
+    from genlab.families.translation import data as tr
     monkeypatch.setenv("GENLAB_CACHE", str(tmp_path / "cache"))
     calls = []
 
@@ -599,7 +599,7 @@ def test_cli_bad_input_exits_2_with_one_line(translator_run, tmp_path, capsys):
 
 def test_grad_norm_hook_logs_every_step_and_figures_draw(tmp_path):
     import genlab
-    from genlab.models.translation import grad_norm_hook
+    from genlab.families.translation import grad_norm_hook
     from genlab.viz import make_figures
     run = genlab.train("translator", "synthetic-pairs", tmp_path / "g", report=False, step_hooks=[grad_norm_hook],
                        model_options={"d_model": 16, "heads": 2, "layers": 3, "log_grad_norms": False},

@@ -6,7 +6,8 @@ import torch
 from torch import distributions as D
 
 from genlab.data import DataInfo
-from genlab.models.densities import (
+from genlab.families.vae.model import VAE, VAEConfig
+from genlab.maths.densities import (
     bernoulli_log_likelihood,
     bits_per_dim,
     categorical_log_likelihood,
@@ -16,7 +17,6 @@ from genlab.models.densities import (
     log_normal_pdf,
     reparameterize,
 )
-from genlab.models.vae import VAE, VAEConfig
 
 pytestmark = pytest.mark.unit
 

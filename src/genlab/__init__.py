@@ -7,6 +7,6 @@
 """
 __version__ = "0.2.0"
 
-from .api import evaluate, load_run, sample, train, write_report  # noqa: E402  (binds genlab.train to the function)
+from genlab.api import evaluate, load_run, sample, train, write_report  # noqa: E402  (binds genlab.train to the function)
 
 __all__ = ["__version__", "evaluate", "load_run", "sample", "train", "write_report"]

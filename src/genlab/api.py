@@ -14,14 +14,14 @@ from pathlib import Path
 
 import torch
 
-from .config import from_dict
-from .errors import ConfigError, GenlabError
-from .eval.evaluate import evaluate
-from .models.protocols import Samples
-from .train.run import Run, load_run
-from .train.run import train as train_run
-from .viz import make_figures
-from .viz.samples import write_samples
+from genlab.abilities import Samples
+from genlab.config import from_dict
+from genlab.errors import ConfigError, GenlabError
+from genlab.eval.evaluate import evaluate
+from genlab.train.run import Run, load_run
+from genlab.train.run import train as train_run
+from genlab.viz import make_figures
+from genlab.viz.samples import write_samples
 
 
 def is_main_process() -> bool:

@@ -1,107 +1,97 @@
-"""The one place that lists what exists: models, datasets, experiments, extra metrics and figures.
+"""The one place that lists what exists: one line per model family, plus the core's own datasets,
+metrics, figures and cross-family experiments.
 
-Each entry maps a name to the module that declares it (with ``register_model``,
-``register_dataset``, ``register_experiment``, ``register_metric`` or ``register_figures``). Nothing is
-imported until it is asked for, so ``import genlab`` stays light and a family's code loads only when
-that family is used. Adding a family touches this file and the family's own files; the test
-``tests/contract/test_catalog.py`` keeps the entries and the declarations in agreement.
+A family is a folder ``genlab/families/<name>/`` whose ``__init__.py`` declares, as plain tables of
+strings, the names it contributes and the submodule that declares each one::
+
+    MODELS = {"vae": "model"}                 # genlab train vae  -> families/vae/model.py
+    DATASETS = {}                             # genlab data list
+    EXPERIMENTS = {"kl-check": "experiments"} # genlab experiment list
+    METRICS = {}                              # extra metrics of genlab eval
+    FIGURES = ["figures"]                     # modules whose figure makers genlab report draws
+
+Those submodules declare the objects with ``register_model``, ``register_dataset``,
+``declare``, ``register_metric`` and ``register_figures``. Nothing heavy is imported until a name is
+asked for: reading the tables imports only the families' small ``__init__`` files, so ``import genlab``
+stays light and a family's code loads only when that family is used. Adding a family is one folder and
+one line in ``FAMILIES``; ``tests/contract/test_catalog.py`` keeps tables and declarations in agreement.
 """
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from typing import Any
 
-from .errors import ConfigError
+from genlab.errors import ConfigError
 
-MODELS: dict[str, str] = {
-    # autoencoders and VAEs
-    "ae": "genlab.models.vae",
-    "vae": "genlab.models.vae",
-    "torus-vae": "genlab.models.torus",
-    # adversarial
-    "aae": "genlab.models.adversarial",
-    "gan": "genlab.models.adversarial",
-    # flows
-    "invertible-mlp": "genlab.models.flows",
-    "realnvp": "genlab.models.flows",
-    "cnf": "genlab.models.cnf",
-    # autoregressive pixel models
-    "pixelcnn": "genlab.models.pixelcnn",
-    # diffusion
-    "ddpm": "genlab.models.diffusion.model",
-    # language models
-    "gpt": "genlab.models.lm.model",
-    "rnnlm": "genlab.models.lm.model",
-    # translation
-    "translator": "genlab.models.translation.model",
-    # neural radiance fields
-    "nerf": "genlab.models.nerf.model",
-    "nerf-grid": "genlab.models.nerf.model",
+# One line per family: its name (used by `experiment list`, the report and the tests) and its package.
+FAMILIES: dict[str, str] = {
+    "vae": "genlab.families.vae",                  # autoencoders and VAEs
+    "geometry": "genlab.families.geometry",        # a VAE with a toroidal latent space
+    "adversarial": "genlab.families.adversarial",  # adversarial autoencoders, GANs, f-divergences
+    "flows": "genlab.families.flows",              # normalizing flows and continuous normalizing flows
+    "pixelcnn": "genlab.families.pixelcnn",        # autoregressive image models
+    "diffusion": "genlab.families.diffusion",      # DDPM and its samplers
+    "lm": "genlab.families.lm",                    # GPT and RNN language models
+    "translation": "genlab.families.translation",  # the encoder-decoder translation transformer
+    "nerf": "genlab.families.nerf",                # neural radiance fields
 }
 
-DATASETS: dict[str, str] = {
-    "digits": "genlab.data.images",
-    "mnist": "genlab.data.images",
-    "fashion-mnist": "genlab.data.images",
-    "torus": "genlab.data.geometry",
-    **{name: "genlab.data.toy" for name in
-       ("moons", "circles", "8gaussians", "checkerboard", "pinwheel", "2spirals", "gmm1d", "gmm2d")},
-    # text
-    "tinyshakespeare": "genlab.data.text",
-    "synthetic-text": "genlab.data.text",
-    # translation pairs
-    "multi30k": "genlab.data.translation",
-    "synthetic-pairs": "genlab.data.translation",
-    # scenes
-    **{name: "genlab.data.scenes" for name in ("blender", "tiny-nerf", "synthetic-scene")},
+# What the core itself declares: image and toy datasets every family uses, metrics and figures that
+# apply to any model with the right abilities, and the experiments that span families.
+CORE: dict[str, Any] = {
+    "MODELS": {},
+    "DATASETS": {
+        **{name: "genlab.data.images" for name in ("digits", "mnist", "fashion-mnist")},
+        **{name: "genlab.data.toy" for name in
+           ("moons", "circles", "8gaussians", "checkerboard", "pinwheel", "2spirals", "gmm1d", "gmm2d")},
+    },
+    "EXPERIMENTS": {"likelihood-table": "genlab.experiments.report", "all": "genlab.experiments.report"},
+    "METRICS": {"fid": "genlab.eval.fid", "data_nll": "genlab.eval.data_nll"},
+    "FIGURES": ["genlab.viz.report"],
 }
 
-EXPERIMENTS: dict[str, str] = {
-    **{name: "genlab.experiments.vae" for name in
-       ("kl-check", "vae-sgvb-vs-analytic", "ae-mnist", "vae-interpolation", "vae-categorical-cnn",
-        "vae-bernoulli-mlp")},
-    "torus-interpolation": "genlab.experiments.geometry",
-    **{name: "genlab.experiments.flows" for name in
-       ("cnf-change-of-variables", "flow-toy", "cnf-toy", "flow-mnist")},
-    **{name: "genlab.experiments.adversarial" for name in
-       ("aae-mnist", "aae-vs-ae-2d", "aae-stochastic-z20", "gan-mnist")},
-    # diffusion
-    **{name: "genlab.experiments.diffusion" for name in
-       ("diffusion-forward", "sampler-oracle", "ddpm-mnist", "sampler-compare", "negative-prompt")},
-    # language models
-    **{name: "genlab.experiments.lm" for name in ("rnn-vs-transformer", "attention-anatomy", "gpt-shakespeare")},
-    # translation
-    "prenorm-vs-postnorm": "genlab.experiments.translation",
-    "prenorm-vs-postnorm-toy": "genlab.experiments.translation",
-    # neural radiance fields
-    **{name: "genlab.experiments.nerf" for name in ("nerf-render-gradient", "nerf-offline", "nerf-lego")},
-    # across families: the likelihood table and every experiment in turn
-    "likelihood-table": "genlab.experiments.report",
-    "all": "genlab.experiments.report",
-}
-
-# Extra metrics of `genlab eval` (each applies only to runs whose model can do what it needs).
-METRICS: dict[str, str] = {
-    "fid": "genlab.eval.fid",
-    "data_nll": "genlab.eval.data_nll",
-    "text": "genlab.eval.text",
-    "nerf_views": "genlab.eval.nerf",
-}
-
-# Modules whose figure makers `genlab report RUN` draws (each maker declares what it needs).
-FIGURES: list[str] = [
-    "genlab.viz.report",
-    "genlab.viz.geometry",
-    "genlab.viz.flows",
-    "genlab.viz.lm",
-    "genlab.viz.nerf",
-    "genlab.viz.translation",
-]
-
-SECTIONS = {"model": MODELS, "dataset": DATASETS, "experiment": EXPERIMENTS, "metric": METRICS}
-_REGISTRY: dict[str, dict[str, Any]] = {kind: {} for kind in (*SECTIONS, "figure")}
+_KINDS = {"model": "MODELS", "dataset": "DATASETS", "experiment": "EXPERIMENTS", "metric": "METRICS"}
+_REGISTRY: dict[str, dict[str, Any]] = {kind: {} for kind in (*_KINDS, "figure")}
 _HINT = {"model": "`genlab train --help` lists them", "dataset": "`genlab data list` lists them",
          "experiment": "`genlab experiment list` lists them", "metric": ""}
+_TABLES: dict[str, Any] | None = None
+_FAMILY_OF: dict[tuple[str, str], str] = {}
+
+
+def _tables() -> dict[str, Any]:
+    """The merged tables (absolute module names), read once from the family packages."""
+    global _TABLES
+    if _TABLES is None:
+        tables: dict[str, Any] = {key: dict(CORE[key]) for key in _KINDS.values()}
+        tables["FIGURES"] = list(CORE["FIGURES"])
+        for family, package in FAMILIES.items():
+            pkg = importlib.import_module(package)
+            for kind, key in _KINDS.items():
+                for name, module in getattr(pkg, key, {}).items():
+                    if name in tables[key]:
+                        raise ValueError(f"catalog: {kind} {name!r} declared by two families")
+                    tables[key][name] = f"{package}.{module}"
+                    _FAMILY_OF[(kind, name)] = family
+            tables["FIGURES"] += [f"{package}.{module}" for module in getattr(pkg, "FIGURES", [])]
+        _TABLES = tables
+    return _TABLES
+
+
+def __getattr__(attr: str) -> Any:
+    """``catalog.MODELS``, ``DATASETS``, ``EXPERIMENTS``, ``METRICS`` (name -> module), ``FIGURES`` (modules),
+    ``SECTIONS`` (kind -> table), built on first use."""
+    if attr in ("MODELS", "DATASETS", "EXPERIMENTS", "METRICS", "FIGURES"):
+        return _tables()[attr]
+    if attr == "SECTIONS":
+        return {kind: _tables()[key] for kind, key in _KINDS.items()}
+    raise AttributeError(f"module 'genlab.catalog' has no attribute {attr!r}")
+
+
+def family_of(kind: str, name: str) -> str | None:
+    """The family that declares ``name`` (None for the core's own names)."""
+    _tables()
+    return _FAMILY_OF.get((kind, name))
 
 
 def register(kind: str, name: str, obj: Any) -> Any:
@@ -115,7 +105,7 @@ def register(kind: str, name: str, obj: Any) -> Any:
 
 def get(kind: str, name: str) -> Any:
     """The declaration of ``name`` (importing its module on first use)."""
-    section = SECTIONS[kind]
+    section = _tables()[_KINDS[kind]]
     if name not in section:
         hint = f"; {_HINT[kind]}" if _HINT[kind] else ""
         raise ConfigError(f"unknown {kind} {name!r}{hint}: {', '.join(sorted(section))}")
@@ -127,13 +117,23 @@ def get(kind: str, name: str) -> Any:
 
 
 def names(kind: str) -> list[str]:
-    return sorted(SECTIONS[kind])
+    return sorted(_tables()[_KINDS[kind]])
 
 
 def load_all(kind: str) -> dict[str, Any]:
     """Every declaration of ``kind`` (imports all their modules)."""
     if kind == "figure":
-        for module in FIGURES:
+        for module in _tables()["FIGURES"]:
             importlib.import_module(module)
         return dict(_REGISTRY["figure"])
     return {name: get(kind, name) for name in names(kind)}
+
+
+def lazy_exports(package: str, exports: dict[str, str]) -> Callable[[str], Any]:
+    """A module ``__getattr__`` (PEP 562) for a family's ``__init__``: ``from genlab.families.translation
+    import bleu`` imports ``scores`` only then, so reading the family's tables stays cheap."""
+    def __getattr__(attr: str) -> Any:
+        if attr not in exports:
+            raise AttributeError(f"module {package!r} has no attribute {attr!r}")
+        return getattr(importlib.import_module(f"{package}.{exports[attr]}"), attr)
+    return __getattr__

@@ -11,8 +11,8 @@ import os
 import signal
 import sys
 
-from . import __version__
-from .errors import GenlabError
+from genlab import __version__
+from genlab.errors import GenlabError
 
 EPILOG = """examples:
   genlab train vae --data digits --epochs 30 --out runs/vae     train (figures + test metrics at the end)
@@ -92,7 +92,7 @@ def _main(argv: list[str]) -> int:
     er.add_argument("--data-dir", default=None, help="local folder with dataset files (else $GENLAB_DATA / download)")
     exp = _named_experiment(argv)
     if exp is not None and exp.options is not None:   # the experiment's own flags
-        from .config import add_config_flags
+        from genlab.config import add_config_flags
         er.description = f"{exp.name}: {exp.description}"
         add_config_flags(er, exp.options, f"options of {exp.name}", {a for x in er._actions for a in x.option_strings})
     p = sub.add_parser("data", help="list datasets, describe one, or prepare the FID classifier")
@@ -138,7 +138,7 @@ def _guard(fn) -> int:
 
 def _named_experiment(argv: list[str]):
     """The declaration of the experiment named by ``genlab experiment run NAME ...``, if it exists."""
-    from . import catalog
+    from genlab import catalog
     if len(argv) > 2 and argv[:2] == ["experiment", "run"] and argv[2] in catalog.names("experiment"):
         return catalog.get("experiment", argv[2])
     return None
@@ -149,7 +149,7 @@ def _is_main() -> bool:
 
 
 def _run_model(run_dir: str) -> str:
-    from .train.rundir import RunDir
+    from genlab.train.rundir import RunDir
     return RunDir(run_dir).read_config()["model"]
 
 
@@ -169,11 +169,11 @@ def _pre(argv: list[str], *names: str, positional: str | None = None) -> argpars
 
 # ------------------------------------------------------------------ train
 def train_parser(model: str | None, data: str | None) -> tuple[argparse.ArgumentParser, dict]:
-    from . import catalog
-    from .config import add_config_flags
-    from .data.registry import get_spec
-    from .models.base import get_model_spec
-    from .train.config import TrainConfig
+    from genlab import catalog
+    from genlab.config import add_config_flags
+    from genlab.data.registry import get_spec
+    from genlab.model import get_model_spec
+    from genlab.train.config import TrainConfig
     models = "\n".join(f"  {n:<16} {get_model_spec(n).description}" for n in catalog.names("model")) \
         if model is None else ""
     p = _Parser(
@@ -207,10 +207,10 @@ def train_parser(model: str | None, data: str | None) -> tuple[argparse.Argument
 
 
 def cmd_train(argv: list[str]) -> int:
-    from .api import train, write_report
-    from .config import overrides_from_args
-    from .train.run import resume_run
-    from .train.rundir import RunDir
+    from genlab.api import train, write_report
+    from genlab.config import overrides_from_args
+    from genlab.train.run import resume_run
+    from genlab.train.rundir import RunDir
     known = _pre(argv, "--data", "--resume")
     model = argv[0] if argv and not argv[0].startswith("-") else None
     data = known.data
@@ -232,7 +232,7 @@ def cmd_train(argv: list[str]) -> int:
     else:
         if not args.model:
             parser.error("name a MODEL to train, or --resume RUN_DIR")
-        from .models.base import get_model_spec
+        from genlab.model import get_model_spec
         data = args.data or get_model_spec(args.model).default_data
         out = args.out or RunDir.fresh_default("runs", f"{args.model}-{data}").path
         run = train(args.model, data, out, report=False, overwrite=args.overwrite, model_options=ov.get("model"),
@@ -255,7 +255,7 @@ def cmd_train(argv: list[str]) -> int:
 # ------------------------------------------------------------------ eval and sample
 def _run_parser(command: str, description: str, run_dir: str | None, group: str):
     """A parser with the generic flags of `genlab eval|sample RUN` and the run's family flags."""
-    from .config import add_config_flags
+    from genlab.config import add_config_flags
     p = _Parser(prog=f"genlab {command}", description=description)
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by `genlab train`")
     p.add_argument("--seed", type=int, default=0, help="seed for every random draw (default 0)")
@@ -264,7 +264,7 @@ def _run_parser(command: str, description: str, run_dir: str | None, group: str)
                    "trained from, $GENLAB_DATA, or a download)")
     cls = None
     if run_dir:
-        from .models.base import get_model_spec
+        from genlab.model import get_model_spec
         spec = get_model_spec(_run_model(run_dir))
         cls = getattr(spec, group)
         add_config_flags(p, cls, f"{spec.name} options", {a for x in p._actions for a in x.option_strings})
@@ -278,8 +278,8 @@ def _data_dir(args) -> str | None:
 def cmd_eval(argv: list[str]) -> int:
     import json
 
-    from .config import overrides_from_args
-    from .eval.evaluate import evaluate
+    from genlab.config import overrides_from_args
+    from genlab.eval.evaluate import evaluate
     p, cls = _run_parser("eval", "Evaluate a run: its model's metrics on a split, plus extra metrics "
                          "(FID, true-data NLL, ...) that apply.", _first(argv), "eval_config")
     p.add_argument("--json", action="store_true", help="print one JSON object (the eval.json schema)")
@@ -292,7 +292,7 @@ def cmd_eval(argv: list[str]) -> int:
                       progress=not args.json, data_dir=_data_dir(args), options=options,
                       extras={"fid"} if args.no_fid else True)
     if args.json:
-        from .train.rundir import dumps
+        from genlab.train.rundir import dumps
         print(dumps(result, indent=None))
         return 0
     print(f"{result['model']} on {result['data']} ({result['split']}, {result['examples']} examples, "
@@ -303,8 +303,8 @@ def cmd_eval(argv: list[str]) -> int:
 
 
 def cmd_sample(argv: list[str]) -> int:
-    from .api import sample
-    from .config import overrides_from_args
+    from genlab.api import sample
+    from genlab.config import overrides_from_args
     p, cls = _run_parser("sample", "Draw from a run: an image grid, points, text, renders -- as its family "
                          "declares.", _first(argv), "sample_config")
     p.add_argument("-n", type=int, default=64, help="how many samples (text models: tokens) (default 64)")
@@ -318,13 +318,13 @@ def cmd_sample(argv: list[str]) -> int:
 
 # ------------------------------------------------------------------ other commands
 def cmd_report(args) -> int:
-    from .train.rundir import RunDir
+    from genlab.train.rundir import RunDir
     if args.out is not None or not RunDir(args.run_dir).is_run():
-        from .report import write_html_report
+        from genlab.report import write_html_report
         print(write_html_report(args.run_dir, args.out))
         return 0
-    from .train.run import load_run
-    from .viz import make_figures
+    from genlab.train.run import load_run
+    from genlab.viz import make_figures
     run = load_run(args.run_dir)
     for path in make_figures(run):
         print(path)
@@ -332,14 +332,14 @@ def cmd_report(args) -> int:
 
 
 def cmd_experiment(args) -> int:
-    from .experiments import list_experiments, run_experiment
-    from .train.rundir import dumps
+    from genlab.experiments import list_experiments, run_experiment
+    from genlab.train.rundir import dumps
     if args.action == "list":
         for e in list_experiments():
             print(f"{e.name:<26} [{e.family}] {e.description}")
         return 0
-    from . import catalog
-    from .config import overrides_from_args
+    from genlab import catalog
+    from genlab.config import overrides_from_args
     exp = catalog.get("experiment", args.name)
     options = overrides_from_args(args, exp.options) if exp.options is not None else None
     summary = run_experiment(args.name, args.out, args.quick, args.data_dir, options=options)
@@ -348,14 +348,14 @@ def cmd_experiment(args) -> int:
 
 
 def cmd_data(args) -> int:
-    from .config import to_dict
-    from .data.registry import data_config, get_spec, list_datasets, load_dataset
+    from genlab.config import to_dict
+    from genlab.data.registry import data_config, get_spec, list_datasets, load_dataset
     if args.action == "list":
         for s in list_datasets():
             print(f"{s.name:<16} [{s.group}] {s.description}")
         return 0
     if args.action == "prepare-fid":
-        from .eval.fid import prepare_fid
+        from genlab.eval.fid import prepare_fid
         print(prepare_fid(args.name, args.data_dir))
         return 0
     spec = get_spec(args.name)

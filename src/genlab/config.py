@@ -11,7 +11,7 @@ import types
 import typing
 from typing import Any, Literal, get_args, get_origin
 
-from .errors import ConfigError
+from genlab.errors import ConfigError
 
 
 def field(default: Any = dataclasses.MISSING, help: str = "", **kw) -> Any:

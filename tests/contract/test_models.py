@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from genlab import catalog
-from genlab.models.protocols import Samples
+from genlab.abilities import Samples
 from genlab.train.loop import evaluate_model
 from genlab.train.run import load_run, prepare
 from genlab.train.run import train as train_run

@@ -1,6 +1,6 @@
 """Datasets: listed in ``genlab.catalog.DATASETS`` (``genlab data list``), real loading code, offline
 defaults. Batch sources for in-memory examples, token streams and sequence pairs in ``batches``."""
-from .registry import (
+from genlab.data.registry import (
                        DataInfo,
                        PairData,
                        TensorData,

@@ -24,7 +24,7 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
-from ..errors import ConfigError
+from genlab.errors import ConfigError
 
 
 class Shard(Protocol):

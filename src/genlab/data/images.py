@@ -15,9 +15,9 @@ from typing import Literal
 import numpy as np
 import torch
 
-from ..config import field, require
-from .idx import locate, read_idx
-from .registry import DataInfo, TensorData, register_dataset
+from genlab.config import field, require
+from genlab.data.idx import locate, read_idx
+from genlab.data.registry import DataInfo, TensorData, register_dataset
 
 View = Literal["continuous", "binarized", "dynamic", "quantized"]
 
@@ -108,7 +108,7 @@ def read_mnist_format(name: str, prefix: str, data_dir: str | None,
     images = read_idx(paths["images-idx3"], expect_magic=2051)
     labels = read_idx(paths["labels-idx1"], expect_magic=2049)
     if len(images) != len(labels):
-        from ..errors import DataError
+        from genlab.errors import DataError
         raise DataError(f"{paths['images-idx3']} holds {len(images)} images but {paths['labels-idx1']} "
                         f"holds {len(labels)} labels; one of them is from another dataset or corrupt.")
     return images, labels

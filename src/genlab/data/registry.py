@@ -13,10 +13,10 @@ from typing import Any
 
 import torch
 
-from .. import catalog
-from ..config import from_dict
-from ..errors import ConfigError
-from .batches import BucketedBatches, PermutationBatches, WindowBatches, pad_batch
+from genlab import catalog
+from genlab.config import from_dict
+from genlab.data.batches import BucketedBatches, PermutationBatches, WindowBatches, pad_batch
+from genlab.errors import ConfigError
 
 SPLITS = ("train", "val", "test")
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..errors import ConfigError, DataError, GenlabError
+from genlab.errors import ConfigError, DataError, GenlabError
 
 TOKENIZERS = ("char", "byte", "bpe")
 

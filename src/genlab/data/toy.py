@@ -18,9 +18,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..config import field, require
-from ..errors import ConfigError
-from .registry import SPLITS, DataInfo, TensorData, register_dataset
+from genlab.config import field, require
+from genlab.data.registry import SPLITS, DataInfo, TensorData, register_dataset
+from genlab.errors import ConfigError
 
 DEFAULT_NOISE = {"moons": 0.1, "circles": 0.08, "8gaussians": 0.35, "checkerboard": 0.0,
                  "pinwheel": 0.3, "2spirals": 0.1, "gmm1d": 0.5, "gmm2d": 0.5}

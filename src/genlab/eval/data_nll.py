@@ -3,12 +3,12 @@ density is known (genlab.data.toy.KNOWN_DENSITY). It is -1/N sum_i log p(x_i), a
 entropy H(p): the best ``nll_nats`` any model can reach in expectation."""
 from __future__ import annotations
 
-from .evaluate import register_metric
+from genlab.eval.evaluate import register_metric
 
 
 @register_metric("data_nll")
 def data_nll(run, data, options) -> dict | None:
-    from ..data import toy
+    from genlab.data import toy
     extras = data.info.extras
     if data.info.kind != "points" or not extras.get("known_density"):
         return None

@@ -16,13 +16,13 @@ from pathlib import Path
 
 import torch
 
-from .. import catalog
-from ..config import from_dict, to_dict
-from ..errors import ConfigError
-from ..models.protocols import can
-from ..train.loop import evaluate_model
-from ..train.run import Run, load_run
-from ..train.rundir import eval_record
+from genlab import catalog
+from genlab.abilities import can
+from genlab.config import from_dict, to_dict
+from genlab.errors import ConfigError
+from genlab.train.loop import evaluate_model
+from genlab.train.run import Run, load_run
+from genlab.train.rundir import eval_record
 
 
 @dataclass

@@ -19,14 +19,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data.idx import cache_dir
-from ..data.registry import TensorData, load_dataset
-from ..errors import GenlabError
-from ..models.protocols import Samples
-from ..train import checkpoint
-from ..train.config import TrainConfig
-from ..train.loop import Trainer
-from .evaluate import register_metric
+from genlab.abilities import Samples
+from genlab.data.idx import cache_dir
+from genlab.data.registry import TensorData, load_dataset
+from genlab.errors import GenlabError
+from genlab.eval.evaluate import register_metric
+from genlab.train import checkpoint
+from genlab.train.config import TrainConfig
+from genlab.train.loop import Trainer
 
 FID_SAMPLES = 2000          # samples vs reference images (fewer when the split is smaller)
 REFERENCE_SEED = 0          # draws the reference images: the same subset for every model and eval seed
@@ -240,7 +240,7 @@ def fid_metric(run, data: TensorData, options: dict) -> dict | None:
 def prepare_fid(dataset_name: str, data_dir: str | None = None, progress: bool = True) -> dict:
     """Train (once) and cache the local FID classifier of ``dataset_name`` (``genlab data prepare-fid``),
     so that a later ``genlab eval`` does not pause to train it. Returns its cache path and test accuracy."""
-    from ..data.registry import data_config
+    from genlab.data.registry import data_config
     config = data_config(dataset_name, {"data_dir": data_dir} if data_dir else {})
     _, acc = get_classifier(dataset_name, config, progress=progress)
     return {"dataset": dataset_name, "classifier": str(classifier_path(dataset_name)), "test_accuracy": acc}

@@ -1,5 +1,13 @@
 """The classic experiments, declared per family (``registry.Experiment``) and listed in
 ``genlab.catalog.EXPERIMENTS``."""
-from .registry import Context, Experiment, Setting, declare, list_experiments, register_experiment, run_experiment
+from genlab.experiments.registry import (
+    Context,
+    Experiment,
+    Setting,
+    declare,
+    list_experiments,
+    register_experiment,
+    run_experiment,
+)
 
 __all__ = ["Context", "Experiment", "Setting", "declare", "list_experiments", "register_experiment", "run_experiment"]

@@ -10,8 +10,8 @@ from typing import Any
 
 import torch
 
-from ..eval.evaluate import evaluate
-from .registry import Context, Setting
+from genlab.eval.evaluate import evaluate
+from genlab.experiments.registry import Context, Setting
 
 
 @dataclass(frozen=True)

@@ -29,10 +29,10 @@ from typing import Any
 
 import torch
 
-from .. import catalog
-from ..config import from_dict
-from ..errors import ConfigError
-from ..train.rundir import write_json_atomic
+from genlab import catalog
+from genlab.config import from_dict
+from genlab.errors import ConfigError
+from genlab.train.rundir import write_json_atomic
 
 
 @dataclass
@@ -110,10 +110,10 @@ def list_experiments() -> list[Experiment]:
 
 def train_setting(exp: Experiment, ctx: Context, s: Setting):
     """Train one declared setting into ``ctx.out / s.name`` (replacing an earlier run of it)."""
-    from ..api import train
+    from genlab.api import train
     data = (s.quick_data or s.data or exp.quick_data) if ctx.quick else (s.data or exp.data)
     options = dict(s.options) | (dict(s.quick) if ctx.quick else {})
-    from ..data.registry import get_spec
+    from genlab.data.registry import get_spec
     if ctx.data_dir and "data_dir" in {f.name for f in dataclasses.fields(get_spec(data).config)}:
         options.setdefault("data_dir", ctx.data_dir)
     options.setdefault("progress", not ctx.quick)

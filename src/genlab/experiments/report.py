@@ -21,9 +21,9 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import catalog
-from ..errors import GenlabError
-from .registry import Context, Experiment, Setting, declare, run_experiment
+from genlab import catalog
+from genlab.errors import GenlabError
+from genlab.experiments.registry import Context, Experiment, Setting, declare, run_experiment
 
 
 # ------------------------------------------------------------------ likelihood-table
@@ -80,8 +80,8 @@ def table_settings(rows: list[Row], quick: bool) -> list[Setting]:
 
 def table_row(run, row: Row, quick: bool) -> dict:
     """Evaluate ``run`` on the test split; bpd from the model's NLL in nats: NLL / (D ln 2)."""
-    from ..eval.evaluate import evaluate
-    from ..models.densities import grey_levels
+    from genlab.eval.evaluate import evaluate
+    from genlab.maths.densities import grey_levels
     record = evaluate(run, options=row.quick_eval_options if quick else row.eval_options, extras=False)
     if run.dir is not None:
         run.folder.write_eval(record)                        # what `genlab eval` would write, for the report
@@ -206,7 +206,7 @@ def run_all(out: Path, quick: bool, data_dir: str | None, only: list[str] | None
     (out / "summary.txt").write_text(text + "\n")
     report = None
     if any((out / r["name"]).is_dir() for r in rows):
-        from ..report import write_html_report
+        from genlab.report import write_html_report
         report = str(write_html_report(out))
     failed = [r["name"] for r in rows if r["status"] == "fail"]
     if failed:   # a smoke test that fails must say so in its exit status (2), after writing everything
@@ -224,7 +224,7 @@ def key_number(summary: dict) -> dict:
     """The one number that says most about an experiment's summary: a well-known metric (KEY_METRICS
     order), else a number whose name says it is a metric, else the first number; top-level numbers before
     nested ones (dotted names); settings (``model``, ``train``, ...) are not results."""
-    from ..report.html import KEY_METRICS
+    from genlab.report.html import KEY_METRICS
     leaves = sorted(_numbers(summary), key=lambda leaf: leaf[0].count("."))     # top-level numbers first
     for key in KEY_METRICS:
         for path, value in leaves:

@@ -1,4 +1,4 @@
 """Neural-network building blocks (no model family lives here)."""
-from .blocks import ConvDecoder, ConvEncoder, activation, conv_sizes, mlp
+from genlab.nn.blocks import ConvDecoder, ConvEncoder, activation, conv_sizes, mlp
 
 __all__ = ["ConvDecoder", "ConvEncoder", "activation", "conv_sizes", "mlp"]

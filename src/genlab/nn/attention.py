@@ -32,9 +32,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ConfigError
-from .norms import RMSNorm
-from .positions import Rotary
+from genlab.errors import ConfigError
+from genlab.nn.norms import RMSNorm
+from genlab.nn.positions import Rotary
 
 
 # ------------------------------------------------------------------ masks

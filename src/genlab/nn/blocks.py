@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from ..errors import ConfigError
+from genlab.errors import ConfigError
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "leaky_relu": lambda: nn.LeakyReLU(0.2),
                "tanh": nn.Tanh, "silu": nn.SiLU, "softplus": nn.Softplus}

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ConfigError
+from genlab.errors import ConfigError
 
 NORMS = ("layernorm", "rmsnorm")
 

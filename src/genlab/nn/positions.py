@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..errors import GenlabError
+from genlab.errors import GenlabError
 
 
 def sinusoidal_table(n: int, dim: int, base: float = 10000.0, offset: int = 0) -> torch.Tensor:

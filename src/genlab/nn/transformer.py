@@ -29,9 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ConfigError
-from .attention import KVCache, MultiHeadAttention
-from .norms import make_norm
+from genlab.errors import ConfigError
+from genlab.nn.attention import KVCache, MultiHeadAttention
+from genlab.nn.norms import make_norm
 
 ACTIVATIONS = ("gelu", "relu", "relu2")
 

@@ -22,9 +22,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import GenlabError
-from ..train.logger import read_jsonl
-from ..train.rundir import RunDir, read_json
+from genlab.errors import GenlabError
+from genlab.train.logger import read_jsonl
+from genlab.train.rundir import RunDir, read_json
 
 # metrics shown first (when a run has them), in this order; the index shows the first three found
 KEY_METRICS = ("bpd", "nll_nats", "elbo_nats", "fid", "perplexity", "bits_per_token", "bleu", "psnr", "ssim",
@@ -201,7 +201,7 @@ def read_run(path: Path, name: str, slug: str) -> RunView:
 
 def family_of(model: str) -> str:
     """The family a model is declared in ('' for a model this version does not know)."""
-    from ..models.base import get_model_spec
+    from genlab.model import get_model_spec
     try:
         return get_model_spec(model).family
     except (GenlabError, ImportError, RuntimeError):

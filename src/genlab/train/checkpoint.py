@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import GenlabError
+from genlab.errors import GenlabError
 
 
 class CheckpointWriteError(GenlabError, OSError):

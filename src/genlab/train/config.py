@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from ..config import field, require
+from genlab.config import field, require
 
 
 @dataclass

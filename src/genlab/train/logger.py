@@ -10,8 +10,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from ..errors import GenlabError
-from .rundir import RunDir, dumps, write_json_atomic  # noqa: F401  (write_json_atomic re-exported)
+from genlab.errors import GenlabError
+from genlab.train.rundir import RunDir, dumps, write_json_atomic  # noqa: F401  (write_json_atomic re-exported)
 
 
 class MetricsLogger:

@@ -1,4 +1,4 @@
-"""The one training loop. It drives any model that follows the protocol of ``genlab.models.base``:
+"""The one training loop. It drives any model that follows the protocol of ``genlab.model``:
 ``phases()`` gives one optimizer per phase, ``loss(batch, phase)`` the scalar each one minimises.
 
 Step-based: each optimizer step consumes ``grad_accum`` batches from the dataset's batch source
@@ -24,14 +24,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import GenlabError, TrainingDiverged
-from ..models.base import Avg
-from . import checkpoint
-from .config import TrainConfig
-from .distributed import DistInfo, all_true, barrier, pick_device, setup
-from .ema import EMA
-from .logger import MetricsLogger
-from .schedules import lr_factor
+from genlab.errors import GenlabError, TrainingDiverged
+from genlab.model import Avg
+from genlab.train import checkpoint
+from genlab.train.config import TrainConfig
+from genlab.train.distributed import DistInfo, all_true, barrier, pick_device, setup
+from genlab.train.ema import EMA
+from genlab.train.logger import MetricsLogger
+from genlab.train.schedules import lr_factor
 
 
 @dataclass
@@ -379,7 +379,7 @@ def evaluate_model(model, data, batch_size: int, device, progress: bool = False,
                    hints: dict | None = None, **options) -> dict[str, float]:
     """Each metric of ``model.eval_metrics`` over ``data``: sum of totals / sum of counts.
 
-    A ``[B]`` tensor counts as B examples; an :class:`~genlab.models.base.Avg` brings its own count
+    A ``[B]`` tensor counts as B examples; an :class:`~genlab.model.Avg` brings its own count
     (tokens, pixels, images). ``model.finalize_metrics`` then adds derived values (e.g. perplexity).
     """
     from tqdm.auto import tqdm

@@ -16,16 +16,16 @@ from pathlib import Path
 
 import torch
 
-from .. import __version__
-from ..config import from_dict, to_dict
-from ..data.registry import DataInfo, data_config, get_spec, load_dataset
-from ..errors import ConfigError, GenlabError
-from ..models.base import get_model_spec
-from . import checkpoint
-from .config import TrainConfig
-from .distributed import pick_device
-from .loop import Trainer
-from .rundir import RunDir
+from genlab import __version__
+from genlab.config import from_dict, to_dict
+from genlab.data.registry import DataInfo, data_config, get_spec, load_dataset
+from genlab.errors import ConfigError, GenlabError
+from genlab.model import get_model_spec
+from genlab.train import checkpoint
+from genlab.train.config import TrainConfig
+from genlab.train.distributed import pick_device
+from genlab.train.loop import Trainer
+from genlab.train.rundir import RunDir
 
 
 @dataclass

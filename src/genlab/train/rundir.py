@@ -18,7 +18,7 @@ import os
 import shutil
 from pathlib import Path
 
-from ..errors import GenlabError
+from genlab.errors import GenlabError
 
 EVAL_SCHEMA = 1
 

@@ -2,7 +2,7 @@
 
 Each maker is ``fn(run, out_dir) -> list[Path]`` declared with
 ``@register_figures(needs=(Samples,), kinds=("image",))``: it is drawn only for models that follow
-every protocol in ``needs`` (``genlab.models.protocols``) on data of one of ``kinds``. The modules
+every protocol in ``needs`` (``genlab.abilities``) on data of one of ``kinds``. The modules
 that declare makers are listed in ``genlab.catalog.FIGURES``.
 """
 from __future__ import annotations
@@ -15,10 +15,10 @@ import numpy as np
 import torch
 from scipy.stats import norm
 
-from .. import catalog
-from ..models.protocols import Decodes, Encodes, HasPrior, Reconstructs, Samples, can
-from ..train.logger import read_jsonl
-from .figures import labelled_grid, line_panels, save_rows
+from genlab import catalog
+from genlab.abilities import Decodes, Encodes, HasPrior, Reconstructs, Samples, can
+from genlab.train.logger import read_jsonl
+from genlab.viz.figures import labelled_grid, line_panels, save_rows
 
 
 @dataclass

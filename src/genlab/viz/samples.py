@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import GenlabError
-from .figures import save_image_grid
+from genlab.errors import GenlabError
+from genlab.viz.figures import save_image_grid
 
 
 def _images(run, x: torch.Tensor, out: Path | None) -> Path:

@@ -1,0 +1,379 @@
+"""The diffusion experiments of seeds 003 (Problem 5) and 002 (Questions 11-19).
+
+* ``diffusion-forward``: a noising strip over t, the marginal checked by iterating single steps, the
+  posterior checked against Bayes' rule on a grid, SNR(t) of the linear and cosine schedules.
+* ``sampler-oracle``: every sampler driven by the closed-form optimal denoiser of a Gaussian mixture:
+  how far its samples are from the data distribution, against the number of steps (no training).
+* ``ddpm-mnist``: DDPM training with sample grids through training, FID (local features), bits/dim.
+* ``sampler-compare`` (002 Q18): every sampler x {10, 100, 1000} steps from one fixed seed on one trained
+  model: the grid, and FID and seconds per 64 images for each cell. With ``--pretrained DIR`` (a local
+  Stable Diffusion pipeline, optional extra) the same comparison on a prompt, genlab's samplers in
+  diffusers' pipeline (``models/diffusion/pretrained.py``): the grid and seconds per image, no FID.
+* ``negative-prompt`` (002 Q19): a class-conditional model, the same seed with and without a negative
+  prompt, and a guidance-scale sweep scored by the local classifier.
+"""
+from __future__ import annotations
+
+import math
+import textwrap
+import time
+from dataclasses import dataclass, fields
+
+import torch
+from torch.distributions import Normal
+
+from genlab.config import field, flag_name, require
+from genlab.data.registry import load_dataset
+from genlab.eval.fid import (
+    features_and_probs,
+    frechet_distance,
+    gaussian_stats,
+    get_classifier,
+    reference_subset,
+    sample_quality,
+    unit_view,
+)
+from genlab.experiments.common import Both, relative, snapshot_callbacks, target, test_metrics
+from genlab.experiments.registry import Context, Experiment, Setting, declare
+from genlab.families.diffusion.oracle import GaussianMixture, OracleDenoiser, distribution_errors
+from genlab.families.diffusion.pretrained import load_pipeline, use_sampler
+from genlab.families.diffusion.samplers import SAMPLERS, make_sampler, sample_loop
+from genlab.families.diffusion.schedule import NoiseSchedule
+from genlab.viz.figures import labelled_grid, line_plot
+
+STRIP_T = (0, 25, 50, 100, 200, 400, 600, 800, 999)
+
+
+# ----------------------------------------------------------------- diffusion-forward
+def forward_process(ctx: Context) -> dict:
+    """Figures and numerical checks of the forward process (no training)."""
+    data = "digits" if ctx.quick else "mnist"
+    images = load_dataset(data, "test", **({"data_dir": ctx.data_dir} if ctx.data_dir and data != "digits" else {}))
+    x0 = images.tensors[0][:4] * 2 - 1                                          # [4, C, H, W] in [-1, 1]
+    g = torch.Generator().manual_seed(0)
+    paths, rows = [], []
+    for kind in ("linear", "cosine"):
+        sch = NoiseSchedule.make(kind, 1000, dtype=torch.float64)
+        eps = torch.randn(x0.shape, generator=g, dtype=torch.float64)
+        for img, e in zip(x0.double(), eps):
+            t = torch.tensor(STRIP_T)
+            rows.append(sch.q_sample(img.expand(len(t), *img.shape), t, e.expand(len(t), *e.shape)))
+    strip = ((torch.cat(rows) + 1) / 2).clamp(0, 1).float()
+    paths.append(labelled_grid(strip, ctx.figures / "noising_strip.png", nrow=len(STRIP_T),
+                               title="x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps",
+                               row_labels=[f"{k} #{i}" for k in ("linear", "cosine") for i in range(4)],
+                               col_labels=[f"t={t}" for t in STRIP_T]))
+
+    # the marginal: iterate q(x_t | x_{t-1}) on many draws and compare the moments with Eq. 4
+    n = 2000 if ctx.quick else 20000
+    sch = NoiseSchedule.make("linear", 1000, dtype=torch.float64)
+    x = torch.full((n, 1), 0.8, dtype=torch.float64)
+    checkpoints, it_mean, it_std, cf_mean, cf_std = [], [], [], [], []
+    for i in range(1000):
+        x = sch.q_step(x, torch.full((n,), i), torch.randn(x.shape, generator=g, dtype=torch.float64))
+        if i % 50 == 0 or i == 999:
+            m, v = sch.q_mean_variance(torch.tensor([[0.8]], dtype=torch.float64), torch.tensor([i]))
+            checkpoints.append(i + 1)
+            it_mean.append(float(x.mean()))
+            it_std.append(float(x.std()))
+            cf_mean.append(float(m))
+            cf_std.append(float(v.sqrt()))
+    se = max(cf_std) / math.sqrt(n)
+    paths.append(line_plot({"mean, iterated": (checkpoints, it_mean), "mean, closed form": (checkpoints, cf_mean),
+                            "std, iterated": (checkpoints, it_std), "std, closed form": (checkpoints, cf_std)},
+                           ctx.figures / "marginal_check.png", "q(x_t | x_0 = 0.8): iterated steps vs Eq. 4",
+                           "t", "value", note=f"{n} chains; Monte-Carlo standard error about {se:.3f}"))
+    marginal_err = max(abs(a - b) for a, b in zip(it_mean + it_std, cf_mean + cf_std))
+
+    # the posterior: Bayes' rule on a grid against Eq. 6-7
+    post_err = 0.0
+    grid = torch.linspace(-6, 6, 120001, dtype=torch.float64)
+    for i in (1, 10, 100, 500, 999):
+        x0v, xtv = 0.6, -0.4
+        abar_prev = float(sch.alphas_cumprod[i - 1])
+        xt_value = torch.tensor(xtv, dtype=torch.float64)
+        logw = (Normal(sch.alphas[i] ** 0.5 * grid, sch.betas[i] ** 0.5).log_prob(xt_value)
+                + Normal(abar_prev ** 0.5 * x0v, (1 - abar_prev) ** 0.5).log_prob(grid))
+        w = torch.softmax(logw, 0)
+        mean_num = float((w * grid).sum())
+        var_num = float((w * (grid - mean_num) ** 2).sum())
+        mean, var = sch.posterior_mean_variance(torch.tensor([[x0v]], dtype=torch.float64),
+                                                torch.tensor([[xtv]], dtype=torch.float64), torch.tensor([i]))
+        post_err = max(post_err, abs(float(mean) - mean_num), abs(float(var) - var_num) / var_num)
+
+    # SNR(t) of both schedules
+    t = list(range(1, 1001))
+    snr = {kind: (t, NoiseSchedule.make(kind, 1000, dtype=torch.float64).snr(torch.arange(1000)).tolist())
+           for kind in ("linear", "cosine")}
+    paths.append(line_plot(snr, ctx.figures / "snr.png", "SNR(t) = abar_t / (1 - abar_t)", "t", "SNR", logy=True))
+    return {"figures": relative(ctx, paths), "marginal_max_error": round(marginal_err, 4),
+            "marginal_standard_error": round(se, 4), "posterior_max_error": post_err,
+            **target("iterated marginal within 5 standard errors, posterior within 1e-4 of Bayes' rule",
+                     marginal_err < 5 * se and post_err < 1e-4)}
+
+
+declare(Experiment("diffusion-forward", "diffusion",
+                   "forward process: noising strip, marginal vs iterated steps, posterior vs Bayes, SNR "
+                   "(003 P5, 002 Q14-16)", analyze=forward_process, one_thread_quick=True,
+                   quick_note="same checks with fewer Monte-Carlo chains, on the 8x8 digits"))
+
+
+# ----------------------------------------------------------------- sampler-oracle
+def oracle_curves(ctx: Context) -> dict:
+    """Every sampler with the exact E[eps | x_t] of a 1-D Gaussian mixture: variance and weight errors vs steps."""
+    steps = (10, 30, 100) if ctx.quick else (10, 30, 100, 300, 1000)
+    n = 4000 if ctx.quick else 20000
+    sch = NoiseSchedule.make("linear", 1000)
+    mix = GaussianMixture([0.3, 0.7], [[-1.5], [1.0]], [0.2, 0.3])
+    table, var_series, w_series = {}, {}, {}
+    for name in SAMPLERS:
+        rows = []
+        for k in steps:
+            g = torch.Generator().manual_seed(0)
+            x = sample_loop(make_sampler(name, sch), OracleDenoiser(mix, sch), torch.randn(n, 1, generator=g), k, g)
+            rows.append(distribution_errors(x, mix))
+        table[name] = {str(k): {m: round(v, 4) for m, v in r.items()} for k, r in zip(steps, rows)}
+        var_series[name] = (list(steps), [max(r["var_rel_error"], 1e-4) for r in rows])
+        w_series[name] = (list(steps), [max(r["weight_error"], 1e-4) for r in rows])
+    floor = math.sqrt(2 / n)
+    paths = [line_plot(var_series, ctx.figures / "oracle_variance_error.png",
+                       "samplers with the exact denoiser: variance error", "steps", "relative variance error",
+                       logx=True, logy=True, hlines={"Monte-Carlo level": floor}),
+             line_plot(w_series, ctx.figures / "oracle_weight_error.png",
+                       "samplers with the exact denoiser: mixture-weight error", "steps", "abs. weight error",
+                       logx=True, logy=True, hlines={"Monte-Carlo level": 1 / math.sqrt(n)})]
+    best = {name: table[name][str(steps[-1])]["var_rel_error"] for name in SAMPLERS}
+    return {"figures": relative(ctx, paths), "errors": table, "samples": n,
+            **target(f"every sampler's variance error at {steps[-1]} steps below 5%", max(best.values()) < 0.05)}
+
+
+declare(Experiment("sampler-oracle", "diffusion",
+                   "every sampler driven by the closed-form optimal denoiser of a Gaussian mixture: error vs steps",
+                   analyze=oracle_curves, one_thread_quick=True, quick_note="steps 10/30/100 and 4000 samples"))
+
+
+# ----------------------------------------------------------------- training experiments
+# 15 CPU-minutes on MNIST: width 16 and batch 32 learned fastest per second in 2.5-minute trials
+# (FID 275 vs 395 at batch 64 and 1057 for width 32 at batch 128, benchmarks/bench_diffusion.py quality);
+# the steps are what 2 threads train in 15 minutes (25,672 steps, FID 23.5 with DDPM-1000), EMA 0.999 and the
+# learning rate annealed to zero as in that run
+DDPM_FULL = {"channels": 16, "mults": (1, 2, 2), "batch_size": 32, "lr": 2e-3, "ema": 0.999,
+             "schedule": "warmup-cosine", "warmup_steps": 200, "max_steps": 24000, "eval_every": 0}
+DDPM_QUICK = {"channels": 16, "mults": (1, 2), "timesteps": 1000, "batch_size": 64, "lr": 2e-3, "ema": 0.99,
+              "max_steps": 200, "schedule": "constant", "warmup_steps": 0}
+
+
+def _draw_grid(ctx, s, trainer, epoch):
+    """Samples through training (the EMA weights when the run keeps them), always from the same noise."""
+    model = getattr(trainer, "eval_model", None) or trainer.model
+    noise = torch.randn((16, *model.data_info.shape), generator=torch.Generator().manual_seed(0))
+    images = model.sample(16, generator=torch.Generator().manual_seed(1), noise=noise)
+    labelled_grid(images, ctx.figures / f"samples_epoch{epoch:03d}.png", nrow=8,
+                  title=f"{_sampler_title(model)}, epoch {epoch} (step {trainer.state.global_step})")
+
+
+def _sampler_title(model) -> str:
+    """"dpm++2m-sde, 25 steps": the model's default sampler, which draws the grids and the FID samples."""
+    return f"{model.config.sampler}, {model.config.sample_steps} steps"
+
+
+SNAPSHOTS = Both(full=[0, 1, 3, 6, 12], quick=[0, 5, 10])   # full: through the ~13 epochs of 24k steps
+
+
+def _fid_samples(ctx) -> int:
+    return 300 if ctx.quick else 2000
+
+
+def analyze_ddpm(ctx: Context) -> dict:
+    run = ctx.runs["ddpm"]
+    images = run.model.sample(64, generator=torch.Generator().manual_seed(0))
+    paths = [labelled_grid(images, ctx.figures / "samples_final.png", nrow=8, title=_sampler_title(run.model))]
+    q = sample_quality(run, n=_fid_samples(ctx), progress=False, data_dir=ctx.data_dir)
+    m = test_metrics(run, vlb_samples=2 if ctx.quick else 8)
+    fid = round(q["fid"], 2)
+    return {"figures": relative(ctx, paths), "fid_local": fid, "fid_real_floor": round(q["fid_real_floor"], 2),
+            "fid_samples": q["fid_samples"], "bpd": m.get("bpd"), "nll_nats": m.get("nll_nats"),
+            **({} if ctx.quick else target("FID(local) <= 30 on MNIST", fid <= 30))}
+
+
+declare(Experiment("ddpm-mnist", "diffusion", "DDPM on MNIST: samples through training, FID (local), bits/dim (003 P5)",
+                   runs=[Setting("ddpm", "ddpm", DDPM_FULL, quick=DDPM_QUICK)], analyze=analyze_ddpm,
+                   one_thread_quick=True,
+                   callbacks=snapshot_callbacks(SNAPSHOTS, _draw_grid),
+                   quick_note="200 steps of a tiny U-Net on the 8x8 digits (about 10 s): digit-like samples; "
+                              "the FID is against the 8x8 digits, so the MNIST target does not apply"))
+
+
+def _fid(run, samples: torch.Tensor, ctx: Context) -> float:
+    classifier, _ = get_classifier(run.data_name, run.data_config, progress=False)
+    ref = reference_subset(unit_view(run.data_name, run.data_config, "test").tensors[0], len(samples))
+    return frechet_distance(*gaussian_stats(features_and_probs(classifier, samples)[0]),
+                            *gaussian_stats(features_and_probs(classifier, ref)[0]))
+
+
+SEED_PROMPT = "A photograph of an astronaut riding a horse on Mars, high resolution, high definition."
+
+
+@dataclass
+class SamplerCompareOptions:
+    pretrained: str | None = field(
+        None, "a local Stable Diffusion pipeline folder in diffusers format (needs `pip install "
+              "'genlab[stable-diffusion]'`): instead of training a model, run that pipeline with every genlab "
+              "sampler swapped in for its scheduler, from one seed; writes the grid and seconds per image (no FID)")
+    prompt: str = field(SEED_PROMPT, "the prompt (with --pretrained); the default is seed 002's")
+    negative_prompt: str = field("", "negative prompt (with --pretrained)")
+    guidance: float = field(7.5, "classifier-free guidance scale w (with --pretrained; <= 1: no guidance)")
+    steps: tuple[int, ...] | None = field(
+        None, "numbers of sampling steps, one column each (with --pretrained); None: 10 100 1000, or 10 with --quick")
+    height: int | None = field(None, "image height, a multiple of 8 (with --pretrained); None: the model's")
+    width: int | None = field(None, "image width, a multiple of 8 (with --pretrained); None: the model's")
+    seed: int = field(99, "seed of the initial latents and of the samplers' noise (with --pretrained)")
+    device: str = field("cpu", "device of the pipeline, e.g. cuda (with --pretrained)")
+
+    def validate(self):
+        if self.pretrained is None:
+            typed = [flag_name(f.name) for f in fields(self) if getattr(self, f.name) != f.default]
+            require(not typed, f"{', '.join(typed)}: only with --pretrained DIR (a Stable Diffusion pipeline folder)")
+        require(self.steps is None or (len(self.steps) > 0 and min(self.steps) >= 1), "steps must be positive")
+        require(self.guidance >= 0, "guidance must be >= 0")
+        for name in ("height", "width"):
+            value = getattr(self, name)
+            require(value is None or (value > 0 and value % 8 == 0), f"{name} must be a positive multiple of 8")
+
+
+def _sampler_compare_runs(quick: bool, options: SamplerCompareOptions) -> list[Setting]:
+    """Train the small DDPM, unless the comparison runs on a pretrained pipeline."""
+    return [] if options.pretrained else [Setting("ddpm", "ddpm", DDPM_FULL, quick=DDPM_QUICK)]
+
+
+def compare_pretrained(ctx: Context) -> dict:
+    """002 Q18 on Stable Diffusion: the pipeline with each genlab sampler at each number of steps, one seed."""
+    o = ctx.options
+    pipe = load_pipeline(o.pretrained, o.device)
+    steps = o.steps or ((10,) if ctx.quick else (10, 100, 1000))
+    cells, images, flagged = {}, [], 0
+    for name in SAMPLERS:
+        scheduler = use_sampler(pipe, name)
+        for k in steps:
+            start = time.perf_counter()
+            result = pipe(o.prompt, negative_prompt=o.negative_prompt or None, num_inference_steps=k,
+                          guidance_scale=o.guidance, height=o.height, width=o.width, output_type="pt",
+                          generator=torch.Generator().manual_seed(o.seed))
+            seconds = time.perf_counter() - start
+            images.append(result.images[0].float().cpu())          # [3, H, W] in [0, 1]
+            flagged += sum(result.nsfw_content_detected or [])
+            cells[f"{name}@{k}"] = {"seconds": round(seconds, 3), "model_calls": scheduler.sampler.model_calls(k)}
+    h, w = images[0].shape[-2:]
+    note = (f"guidance {o.guidance:g}" + (f", negative prompt: {o.negative_prompt}" if o.negative_prompt else "")
+            + (f"; {flagged} image(s) blacked out by the pipeline's safety checker" if flagged else ""))
+    path = labelled_grid(torch.stack(images), ctx.figures / "sampler_grid.png", nrow=len(steps),   # [S*K, 3, H, W]
+                         row_labels=list(SAMPLERS), col_labels=[f"{k} steps" for k in steps],
+                         title=f'"{textwrap.shorten(o.prompt, 70)}", seed {o.seed}', note=note,
+                         cell_px=max(48, min(256, w)))
+    return {"figures": relative(ctx, [path]), "pretrained": str(o.pretrained), "prompt": o.prompt,
+            "negative_prompt": o.negative_prompt, "guidance": o.guidance, "seed": o.seed, "steps": list(steps),
+            "image_size": [h, w], "device": o.device, "cells": cells}
+
+
+def analyze_samplers(ctx: Context) -> dict:
+    """002 Q18: each sampler at 10 / 100 / 1000 steps from the same seed (99)."""
+    if ctx.options is not None and ctx.options.pretrained:
+        return compare_pretrained(ctx)
+    run = ctx.runs["ddpm"]
+    model = run.model.eval()
+    steps = (10, 100) if ctx.quick else (10, 100, 1000)
+    n_fid = 128 if ctx.quick else 1000
+    cells, grid, labels = {}, [], []
+    for name in SAMPLERS:
+        for k in steps:
+            noise = torch.randn((n_fid, *model.data_info.shape), generator=torch.Generator().manual_seed(99))
+            start = time.perf_counter()
+            x = model.sample(n_fid, name, k, torch.Generator().manual_seed(100), noise=noise)
+            seconds = time.perf_counter() - start
+            cells[f"{name}@{k}"] = {"fid": round(_fid(run, x, ctx), 2),
+                                    "seconds_per_64": round(seconds * 64 / n_fid, 3),
+                                    "model_calls": make_sampler(name, model.schedule).model_calls(k)}
+            grid.append(x[:8])
+            labels.append(f"{name} {k}")
+    path = labelled_grid(torch.cat(grid), ctx.figures / "sampler_grid.png", nrow=8, row_labels=labels,
+                         title="same noise (seed 99), every sampler and number of steps")
+    ref = cells.get(f"ddpm@{steps[-1]}")
+    out = {"figures": relative(ctx, [path]), "cells": cells, "fid_samples": n_fid}
+    if not ctx.quick:     # the issue's target, timed on batches of 64 images (the median of 3)
+        ref_seconds = seconds_per_64(model, "ddpm", steps[-1])
+        for name in ("dpm++2m", "dpm++2m-sde"):
+            noise = torch.randn((n_fid, *model.data_info.shape), generator=torch.Generator().manual_seed(99))
+            x = model.sample(n_fid, name, 20, torch.Generator().manual_seed(100), noise=noise)
+            fid, seconds = _fid(run, x, ctx), seconds_per_64(model, name, 20)
+            out[f"{name}@20"] = {"fid": round(fid, 2), "seconds_per_64": round(seconds, 3),
+                                 "fid_ratio_to_ddpm_1000": round(fid / ref["fid"], 3),
+                                 "speedup_over_ddpm_1000": round(ref_seconds / seconds, 1)}
+        fast = out["dpm++2m@20"]
+        out |= target("DPM-Solver++(2M) 20 steps within 10% of DDPM-1000's FID in >= 40x less time",
+                      fast["fid_ratio_to_ddpm_1000"] <= 1.1 and fast["speedup_over_ddpm_1000"] >= 40)
+    return out
+
+
+def seconds_per_64(model, name: str, steps: int, reps: int = 3) -> float:
+    """The median wall time of sampling a batch of 64 images with sampler ``name`` (also the benchmark's clock)."""
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        model.sample(64, name, steps, torch.Generator().manual_seed(1))
+        times.append(time.perf_counter() - start)
+    return sorted(times)[reps // 2]
+
+
+declare(Experiment("sampler-compare", "diffusion",
+                   "every sampler x {10, 100, 1000} steps from one seed on one model: grid, FID and time (002 Q18); "
+                   "or on a Stable Diffusion pipeline (--pretrained DIR --prompt TEXT)",
+                   runs=_sampler_compare_runs, analyze=analyze_samplers, options=SamplerCompareOptions,
+                   one_thread_quick=True,
+                   quick_note="a 200-step tiny model on 8x8 digits at 10/100 steps: the grid and timing show, "
+                              "the FID is rough (with --pretrained: 10 steps only)"))
+
+
+NEG_FULL = DDPM_FULL | {"conditional": True}
+NEG_QUICK = DDPM_QUICK | {"conditional": True}
+GUIDANCE = (0.0, 1.0, 2.0, 3.0, 5.0)
+
+
+def analyze_negative(ctx: Context) -> dict:
+    """002 Q19: prompt "seven" with and without the negative prompt "one", same seed (42); a guidance sweep."""
+    run = ctx.runs["ddpm"]
+    model = run.model.eval()
+    n = 8 if ctx.quick else 16
+    pos, neg = model.prompt_label("seven"), model.prompt_label("one")
+    noise = torch.randn((n, *model.data_info.shape), generator=torch.Generator().manual_seed(42))
+    labels = torch.full((n,), pos)
+    draw = dict(sampler="dpm++2m", steps=20, labels=labels, guidance=3.0, noise=noise)
+    plain = model.sample(n, generator=torch.Generator().manual_seed(43), **draw)
+    negative = model.sample(n, generator=torch.Generator().manual_seed(43), negative=torch.full((n,), neg), **draw)
+    paths = [labelled_grid(torch.cat([plain, negative]), ctx.figures / "negative_prompt.png", nrow=n,
+                           row_labels=["seven", "seven, not one"], title="same seed (42), guidance 3, DPM-Solver++ 20")]
+    classifier, _ = get_classifier(run.data_name, run.data_config, progress=False)
+    m = 64 if ctx.quick else 256
+    sweep, rows = {}, []
+    noise = torch.randn((m, *model.data_info.shape), generator=torch.Generator().manual_seed(7))
+    for w in GUIDANCE:
+        x = model.sample(m, "dpm++2m", 20, torch.Generator().manual_seed(8), labels=torch.full((m,), pos),
+                         guidance=w, noise=noise)
+        probs = features_and_probs(classifier, x)[1]
+        sweep[str(w)] = {"prompt_rate": round(float((probs.argmax(1) == pos).float().mean()), 3),
+                         "mean_prob": round(float(probs[:, pos].mean()), 3)}
+        rows.append(x[:8])
+    paths.append(labelled_grid(torch.cat(rows), ctx.figures / "guidance_sweep.png", nrow=8,
+                               row_labels=[f"w = {w}" for w in GUIDANCE], title="prompt 'seven', guidance scale w"))
+    pp = features_and_probs(classifier, plain)[1]
+    pn = features_and_probs(classifier, negative)[1]
+    return {"figures": relative(ctx, paths), "guidance_sweep": sweep,
+            "one_prob_without_negative": round(float(pp[:, neg].mean()), 4),
+            "one_prob_with_negative": round(float(pn[:, neg].mean()), 4),
+            "changed_pixels_fraction": round(float(((plain - negative).abs() > 0.1).float().mean()), 3)}
+
+
+declare(Experiment("negative-prompt", "diffusion",
+                   "class-conditional DDPM: same seed with and without a negative prompt; guidance sweep (002 Q19)",
+                   runs=[Setting("ddpm", "ddpm", NEG_FULL, quick=NEG_QUICK)], analyze=analyze_negative,
+                   one_thread_quick=True,
+                   quick_note="a 200-step tiny model on 8x8 digits (about 10 s of training)"))

@@ -1,0 +1,214 @@
+"""The autoencoder / VAE experiments of the course (seeds 000 P4, 001 Q1.7-1.9, 002 Q9-10, 004 P1-3), as
+declarations: the runs with their full and ``--quick`` settings, and an analysis of the trained runs.
+
+Full versions train on MNIST (a local folder via --data-dir / GENLAB_DATA, else a checked download);
+``--quick`` versions train on the bundled 8x8 digits so they finish in under a minute.
+"""
+from __future__ import annotations
+
+import torch
+
+from genlab.eval.evaluate import evaluate
+from genlab.experiments.common import Both, held_out, relative, snapshot_callbacks, target, test_metrics
+from genlab.experiments.registry import Context, Experiment, Setting, declare
+from genlab.maths.densities import kl_normal_std_normal, log_normal_pdf, reparameterize
+from genlab.train.logger import read_jsonl
+from genlab.viz import make_figures
+from genlab.viz.figures import labelled_grid, line_plot, save_rows
+from genlab.viz.report import interpolation_figure, interpolation_images, latent_grid_figure, test_images
+
+FAMILY = "vae"
+DIGITS_NOTE = "quick run on 8x8 digits: its numbers are not comparable with the course's MNIST references"
+
+
+# ------------------------------------------------------------------ 004 P3 b / 000 P4 e
+KL_SAMPLES = Both(full=[1, 10, 100, 1000, 10_000, 100_000, 1_000_000], quick=[1, 10, 100, 1000, 10_000, 100_000])
+
+
+def kl_check(ctx: Context) -> dict:
+    """Analytic KL(q||p) of a 20-d diagonal Gaussian against the mean of log q(z) - log p(z) over n
+    reparameterized draws, for growing n."""
+    torch.manual_seed(0)
+    mu, logvar = torch.randn(20) * 0.8, torch.randn(20) * 0.5 - 0.5
+    analytic = float(kl_normal_std_normal(mu, logvar))
+    counts = KL_SAMPLES(ctx)
+    estimates, stderrs = [], []
+    for n in counts:
+        z = reparameterize(mu, logvar, n)
+        terms = log_normal_pdf(z, mu, logvar) - log_normal_pdf(z, torch.zeros_like(z), torch.zeros_like(z))
+        estimates.append(float(terms.mean()))
+        stderrs.append(float(terms.std() / n ** 0.5) if n > 1 else float("nan"))
+    error = abs(estimates[-1] - analytic)
+    fig = line_plot({"Monte-Carlo estimate": (counts, estimates)}, ctx.figures / "kl_check.png",
+                    title="KL(q||p): analytic vs Monte Carlo (d=20)", xlabel="samples n", ylabel="KL (nats)",
+                    hlines={f"analytic {analytic:.4f}": analytic}, logx=True)
+    return {"analytic_kl": analytic, "samples": counts, "mc_estimates": estimates, "mc_stderr": stderrs,
+            "abs_error_at_max": error,
+            **target("Monte-Carlo estimate at the largest n within 3 standard errors of the analytic KL",
+                     error <= 3 * stderrs[-1]),
+            "figures": relative(ctx, [fig])}
+
+
+declare(Experiment(
+    "kl-check", FAMILY, "analytic KL(q||p) against its Monte-Carlo estimate as samples grow (004 P3b)",
+    analyze=kl_check))
+
+
+# ------------------------------------------------------------------ 004 P2-P3 c / 000 P4 f
+def sgvb_vs_analytic(ctx: Context) -> dict:
+    summary, recons, figures = {}, [], []
+    note = DIGITS_NOTE if ctx.quick else ""
+    for name, run in ctx.runs.items():
+        summary[name] = test_metrics(run, iwae_k=Both(full=500, quick=20)(ctx))
+        x, _ = test_images(run, 12)
+        recons.append(run.model.reconstruct(x))
+        figures.append(labelled_grid(run.model.sample(64), ctx.figures / f"samples_{name}.png", nrow=8, note=note,
+                                     title=f"64 samples of the VAE trained with the {name} ELBO"))
+    figures.append(save_rows([x, *recons], ctx.figures / "reconstructions_sgvb_vs_analytic.png",
+                             row_labels=["input", "SGVB", "analytic KL"], note=note,
+                             title="test images and their reconstructions by the two VAEs"))
+    gap = summary["sgvb"]["elbo_nats"] - summary["analytic"]["elbo_nats"]
+    return {**summary, "test_elbo_difference_nats": round(gap, 4),
+            "note": "both objectives estimate the same ELBO; the analytic KL removes the KL term's Monte-Carlo "
+                    "noise, so the two test ELBOs should be close",
+            "figures": relative(ctx, figures)}
+
+
+BINARIZED_VAE = {"z_dim": 20, "view": "binarized"}
+# --quick on 8x8 binarized digits: 40 short epochs of a wider, shallower MLP (measured: test KL ~5 nats;
+# 8 epochs of batch 128 left the posterior collapsed at 0.1 nats and every decoded frame the same)
+BINARIZED_QUICK = {"epochs": 40, "batch_size": 32, "hidden": (512, 256)}
+declare(Experiment(
+    "vae-sgvb-vs-analytic", FAMILY,
+    "two VAEs, SGVB vs analytic-KL ELBO: reconstructions, samples, test ELBO (004 P2-3, 000 P4f)",
+    runs=[Setting(objective, "vae", {**BINARIZED_VAE, "objective": objective, "epochs": 30},
+                  quick=BINARIZED_QUICK)
+          for objective in ("sgvb", "analytic")],
+    analyze=sgvb_vs_analytic, one_thread_quick=True))
+
+
+# ------------------------------------------------------------------ 004 P1
+def ae_mnist(ctx: Context) -> dict:
+    run = ctx.runs["ae"]
+    figures = make_figures(run, ctx.figures)
+    return {"test": test_metrics(run), "figures": relative(ctx, figures)}
+
+
+declare(Experiment(
+    "ae-mnist", FAMILY, "autoencoder z=2: reconstructions and the 2-D grid of decoded latents (004 P1)",
+    runs=[Setting("ae", "ae", {"z_dim": 2, "epochs": 30}, quick={"epochs": 20, "batch_size": 32})],
+    analyze=ae_mnist, one_thread_quick=True))
+
+
+# ------------------------------------------------------------------ 000 P4 g
+def vae_interpolation(ctx: Context) -> dict:
+    run = ctx.runs["vae"]
+    fig = interpolation_figure(run, ctx.figures / "interpolation.png", note=DIGITS_NOTE if ctx.quick else "")
+    with torch.no_grad():
+        images, alphas, labels = interpolation_images(run)
+    change = float((images[1:] - images[:-1]).abs().mean())       # mean pixel change between frames
+    test = test_metrics(run, iwae_k=Both(full=100, quick=20)(ctx))
+    return {"labels": list(labels), "alphas": [round(float(a), 1) for a in alphas], "test": test,
+            "mean_frame_change": round(change, 4),
+            **target("the posterior is used (test KL >= 2 nats) and the decoded frames change along the path "
+                     "(mean pixel change between frames >= 0.01)", test["kl_nats"] >= 2 and change >= 0.01),
+            "figures": relative(ctx, [fig])}
+
+
+declare(Experiment(
+    "vae-interpolation", FAMILY,
+    "decode (1-a) z1 + a z2 between two test digits of different labels, a = 0, 0.1, ..., 1 (000 P4g)",
+    runs=[Setting("vae", "vae", {**BINARIZED_VAE, "epochs": 30}, quick=BINARIZED_QUICK)],
+    analyze=vae_interpolation, one_thread_quick=True))
+
+
+# ------------------------------------------------------------------ 001 Q1.7-1.9
+SAMPLE_EPOCHS = Both(full=[0, 10, 80], quick=[0, 2, 20])     # the course's 0/10/80
+
+
+def draw_samples(ctx: Context, s: Setting, trainer, epoch: int) -> None:
+    labelled_grid(trainer.model.sample(64, draw=True), ctx.figures / f"samples_epoch{epoch:03d}.png", nrow=8,
+                  title=f"64 samples (z ~ N(0, I), x ~ p(x|z)) after epoch {epoch}",
+                  note=DIGITS_NOTE if ctx.quick else "")
+
+
+def categorical_cnn(ctx: Context) -> dict:
+    run, run2 = ctx.runs["z20"], ctx.runs["z2"]
+    record = evaluate(run, options={"iwae_k": 1}, extras=False)      # elbo_* is the ELBO, as the course reports
+    run.folder.write_eval(record)            # the training-curves figure marks the test value
+    test = {k: round(float(v), 4) for k, v in record["metrics"].items()}
+    figures = make_figures(run, ctx.figures / "z20")
+    figures.append(latent_grid_figure(run2, ctx.figures / "manifold_z2.png", note=DIGITS_NOTE if ctx.quick else "",
+                                      title=f"z=2 {run2.model.config.arch.upper()} VAE: decoded latent grid "
+                                            f"(inverse normal CDF of an even grid)"))
+    curve = {r["epoch"]: round(r["val/elbo_bpd"], 4) for r in run.state.history if "val/elbo_bpd" in r}
+    first = _first_train_bpd(run)
+    summary = {"arch": run.model.config.arch, "test_elbo_bpd_z20": test["elbo_bpd"],
+               "test_kl_nats_z20": test["kl_nats"], "val_elbo_bpd_by_epoch": curve, "first_logged_train_bpd": first,
+               "sample_epochs": SAMPLE_EPOCHS(ctx),
+               "test_z2": test_metrics(run2, iwae_k=1),
+               "course_reference": "~4 bpd at start, < 2.0 after 2 epochs, ~0.52 after 80 epochs (28x28 MNIST)"}
+    goal = "val ELBO bpd < 2.0 after 2 epochs and test ELBO bpd <= 0.6 after 80 epochs (the course's MNIST reference)"
+    if run.data_name == "mnist":
+        after2 = curve.get(2)
+        summary |= target(goal, after2 is not None and after2 < 2.0 and test["elbo_bpd"] <= 0.6)
+    else:      # the reference is for 28x28 MNIST: this run cannot meet or miss it
+        summary |= {"target": goal, "target_met": None, "target_note": f"not comparable on {run.data_name}"}
+    return summary | {"figures": relative(ctx, figures)}
+
+
+def _first_train_bpd(run):
+    rows = read_jsonl(run.folder.metrics_jsonl)
+    return next((r["bpd"] for r in rows if r.get("split") == "train" and "bpd" in r), None)
+
+
+CNN_4BIT = {"arch": "cnn", "view": "quantized", "levels": 16, "lr": 1e-3, "batch_size": 128}
+# --quick: the course's CNN collapses its posterior on 8x8 digits within a minute (measured: KL 0.00 nats after
+# 10 epochs at lr 1e-3 or 3e-3, 16 or 32 channels), so the quick run uses an MLP, which does not.
+CNN_QUICK = {"arch": "mlp", "hidden": (512, 256), "epochs": 20, "batch_size": 32}
+declare(Experiment(
+    "vae-categorical-cnn", FAMILY,
+    "CNN VAE on 4-bit MNIST, z=20: bpd curves, samples at epochs 0/10/80, and the z=2 manifold (001 Q1.7-1.9)",
+    runs=[Setting("z20", "vae", {**CNN_4BIT, "z_dim": 20, "epochs": 80}, quick=CNN_QUICK),
+          Setting("z2", "vae", {**CNN_4BIT, "z_dim": 2, "epochs": 40}, quick=CNN_QUICK)],
+    callbacks=lambda ctx, s: snapshot_callbacks(SAMPLE_EPOCHS, draw_samples)(ctx, s) if s.name == "z20" else [],
+    analyze=categorical_cnn, one_thread_quick=True,
+    quick_note="an MLP instead of the CNN (on 8x8 digits the CNN's posterior collapses within a minute: KL 0.00 "
+               "nats), 20 epochs; the course's MNIST bpd reference is not checked"))
+
+
+# ------------------------------------------------------------------ 002 Q9-10
+def bernoulli_snapshots(ctx: Context, s: Setting) -> list:
+    """Reconstructions of 10 held-out digits at the declared epochs: one figure per epoch and one with
+    every epoch so far as a row."""
+    rows: list[tuple[str, torch.Tensor]] = []
+
+    def draw(ctx, s, trainer, epoch):
+        x = held_out(trainer, 10)
+        r = trainer.model.reconstruct(x)
+        rows.append((f"epoch {epoch}", r.cpu()))
+        note = DIGITS_NOTE if ctx.quick else ""
+        save_rows([x, r], ctx.figures / f"reconstructions_epoch{epoch:03d}.png", row_labels=["input", "reconstruction"],
+                  title=f"held-out digits and their reconstructions after epoch {epoch}", note=note)
+        save_rows([x.cpu(), *(t for _, t in rows)], ctx.figures / "reconstructions_by_epoch.png",
+                  row_labels=["input", *(k for k, _ in rows)], note=note,
+                  title="reconstructions of the same held-out digits through training")
+    return snapshot_callbacks(RECON_EPOCHS, draw)(ctx, s)
+
+
+def bernoulli_mlp(ctx: Context) -> dict:
+    run = ctx.runs["vae"]
+    figures = make_figures(run, ctx.figures / "vae")
+    return {"reconstruction_epochs": RECON_EPOCHS(ctx), "test": test_metrics(run, iwae_k=Both(full=100, quick=20)(ctx)),
+            "figures": relative(ctx, [ctx.figures / "reconstructions_by_epoch.png", *figures])}
+
+
+RECON_EPOCHS = Both(full=[0, 10, 80], quick=[0, 5, 40])
+declare(Experiment(
+    "vae-bernoulli-mlp", FAMILY,
+    "Bernoulli VAE, 3x256 MLP, z=20, batch 64 on binarized MNIST: reconstructions at epochs 0/10/80 (002 Q9-10)",
+    runs=[Setting("vae", "vae", {"hidden": (256, 256, 256), "z_dim": 20, "view": "binarized", "batch_size": 64,
+                                 "epochs": 80}, quick={"epochs": 40, "batch_size": 32})],
+    callbacks=bernoulli_snapshots, analyze=bernoulli_mlp, one_thread_quick=True,
+    quick_note="40 epochs of batch 32 on 8x8 digits (6 epochs of batch 64 left the posterior collapsed: every "
+               "reconstruction the same mean digit)"))

@@ -1,0 +1,135 @@
+"""The protocol every genlab model follows, and its declaration (``register_model``).
+
+A model is an ``nn.Module`` built as ``Model(config, data_info)``. The trainer drives it through:
+
+* ``phases() -> dict[name, ParamGroup]`` -- one optimizer per phase, stepped in order on every
+  batch. Default: one phase ``"main"`` over all parameters. A phase may be a list of parameters or a
+  dict ``{"params": [...], "lr": ..., "betas": ...}`` overriding the run's optimizer settings.
+  Adversarial models return e.g. ``{"discriminator": ..., "generator": ...}``.
+* ``loss(batch, phase) -> (loss, logs)`` -- a scalar to minimise for that phase and a dict of scalar
+  tensors to log. ``batch`` is a tuple of tensors from the dataset's batch source.
+* ``eval_metrics(batch, **options) -> dict[str, Tensor | Avg]`` -- what the eval layer averages over a
+  split. A tensor of shape ``[B]`` holds per-example values (averaged per example); an :class:`Avg`
+  holds a sum and a count (per token, per pixel, per image: the metric decides). ``options`` are the
+  fields of the model's ``eval_config``.
+* ``finalize_metrics(means) -> dict`` -- derived metrics from the split means (e.g. perplexity =
+  exp(nll per token)); default: unchanged.
+* ``batch_hints() -> dict`` -- what the dataset's batch source needs from the model (e.g.
+  ``{"block_size": 256}`` for windows of a token stream); default: nothing.
+* ``step_hooks() -> list`` -- ``hook(trainer)`` functions run after every optimizer step.
+* ``finalize_metrics`` may add strings (e.g. sacrebleu's signature beside ``bleu``).
+* optional abilities (``genlab.abilities``): ``Samples``, ``Encodes``, ``Decodes``, ...
+
+Models never import the trainer, the CLI or the figures.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from genlab import catalog
+from genlab.config import from_dict
+from genlab.data.registry import DataInfo
+
+
+@dataclass
+class Avg:
+    """A metric as a sum and a count over a batch; a split's value is sum(total) / sum(count)."""
+    total: torch.Tensor
+    count: torch.Tensor | float
+
+    @classmethod
+    def of(cls, values: torch.Tensor) -> Avg:
+        """Per-element mean of ``values`` (e.g. per-token NLLs of the real tokens)."""
+        return cls(values.sum(), values.numel())
+
+
+class GenerativeModel(nn.Module):
+    """Base class with the defaults of the protocol above."""
+
+    def __init__(self, config, data_info: DataInfo):
+        super().__init__()
+        self.config = config
+        self.data_info = data_info
+
+    def phases(self) -> dict[str, Any]:
+        return {"main": list(self.parameters())}
+
+    def loss(self, batch, phase: str = "main") -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        raise NotImplementedError
+
+    def eval_metrics(self, batch, **options) -> dict[str, torch.Tensor | Avg]:
+        with torch.no_grad():
+            loss, _ = self.loss(batch, next(iter(self.phases())))
+        return {"loss": Avg(loss * len(batch[0]), len(batch[0]))}
+
+    def finalize_metrics(self, means: dict[str, float]) -> dict[str, float]:
+        return means
+
+    def batch_hints(self) -> dict[str, Any]:
+        return {}
+
+    def step_hooks(self) -> list[Callable]:
+        """Functions ``hook(trainer)`` the loop calls after every optimizer step (e.g. logging
+        per-layer gradient norms); default none."""
+        return []
+
+
+@dataclass
+class NoOptions:
+    """A model without evaluation or sampling options."""
+
+
+@dataclass
+class ModelSpec:
+    """How ``genlab train NAME`` builds a model, and what ``eval`` / ``sample`` offer for it.
+
+    ``eval_config``: a dataclass whose fields become flags of ``genlab eval`` and keywords of the
+    model's ``eval_metrics``. ``sample_config`` and ``sample``: the flags of ``genlab sample`` and the
+    function ``sample(run, cfg, n, out, seed) -> list[str]`` (lines to print: paths or text); without
+    one, ``genlab sample`` draws ``model.sample(n)`` and writes them as the data kind says.
+    ``train_defaults``: the family's preferred training settings (shown as the defaults of
+    ``genlab train MODEL --help``; flags and keywords still override them).
+    """
+    name: str
+    cls: type
+    config: type
+    description: str
+    data_defaults: dict = field(default_factory=dict)   # e.g. {"view": "binarized"}
+    default_data: str = "digits"
+    eval_config: type = NoOptions
+    sample_config: type = NoOptions
+    sample: Callable | None = None
+    family: str = ""
+    train_defaults: dict = field(default_factory=dict)   # e.g. {"schedule": "warmup-cosine", "ema": 0.999}
+    sample_example: str = ""   # flags of a typical `genlab sample RUN ...` (shown after training)
+
+
+def register_model(name: str, config: type, description: str, data_defaults: dict | None = None,
+                   default_data: str = "digits", eval_config: type = NoOptions,
+                   sample_config: type = NoOptions, sample: Callable | None = None, family: str = "",
+                   train_defaults: dict | None = None, sample_example: str = ""):
+    """Class decorator declaring ``genlab train NAME`` (list NAME in ``genlab.catalog.MODELS``)."""
+    def deco(cls):
+        catalog.register("model", name, ModelSpec(name, cls, config, description, dict(data_defaults or {}),
+                                                  default_data, eval_config, sample_config, sample,
+                                                  family or cls.__module__.split(".")[2], dict(train_defaults or {}),
+                                                  sample_example))
+        return cls
+    return deco
+
+
+def get_model_spec(name: str) -> ModelSpec:
+    return catalog.get("model", name)
+
+
+def build_model(name: str, data_info: DataInfo, config=None, **overrides) -> GenerativeModel:
+    """Build registered model ``name`` for data described by ``data_info``."""
+    spec = get_model_spec(name)
+    if config is None:
+        config = from_dict(spec.config, overrides, where=f"model {name}")
+    return spec.cls(config, data_info)
