@@ -94,7 +94,7 @@ _MNIST_FILES = {
         "source": "Zalando Research (Xiao, Rasul, Vollgraf), MIT licence",
     },
 }
-MNIST_VAL_SIZE = 5000   # 55,000 train / 5,000 validation, as in the course
+MNIST_VAL_SIZE = 5000   # 55,000 train / 5,000 validation, the common split of MNIST's 60,000
 
 
 def read_mnist_format(name: str, prefix: str, data_dir: str | None,

@@ -4,7 +4,7 @@ same units) and ``all`` (every experiment of the catalog, one after the other, t
 likelihood-table: 8-bit MNIST, test split (``--quick``: scikit-learn's 8x8 digits, 17 grey levels). Each
 row gives the negative log-likelihood of the *discrete* test images in bits per dimension,
 
-    bpd = NLL_nats / (D ln 2),   D = pixels per image                                 (001, section 1.6)
+    bpd = NLL_nats / (D ln 2),   D = pixels per image                   (van den Oord et al. 2016, PixelRNN)
 
 with the estimate named: the VAE's importance-weighted bound (Burda et al. 2016, Eq. 8; an upper bound
 on -log P(x) with its discretized-Gaussian decoder), the flow's exact density of uniformly dequantized

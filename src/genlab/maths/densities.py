@@ -6,7 +6,7 @@ discrete pixels (uniform dequantization, discretized Gaussian). Every family imp
   KL(N(m, s^2) || N(0,I)) = 1/2 sum_d (m_d^2 + s_d^2 - 1 - log s_d^2)     (Kingma & Welling 2014, App. B)
   z = m + s * eps,  eps ~ N(0, I)                                        (ibid., Eq. 10: reparameterization)
   IWAE_k = log 1/k sum_i w_i,  w_i = p(x, z_i) / q(z_i | x)              (Burda et al. 2016, Eq. 8)
-  bpd    = nll_nats / (D log 2)                                          (001, section 1.6)
+  bpd    = nll_nats / (D log 2)                                          (van den Oord et al. 2016, PixelRNN)
 
 Discrete pixels. An image with L grey levels has integer levels k in {0..L-1}^D. Two ways to give it a
 valid discrete likelihood (so its bits/dim lie in [0, log2 L] for a uniform model and never below 0):
@@ -150,7 +150,7 @@ def iwae_log_likelihood(log_weights_fn: Callable[[int], torch.Tensor], k: int, c
 
 
 def bits_per_dim(nll_nats: torch.Tensor, shape) -> torch.Tensor:
-    """bpd = nll * log2(e) / prod(d_i), the d_i being one example's dimensions (001, section 1.6)."""
+    """bpd = nll * log2(e) / prod(d_i), the d_i being one example's dimensions (van den Oord et al. 2016)."""
     return nll_nats * math.log2(math.e) / math.prod(shape)
 
 

@@ -62,7 +62,7 @@ def _full_mask(mask, causal: bool, Tq: int, Tk: int, device):
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None,
               causal: bool = False, dropout_p: float = 0.0, impl: str = "auto",
               need_weights: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Attention(Q, K, V) = softmax(Q K^T / sqrt(d)) V (Vaswani et al. 2017, Eq. 1; 003 Problem 1c).
+    """Attention(Q, K, V) = softmax(Q K^T / sqrt(d)) V (Vaswani et al. 2017, Eq. 1).
 
     Row i of the output is o_i = sum_j alpha_ij v_j with alpha_ij = exp(q_i.k_j / sqrt(d)) /
     sum_l exp(q_i.k_l / sqrt(d)); masked pairs get score -inf, i.e. alpha_ij = 0.

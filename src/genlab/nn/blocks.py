@@ -29,7 +29,7 @@ def mlp(sizes: Sequence[int], act: str = "relu", final_act: str | None = None) -
 
 
 class ConvEncoder(nn.Module):
-    """The CNN encoder of 001 Q1.7 (the course tutorial's autoencoder): three stride-2 stages.
+    """A small convolutional encoder for MNIST-sized images: three stride-2 stages.
 
     (C,H,W) -> conv s2 -> conv -> conv s2 -> conv -> conv s2 -> flatten -> linear(out_dim).
     For 28x28 the feature maps are 14, 7, 4; for 8x8 they are 4, 2, 1.
@@ -67,7 +67,7 @@ class ConvDecoder(nn.Module):
     """The mirror of :class:`ConvEncoder`: linear -> three transposed-conv stages -> (out_channels,H,W).
 
     Output paddings are chosen so the sizes retrace the encoder's exactly (for 28x28: 4 -> 7 -> 14 -> 28,
-    the first transposed convolution having output padding 0, as 001 Q1.7 notes).
+    the first transposed convolution having output padding 0).
     """
 
     def __init__(self, in_dim: int, out_shape: Sequence[int], channels: int = 32, act: str = "gelu"):
@@ -97,7 +97,7 @@ class ConvDecoder(nn.Module):
 # ----------------------------------------------------------------- encoder / decoder builders
 def build_encoder(arch: str, shape: Sequence[int], out_dim: int, hidden: Sequence[int], channels: int,
                   act: str) -> nn.Module:
-    """An encoder from examples of ``shape`` to ``out_dim`` values: the CNN of 001 Q1.7
+    """An encoder from examples of ``shape`` to ``out_dim`` values: the small CNN
     (:class:`ConvEncoder`, images (C,H,W) only) or an MLP on the flattened example."""
     shape = tuple(shape)
     if arch == "cnn":

@@ -27,7 +27,7 @@ def layer_norm(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     """Normalize the last dimension to mean 0 and (biased) variance 1 (Ba et al. 2016, Eq. 4).
 
     mu = mean_i x_i, sigma^2 = mean_i (x_i - mu)^2, x_hat = (x - mu) / sqrt(sigma^2 + eps).
-    The course's worked example (003 Problem 1d): x = [2, 1] has mu = 1.5, sigma = 0.5 and
+    A worked example: x = [2, 1] has mu = 1.5, sigma = 0.5 and
     normalizes to [1, -1]; any 2-vector with distinct entries goes to +-[1, -1].
     """
     mu = x.mean(dim=-1, keepdim=True)

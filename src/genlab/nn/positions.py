@@ -1,4 +1,4 @@
-"""Positional information for attention, which by itself ignores order (003 Problem 1b).
+"""Positional information for attention, which by itself ignores order (Vaswani et al. 2017, Sec. 3.5).
 
 Self-attention is permutation-equivariant: shuffle the input tokens and the outputs shuffle the same
 way. A model learns order only when positions enter somewhere. Three ways:
