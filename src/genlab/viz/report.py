@@ -129,7 +129,7 @@ def manifold(run, out: Path):
 
 def interpolation_images(run, alphas=None) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
     """Decode z(a) = (1-a) z1 + a z2 for a in {0, 0.1, ..., 1}, z1 and z2 the codes of the first two
-    test images with different labels (linear interpolation in latent space). Returns (images, alphas, (label1, label2))."""
+    test images with different labels (a straight line in latent space). Returns (images, alphas, (label1, label2))."""
     alphas = torch.linspace(0, 1, 11) if alphas is None else alphas
     x, y = test_images(run, 200)
     j = int(torch.nonzero(y != y[0])[0])

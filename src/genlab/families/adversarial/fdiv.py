@@ -1,6 +1,6 @@
-"""f-divergences and the f-GAN variational bound (003 Problem 3b; Nowozin, Cseke & Tomioka, 2016).
+"""f-divergences and the f-GAN variational bound (Nowozin, Cseke & Tomioka, 2016).
 
-  D_f(P || Q) = int q(x) f(p(x) / q(x)) dx,   f convex, f(1) = 0                    (003 P3b)
+  D_f(P || Q) = int q(x) f(p(x) / q(x)) dx,   f convex, f(1) = 0      (Nowozin et al. 2016, Eq. 1)
   f*(t)       = sup_u [u t - f(u)]            (convex conjugate, Fenchel)
   D_f(P || Q) >= sup_T E_P[T(x)] - E_Q[f*(T(x))]                                    (f-GAN bound)
 
@@ -10,7 +10,7 @@ numerically stable form (tests check it against the plain composition).
 
 Conventions: "js" is the Jensen-Shannon divergence itself, 1/2 KL(P||M) + 1/2 KL(Q||M) with
 M = (P+Q)/2 (at most log 2); "gan" is the divergence the original GAN minimises, 2 JS - log 4,
-whose f-GAN bound is exactly E_P[log D] + E_Q[log(1 - D)] with D = sigmoid(v) (003 P3a).
+whose f-GAN bound is exactly E_P[log D] + E_Q[log(1 - D)] with D = sigmoid(v) (Goodfellow et al. 2014, Eq. 1).
 """
 from __future__ import annotations
 
@@ -83,7 +83,7 @@ def get_divergence(name: str) -> Divergence:
 
 
 def f_divergence(p: torch.Tensor, q: torch.Tensor, name: str) -> torch.Tensor:
-    """D_f(P||Q) = sum_i q_i f(p_i / q_i) for discrete distributions (last dimension), q > 0 (003 P3b)."""
+    """D_f(P||Q) = sum_i q_i f(p_i / q_i) for discrete distributions (last dimension), q > 0."""
     return (q * get_divergence(name).f(p / q)).sum(-1)
 
 
@@ -97,7 +97,7 @@ def variational_bound(v_real: torch.Tensor, v_fake: torch.Tensor, name: str) -> 
 def generator_loss(v_fake: torch.Tensor, name: str, kind: str = "non_saturating") -> torch.Tensor:
     """Generator loss from critic outputs on generated samples.
 
-    minmax:          minimise the bound's Q term, -E_Q[f*(g_f(v))]   (GAN: E log(1 - D(G(z))), 003 P3a)
+    minmax:          minimise the bound's Q term, -E_Q[f*(g_f(v))]   (GAN: E log(1 - D(G(z))))
     non_saturating:  minimise -E_Q[g_f(v)]                          (GAN: -E log D(G(z)))
     """
     div = get_divergence(name)

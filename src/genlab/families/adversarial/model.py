@@ -1,25 +1,25 @@
-"""The adversarial family: adversarial autoencoders (001 section 2) and GANs (003 Problem 3).
+"""The adversarial family: adversarial autoencoders (Makhzani et al. 2015) and GANs (Goodfellow et al. 2014).
 
 AAE (Makhzani et al., 2015), encoder E (the generator of codes), decoder R, discriminator D on codes,
-prior p(z), 0 <= lambda <= 1 (001 Eq. 15):
+prior p(z), 0 <= lambda <= 1, the lambda-weighted AAE loss L_AAE:
 
-  min_{E,R} (1 - lambda) max_D V(D, E) + lambda Rec(R, E)
-  V(D, E)  = E_p(x)[log(1 - D(E(x)))] + E_p(z)[log D(z)]              (Eqs. 16, 17)
-  Rec(R,E) = E_p(x)[||x - R(E(x))||^2]                                (Eq. 18, mean over pixels here)
+  min_{E,R} (1 - lambda) max_D V(D, E) + lambda Rec(R, E)                      (L_AAE)
+  V(D, E)  = E_p(x)[log(1 - D(E(x)))] + E_p(z)[log D(z)]              (Goodfellow et al. 2014, Eq. 1, on codes)
+  Rec(R,E) = E_p(x)[||x - R(E(x))||^2]                                (mean over pixels here)
 
-Pixels as the course scales them: x in [-1, 1] and a tanh decoder (``output="tanh"``, the default), so
-that Rec is the course's reconstruction loss (its reference: below 0.05 for z=8, lambda=0.995) and
-lambda weighs it as the course means; ``output="sigmoid"`` keeps x in [0, 1] (Rec a quarter as large).
+Pixels on [-1, 1] and a tanh decoder (``output="tanh"``, the default), so that Rec is the
+reconstruction loss of the course reference in docs/COURSES.md (below 0.05 for z=8, lambda=0.995) and
+lambda weighs it on that scale; ``output="sigmoid"`` keeps x in [0, 1] (Rec a quarter as large).
 The model's public ``encode``/``decode``/``sample`` take and give images in [0, 1] either way.
 
-Training follows the seed's two phases on every batch: reconstruction (E and R minimise
+Training follows the two phases of Makhzani et al. 2015, Sec. 2, on every batch: reconstruction (E and R minimise
 lambda * Rec), then regularization: the discriminator minimises (1 - lambda) * BCE(prior codes
 real, encoder codes fake) = -(1 - lambda) V, then the encoder minimises (1 - lambda) times the
 generator loss (-log D(E(x)), or log(1 - D(E(x))) for the min-max form). With ``schedule="joint"``
 the encoder and decoder take one step on lambda * Rec + (1 - lambda) * generator loss instead, so that
 lambda really weighs the two terms under Adam (separate Adam optimizers normalise each phase's scale).
 
-GAN (Goodfellow et al., 2014; 003 P3a):  min_G max_D E_data[log D(x)] + E_z[log(1 - D(G(z)))],
+GAN (Goodfellow et al. 2014, Eq. 1):  min_G max_D E_data[log D(x)] + E_z[log(1 - D(G(z)))],
 generator loss min-max log(1 - D(G(z))) or non-saturating -log D(G(z)); with ``divergence`` other
 than "gan", the critic maximises the f-GAN bound of :mod:`genlab.families.adversarial.fdiv` instead.
 """
@@ -88,11 +88,11 @@ class MixturePrior(nn.Module):
 # ----------------------------------------------------------------- adversarial autoencoder
 @dataclass
 class AAEConfig:
-    arch: Literal["mlp", "cnn"] = field("mlp", "encoder/decoder: MLP or the CNN of 001 Q1.7")
+    arch: Literal["mlp", "cnn"] = field("mlp", "encoder/decoder: MLP or the small CNN of genlab.nn.blocks")
     hidden: tuple[int, ...] = field((512, 512), "encoder MLP hidden sizes (decoder mirrors them)")
     channels: int = field(32, "CNN base channels")
-    z_dim: int = field(8, "latent dimension (001 Q2.5: 8)")
-    lam: float = field(0.995, "lambda of 001 Eq. 15: weight of reconstruction vs (1 - lambda) adversarial")
+    z_dim: int = field(8, "latent dimension")
+    lam: float = field(0.995, "lambda of L_AAE: weight of reconstruction vs (1 - lambda) adversarial")
     encoder: Literal["deterministic", "gaussian", "universal"] = field(
         "deterministic", "q(z|x): deterministic, Gaussian (mean, std), or universal approximator (noise input)")
     noise_dim: int = field(8, "universal encoder: dimension of the noise fed with x")
@@ -103,11 +103,11 @@ class AAEConfig:
     disc_hidden: tuple[int, ...] = field((512, 512), "discriminator (on codes) MLP hidden sizes")
     gen_loss: Literal["non_saturating", "minmax"] = field("non_saturating", "encoder's adversarial loss")
     schedule: Literal["phased", "joint"] = field(
-        "phased", "phased: reconstruction, discriminator, generator steps (001 2.2); joint: one E/R step on Eq. 15")
+        "phased", "phased: reconstruction, discriminator, generator steps (Makhzani 2015); joint: one step on L_AAE")
     act: Act = field("auto", "activation (auto: relu for mlp, gelu for cnn)")
     output: Literal["tanh", "sigmoid"] = field(
-        "tanh", "decoder output and pixel scale of Eq. 18: tanh on pixels mapped to [-1, 1] (the course, 001 "
-        "Eq. 15) or sigmoid on [0, 1]")
+        "tanh", "decoder output and pixel scale of Rec: tanh on pixels mapped to [-1, 1] (the default) "
+        "or sigmoid on [0, 1]")
 
     def validate(self):
         require(self.z_dim > 0, f"z_dim must be positive, got {self.z_dim}")
@@ -122,8 +122,8 @@ class AAEConfig:
         return ("gelu" if self.arch == "cnn" else "relu") if self.act == "auto" else self.act
 
 
-@register_model("aae", AAEConfig, "adversarial autoencoder (001 section 2): deterministic / Gaussian / "
-                "universal encoder, normal or mixture prior, lambda-weighted Eq. 15",
+@register_model("aae", AAEConfig, "adversarial autoencoder (Makhzani et al. 2015): deterministic / Gaussian / "
+                "universal encoder, normal or mixture prior, lambda-weighted L_AAE",
                 data_defaults={"view": "continuous"})
 class AAE(GenerativeModel):
     def __init__(self, config: AAEConfig, data_info: DataInfo):
@@ -147,7 +147,7 @@ class AAE(GenerativeModel):
 
     # ------------------------------------------------------------- parts
     def to_model_scale(self, x: torch.Tensor) -> torch.Tensor:
-        """Images in [0, 1] -> the scale the networks and Eq. 18 work on: 2x - 1 (tanh) or x (sigmoid)."""
+        """Images in [0, 1] -> the scale the networks and Rec work on: 2x - 1 (tanh) or x (sigmoid)."""
         return 2 * x - 1 if self.config.output == "tanh" else x
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
@@ -186,13 +186,13 @@ class AAE(GenerativeModel):
         """D's logit: D(z) = sigmoid(logit), the probability that z came from the prior."""
         return self.discriminator(z).squeeze(-1)
 
-    # ------------------------------------------------------------- the three terms of Eq. 15
+    # ------------------------------------------------------------- the three terms of L_AAE
     def reconstruction_error(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """Eq. 18 per example: ||x - R(z)||^2 averaged over pixels, on the model's scale ([-1, 1] for tanh)."""
+        """Rec per example: ||x - R(z)||^2 averaged over pixels, on the model's scale ([-1, 1] for tanh)."""
         return ((self.to_model_scale(x) - self.decode_scaled(z)) ** 2).flatten(1).mean(-1)
 
     def discriminator_loss(self, z_fake: torch.Tensor, z_real: torch.Tensor) -> torch.Tensor:
-        """-V(D, E) = BCE(D(z_prior), 1) + BCE(D(E(x)), 0) = -E[log D(z)] - E[log(1 - D(E(x)))] (Eqs. 16-17)."""
+        """-V(D, E) = BCE(D(z_prior), 1) + BCE(D(E(x)), 0) = -E[log D(z)] - E[log(1 - D(E(x)))]."""
         real, fake = self.discriminate(z_real), self.discriminate(z_fake)
         return (F.binary_cross_entropy_with_logits(real, torch.ones_like(real))
                 + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake)))
@@ -229,8 +229,8 @@ class AAE(GenerativeModel):
         raise ValueError(f"unknown phase {phase!r}")
 
     def eval_metrics(self, batch, **options):
-        """Per example [B]: ``rec_mse`` (Eq. 18 on the model's scale, the training loss), ``rec_mse_pm1``
-        (pixels on [-1, 1]: the course's reconstruction loss, reference below 0.05), ``rec_mse_01``
+        """Per example [B]: ``rec_mse`` (Rec on the model's scale, the training loss), ``rec_mse_pm1``
+        (pixels on [-1, 1]: the scale of the course reference below 0.05, docs/COURSES.md), ``rec_mse_01``
         (pixels on [0, 1], a quarter of it) and ``d_accuracy`` when there is a discriminator."""
         x = batch[0]
         z = self.encode(x)
@@ -282,7 +282,7 @@ class GANConfig:
     hidden: tuple[int, ...] = field((256, 512), "generator MLP hidden sizes (the discriminator mirrors them)")
     channels: int = field(64, "dcgan: base channels")
     gen_loss: Literal["non_saturating", "minmax"] = field(
-        "non_saturating", "generator loss: -log D(G(z)) or the min-max log(1 - D(G(z))) (003 P3a)")
+        "non_saturating", "generator loss: -log D(G(z)) or the min-max log(1 - D(G(z))) (Goodfellow 2014)")
     divergence: Literal["gan", "kl", "reverse_kl", "js", "pearson", "tv", "hellinger"] = field(
         "gan", "f-divergence of the critic's bound (gan: the original GAN objective)")
     gan_betas: tuple[float, float] = field((0.5, 0.999), "Adam betas of both phases (DCGAN's choice)")
@@ -296,7 +296,7 @@ class GANConfig:
         require(all(0 <= b < 1 for b in self.gan_betas), "gan_betas must be in [0, 1)")
 
 
-@register_model("gan", GANConfig, "GAN (003 P3): MLP or DCGAN, min-max / non-saturating loss, f-GAN divergences",
+@register_model("gan", GANConfig, "GAN (Goodfellow 2014): MLP or DCGAN, min-max / non-saturating loss, f-GAN",
                 data_defaults={"view": "continuous"})
 class GAN(GenerativeModel):
     def __init__(self, config: GANConfig, data_info: DataInfo):
@@ -342,7 +342,7 @@ class GAN(GenerativeModel):
         return {"discriminator": d, "generator": g}
 
     def discriminator_loss(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """-(E_data[g_f(v)] - E_z[f*(g_f(v))]); for "gan" -(E log D(x) + E log(1 - D(G(z)))) (003 P3a)."""
+        """-(E_data[g_f(v)] - E_z[f*(g_f(v))]); for "gan" -(E log D(x) + E log(1 - D(G(z)))) (Eq. 1)."""
         fake = self.generate(self.noise(len(x), x.device)).detach()
         v_real, v_fake = self.critic(x), self.critic(fake)
         return -fdiv.variational_bound(v_real, v_fake, self.config.divergence), (v_real, v_fake)
