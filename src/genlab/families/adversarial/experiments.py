@@ -1,8 +1,8 @@
-"""Experiments of the adversarial family (001 section 2, 003 Problem 3), as declarations.
+"""Experiments of the adversarial family (Makhzani et al. 2015; Goodfellow et al. 2014), as declarations.
 
 Full versions train on MNIST (``--data-dir`` or $GENLAB_DATA, else download); ``--quick`` ones on the
-bundled 8x8 digits. The AAE works on pixels in [-1, 1] with a tanh decoder, as the course does, so its
-reconstruction loss compares with the course's reference (below 0.05 for z=8, lambda=0.995).
+bundled 8x8 digits. The AAE works on pixels in [-1, 1] with a tanh decoder, so its reconstruction
+loss compares with the course reference listed in docs/COURSES.md (below 0.05 for z=8, lambda=0.995).
 """
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from genlab.experiments.registry import Context, Experiment, Setting, declare
 from genlab.viz.figures import labelled_grid, save_rows, scatter2d
 
 FAMILY = "adversarial"
-REFERENCE_REC = 0.05          # 001 Q2.5: "the reconstruction loss should go below 0.05" (pixels in [-1, 1])
-AAE_EPOCHS = Both(full=[0, 20, 50, 100], quick=[0, 2, 5, 10])   # the course's 0/20/50/100
+REFERENCE_REC = 0.05          # course reference (docs/COURSES.md): reconstruction MSE below 0.05, pixels in [-1, 1]
+AAE_EPOCHS = Both(full=[0, 20, 50, 100], quick=[0, 2, 5, 10])   # the course's epochs 0/20/50/100
 AAE_Z8_EPOCHS = Both(full=[0, 20, 50, 100], quick=[0, 2, 5, 20])
 AAE = {"lr": 1e-3, "batch_size": 128, "epochs": 100}
 AAE_QUICK = {"batch_size": 64, "epochs": 10}      # two runs per experiment: 10 epochs each
@@ -47,11 +47,11 @@ def aae_metrics(ctx: Context, run) -> dict:
 
 
 def reconstruction_target(rec: float | None) -> dict:
-    return target(f"test reconstruction loss (pixels in [-1, 1]) below {REFERENCE_REC} (001 Q2.5)",
+    return target(f"test reconstruction loss (pixels in [-1, 1]) below {REFERENCE_REC} (course reference)",
                   rec is not None and rec < REFERENCE_REC)
 
 
-# ------------------------------------------------------------------ 001 Q2.5
+# ------------------------------------------------------------------ AAE on MNIST, z = 8
 def aae_mnist(ctx: Context) -> dict:
     run = ctx.runs["aae_z8"]
     metrics = aae_metrics(ctx, run)
@@ -61,7 +61,7 @@ def aae_mnist(ctx: Context) -> dict:
 
 declare(Experiment(
     "aae-mnist", FAMILY,
-    "AAE, z=8, lambda=0.995: reconstructions and samples after 0/20/50/100 epochs (001 Q2.5; reference: "
+    "AAE, z=8, lambda=0.995: reconstructions and samples after 0/20/50/100 epochs (course reference: "
     "reconstruction MSE < 0.05)",
     runs=[Setting("aae_z8", "aae", {**AAE, "z_dim": 8, "lam": 0.995}, quick={**AAE_QUICK, "epochs": 20})],
     callbacks=snapshot_callbacks(AAE_Z8_EPOCHS, draw_aae), analyze=aae_mnist, one_thread_quick=True,
@@ -70,7 +70,7 @@ declare(Experiment(
                "measured)"))
 
 
-# ------------------------------------------------------------------ 001 Q2.6
+# ------------------------------------------------------------------ z = 2: plain AE vs AAE
 def latent_figure(run, path: Path, title: str, n: int = 2000, note: str = "") -> Path:
     """Test codes coloured by label over the prior's density (2-D latents)."""
     d = run.data("test")
@@ -105,13 +105,13 @@ def aae_vs_ae_2d(ctx: Context) -> dict:
 declare(Experiment(
     "aae-vs-ae-2d", FAMILY,
     "z=2: plain AE (lambda=1) vs AAE (lambda=0.995): reconstructions, prior samples, test codes over the "
-    "prior density (001 Q2.6)",
+    "prior density",
     runs=[Setting("ae_z2", "aae", {**AAE, "z_dim": 2, "lam": 1.0}, quick=AAE_QUICK),
           Setting("aae_z2", "aae", {**AAE, "z_dim": 2, "lam": 0.995}, quick=AAE_QUICK)],
     callbacks=snapshot_callbacks(AAE_EPOCHS, draw_aae), analyze=aae_vs_ae_2d, one_thread_quick=True))
 
 
-# ------------------------------------------------------------------ 001 Q2.7
+# ------------------------------------------------------------------ z = 20: stochastic encoder
 def aae_stochastic_z20(ctx: Context) -> dict:
     summary = {"epochs_shown": AAE_EPOCHS(ctx), "z_dim": 20}
     for name, run in ctx.runs.items():
@@ -122,13 +122,13 @@ def aae_stochastic_z20(ctx: Context) -> dict:
 
 declare(Experiment(
     "aae-stochastic-z20", FAMILY,
-    "z=20, lambda=0.995: deterministic vs Gaussian (stochastic) encoder samples through training (001 Q2.7)",
+    "z=20, lambda=0.995: deterministic vs Gaussian (stochastic) encoder samples through training",
     runs=[Setting(kind, "aae", {**AAE, "z_dim": 20, "lam": 0.995, "encoder": kind}, quick=AAE_QUICK)
           for kind in ("deterministic", "gaussian")],
     callbacks=snapshot_callbacks(AAE_EPOCHS, draw_aae), analyze=aae_stochastic_z20, one_thread_quick=True))
 
 
-# ------------------------------------------------------------------ 003 P3
+# ------------------------------------------------------------------ GAN
 GAN_EPOCHS = Both(full=[0, 1, 5, 10, 20], quick=[0, 5, 10, 25, 50])
 Z_DIM = 32
 
@@ -165,7 +165,7 @@ def gan_mnist(ctx: Context) -> dict:
 
 
 declare(Experiment(
-    "gan-mnist", FAMILY, "GAN (003 P3): fixed-noise sample grids through training, FID (local features)",
+    "gan-mnist", FAMILY, "GAN (Goodfellow 2014): fixed-noise sample grids through training, FID (local features)",
     runs=[Setting("gan", "gan", {"arch": "dcgan", "z_dim": Z_DIM, "lr": 2e-4, "batch_size": 64, "epochs": 20},
                   quick={"arch": "mlp", "lr": 1e-3, "epochs": 50})],
     callbacks=snapshot_callbacks(GAN_EPOCHS, draw_gan), analyze=gan_mnist, one_thread_quick=True,
