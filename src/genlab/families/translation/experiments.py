@@ -1,9 +1,9 @@
-"""Experiments of the translation family: pre-norm vs post-norm transformers (002 Q20-22).
+"""Experiments of the translation family: pre-norm vs post-norm transformers (Xiong et al. 2020).
 
 ``prenorm-vs-postnorm``: encoder-decoder translators with {5, 12} layers x {pre, post}-norm x
 {warm-up, no warm-up}, each trained with the same optimizer, learning rate and batches, with
 gradient clipping off, logging the gradient 2-norm of every encoder and decoder layer at every step.
-It reproduces the seed's Figures 3-4 (norm vs step per layer, shallow and deep) and adds norm vs
+It draws norm against step per layer for a shallow and a deep model and adds norm vs
 layer index at initialization, loss curves, and test BLEU / chrF / NLL per run in ``summary.json``.
 
 Xiong et al. 2020 ("On Layer Normalization in the Transformer Architecture", Theorem 1): at
@@ -98,7 +98,7 @@ def figures(out: Path, results: dict, quick: bool) -> list[str]:
     note = ("--quick: a few dozen steps of a tiny model on the offline toy pair; the step-1 profile by layer "
             "is what Xiong et al. predict, later behaviour needs the full run") if quick else ""
     paths = []
-    for layers in DEPTHS:   # the seed's Figure 3 (5 layers) and Figure 4 (12 layers), with the warm-up arm added
+    for layers in DEPTHS:   # a shallow (5 layers) and a deep (12 layers) model, with the warm-up arm added
         fig, axes = plt.subplots(2, 4, figsize=(16, 7), dpi=100, squeeze=False)
         for r, norm in enumerate(NORMS):
             for c, warmup in enumerate(WARMUPS):
@@ -118,7 +118,7 @@ def figures(out: Path, results: dict, quick: bool) -> list[str]:
                     ax.set(xlabel="step", ylabel="gradient 2-norm")
                     if r == 0 and c == 0:
                         ax.legend(fontsize=6, ncol=2)
-        fig.suptitle(f"Per-layer gradient norms, {layers}-layer encoder and decoder (002 Q22)")
+        fig.suptitle(f"Per-layer gradient norms, {layers}-layer encoder and decoder")
         paths.append(_save(fig, out / "figures" / f"grad_norms_{layers}_layers.png", note))
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.5), dpi=100)
     for ax, layers in zip(axes, DEPTHS):
@@ -191,7 +191,7 @@ def analyze_prenorm_vs_postnorm(ctx, full: dict = FULL) -> dict:
 declare(Experiment(
     name="prenorm-vs-postnorm", family=FAMILY,
     description="pre-norm vs post-norm translators, {5,12} layers x {warm-up, none}: per-layer gradient "
-                "norms (002 Q22, Figs. 3-4), loss curves, BLEU (Xiong et al. 2020)",
+                "norms, loss curves, BLEU (Xiong et al. 2020)",
     analyze=analyze_prenorm_vs_postnorm, data="multi30k", quick_data="synthetic-pairs",
     one_thread_quick=True,
     quick_note="8 runs of 40 steps with a 32-wide model on the offline toy pair: shows the step-1 gradient "

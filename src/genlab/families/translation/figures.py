@@ -1,4 +1,4 @@
-"""Figures of a translation run: per-layer gradient norms (002 Q22, its Figures 3-4).
+"""Figures of a translation run: per-layer gradient norms (Xiong et al. 2020).
 
 * ``grad_norms_vs_step.png`` -- the gradient 2-norm of every encoder layer (left) and decoder layer
   (right) against the optimizer step, one line per layer, log scale.

@@ -1,10 +1,10 @@
-"""Per-layer gradient norms: one number per encoder/decoder layer per step (002 Q22, Figs. 3-4).
+"""Per-layer gradient norms: one number per encoder/decoder layer per step.
 
 For layer l with parameters theta_l the logged value is the Euclidean norm of its whole gradient,
 ||dL/dtheta_l||_2 = sqrt(sum_p ||dL/dp||_2^2) over the layer's parameters p. Xiong et al. 2020
 ("On Layer Normalization in the Transformer Architecture", Theorem 1 and Fig. 3) predict that at
 initialization the gradients of a post-norm model grow towards the last layers, while a pre-norm
-model's stay flat; the seed measures exactly these curves.
+model's stay flat; these are the curves the per-layer norms show.
 """
 from __future__ import annotations
 

@@ -8,9 +8,9 @@ decoding step that greedy and beam search drive.
     tgt ids (shifted right, <bos> first) --embed*sqrt(C)+PE--> [DecoderBlock: causal self-attn,
         cross-attn to memory, MLP] x N --(norm if pre)--> W_out --> logits over the joint vocabulary
 
-Blocks are the shared ones of ``genlab.nn.transformer`` with the pre/post-norm switch of 002 Q20:
-post-norm  x_{l+1} = LayerNorm(x_l + A(x_l))   (002 Eq. 25; Vaswani et al. 2017, Sec. 5.4)
-pre-norm   x_{l+1} = x_l + A(LayerNorm(x_l))   (002 Eq. 27; Xiong et al. 2020, Fig. 1b)
+Blocks are the shared ones of ``genlab.nn.transformer`` with the pre/post-norm switch:
+post-norm  x_{l+1} = LayerNorm(x_l + A(x_l))   (Vaswani et al. 2017; Xiong et al. 2020, Fig. 1a)
+pre-norm   x_{l+1} = x_l + A(LayerNorm(x_l))   (Xiong et al. 2020, Fig. 1b)
 A pre-norm stack ends with one more LayerNorm; a post-norm stack does not need one.
 """
 from __future__ import annotations
@@ -45,13 +45,13 @@ class TranslatorConfig:
     decoder_layers: int | None = field(None, "decoder layers (default: same as --layers)")
     mlp_ratio: float = field(2.0, "hidden width of the feed-forward sublayer as a multiple of d_model")
     dropout: float = field(0.1, "dropout on embeddings, attention weights and sublayer outputs")
-    norm: Literal["pre", "post"] = field("pre", "pre-norm x+A(LN(x)) (002 Eq. 27) or post-norm LN(x+A(x)) (Eq. 25)")
+    norm: Literal["pre", "post"] = field("pre", "pre-norm x+A(LN(x)) or post-norm LN(x+A(x)) (Xiong et al. 2020)")
     activation: Literal["relu", "gelu"] = field("relu", "feed-forward activation")
     tie_embeddings: bool = field(True, "share source embedding, target embedding and output projection "
                                        "(one joint subword vocabulary; Press and Wolf 2017)")
     label_smoothing: float = field(0.1, "label smoothing epsilon of the training loss (Szegedy et al. 2016)")
     log_grad_norms: bool = field(True, "log the gradient 2-norm of every encoder/decoder layer at every step "
-                                       "(002 Q22; measure with gradient clipping off)")
+                                       "(measure with gradient clipping off)")
 
     def validate(self):
         require(self.d_model > 0 and self.heads > 0, "d_model and heads must be positive")
@@ -135,7 +135,7 @@ def sample_translation(run, cfg: TranslatorSampleConfig, n: int, out=None, seed:
 
 # ----------------------------------------------------------------- the model
 @register_model("translator", TranslatorConfig,
-                "encoder-decoder transformer for translation: pre/post-norm, beam search, BLEU (002 Q20-22)",
+                "encoder-decoder transformer for translation: pre/post-norm, beam search, BLEU",
                 default_data="synthetic-pairs", eval_config=TranslatorEvalConfig,
                 sample_config=TranslatorSampleConfig, sample=sample_translation,
                 family="translation", sample_example='--text "A man is riding a bicycle."')
@@ -257,7 +257,7 @@ class Translator(GenerativeModel):
     def batch_hints(self) -> dict:
         return {}
 
-    # -------------------------------------------------------- per-layer gradient norms (002 Q22)
+    # -------------------------------------------------------- per-layer gradient norms
     def grad_layers(self) -> list[nn.Module]:
         """The layers whose gradient norms are logged: encoder 0..N-1, then decoder 0..M-1."""
         return [*self.encoder, *self.decoder]
