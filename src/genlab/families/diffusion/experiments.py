@@ -1,15 +1,15 @@
-"""The diffusion experiments of seeds 003 (Problem 5) and 002 (Questions 11-19).
+"""The diffusion experiments (Ho et al. 2020; Kingma et al. 2021; Lu et al. 2022; Ho & Salimans 2022).
 
 * ``diffusion-forward``: a noising strip over t, the marginal checked by iterating single steps, the
   posterior checked against Bayes' rule on a grid, SNR(t) of the linear and cosine schedules.
 * ``sampler-oracle``: every sampler driven by the closed-form optimal denoiser of a Gaussian mixture:
   how far its samples are from the data distribution, against the number of steps (no training).
 * ``ddpm-mnist``: DDPM training with sample grids through training, FID (local features), bits/dim.
-* ``sampler-compare`` (002 Q18): every sampler x {10, 100, 1000} steps from one fixed seed on one trained
+* ``sampler-compare``: every sampler x {10, 100, 1000} steps from one fixed seed on one trained
   model: the grid, and FID and seconds per 64 images for each cell. With ``--pretrained DIR`` (a local
   Stable Diffusion pipeline, optional extra) the same comparison on a prompt, genlab's samplers in
   diffusers' pipeline (``models/diffusion/pretrained.py``): the grid and seconds per image, no FID.
-* ``negative-prompt`` (002 Q19): a class-conditional model, the same seed with and without a negative
+* ``negative-prompt``: a class-conditional model, the same seed with and without a negative
   prompt, and a guidance-scale sweep scored by the local classifier.
 """
 from __future__ import annotations
@@ -114,7 +114,7 @@ def forward_process(ctx: Context) -> dict:
 
 declare(Experiment("diffusion-forward", "diffusion",
                    "forward process: noising strip, marginal vs iterated steps, posterior vs Bayes, SNR "
-                   "(003 P5, 002 Q14-16)", analyze=forward_process, one_thread_quick=True,
+                   "(Ho et al. 2020, Eqs. 4, 6-7)", analyze=forward_process, one_thread_quick=True,
                    quick_note="same checks with fewer Monte-Carlo chains, on the 8x8 digits"))
 
 
@@ -196,7 +196,7 @@ def analyze_ddpm(ctx: Context) -> dict:
             **({} if ctx.quick else target("FID(local) <= 30 on MNIST", fid <= 30))}
 
 
-declare(Experiment("ddpm-mnist", "diffusion", "DDPM on MNIST: samples through training, FID (local), bits/dim (003 P5)",
+declare(Experiment("ddpm-mnist", "diffusion", "DDPM on MNIST: samples through training, FID (local), bits/dim",
                    runs=[Setting("ddpm", "ddpm", DDPM_FULL, quick=DDPM_QUICK)], analyze=analyze_ddpm,
                    one_thread_quick=True,
                    callbacks=snapshot_callbacks(SNAPSHOTS, _draw_grid),
@@ -220,7 +220,7 @@ class SamplerCompareOptions:
         None, "a local Stable Diffusion pipeline folder in diffusers format (needs `pip install "
               "'genlab[stable-diffusion]'`): instead of training a model, run that pipeline with every genlab "
               "sampler swapped in for its scheduler, from one seed; writes the grid and seconds per image (no FID)")
-    prompt: str = field(SEED_PROMPT, "the prompt (with --pretrained); the default is seed 002's")
+    prompt: str = field(SEED_PROMPT, "the prompt (with --pretrained); the default: the Stable Diffusion example")
     negative_prompt: str = field("", "negative prompt (with --pretrained)")
     guidance: float = field(7.5, "classifier-free guidance scale w (with --pretrained; <= 1: no guidance)")
     steps: tuple[int, ...] | None = field(
@@ -247,7 +247,7 @@ def _sampler_compare_runs(quick: bool, options: SamplerCompareOptions) -> list[S
 
 
 def compare_pretrained(ctx: Context) -> dict:
-    """002 Q18 on Stable Diffusion: the pipeline with each genlab sampler at each number of steps, one seed."""
+    """Sampler comparison on Stable Diffusion: the pipeline with each genlab sampler at each step count, one seed."""
     o = ctx.options
     pipe = load_pipeline(o.pretrained, o.device)
     steps = o.steps or ((10,) if ctx.quick else (10, 100, 1000))
@@ -276,7 +276,7 @@ def compare_pretrained(ctx: Context) -> dict:
 
 
 def analyze_samplers(ctx: Context) -> dict:
-    """002 Q18: each sampler at 10 / 100 / 1000 steps from the same seed (99)."""
+    """Each sampler at 10 / 100 / 1000 steps from the same seed (99)."""
     if ctx.options is not None and ctx.options.pretrained:
         return compare_pretrained(ctx)
     run = ctx.runs["ddpm"]
@@ -325,7 +325,7 @@ def seconds_per_64(model, name: str, steps: int, reps: int = 3) -> float:
 
 
 declare(Experiment("sampler-compare", "diffusion",
-                   "every sampler x {10, 100, 1000} steps from one seed on one model: grid, FID and time (002 Q18); "
+                   "every sampler x {10, 100, 1000} steps from one seed on one model: grid, FID and time; "
                    "or on a Stable Diffusion pipeline (--pretrained DIR --prompt TEXT)",
                    runs=_sampler_compare_runs, analyze=analyze_samplers, options=SamplerCompareOptions,
                    one_thread_quick=True,
@@ -339,7 +339,7 @@ GUIDANCE = (0.0, 1.0, 2.0, 3.0, 5.0)
 
 
 def analyze_negative(ctx: Context) -> dict:
-    """002 Q19: prompt "seven" with and without the negative prompt "one", same seed (42); a guidance sweep."""
+    """Prompt "seven" with and without the negative prompt "one", same seed (42); a guidance sweep."""
     run = ctx.runs["ddpm"]
     model = run.model.eval()
     n = 8 if ctx.quick else 16
@@ -373,7 +373,7 @@ def analyze_negative(ctx: Context) -> dict:
 
 
 declare(Experiment("negative-prompt", "diffusion",
-                   "class-conditional DDPM: same seed with and without a negative prompt; guidance sweep (002 Q19)",
+                   "class-conditional DDPM: same seed with and without a negative prompt; guidance sweep (CFG)",
                    runs=[Setting("ddpm", "ddpm", NEG_FULL, quick=NEG_QUICK)], analyze=analyze_negative,
                    one_thread_quick=True,
                    quick_note="a 200-step tiny model on 8x8 digits (about 10 s of training)"))

@@ -6,7 +6,7 @@ Classifier-free guidance (Ho & Salimans 2022, Eq. 6, written with w = 1 + their 
 
 where u is the null token (a class label dropped during training). A negative prompt replaces u by
 the class to steer away from: the sample moves towards c and away from the negative class (the way
-diffusers' Stable Diffusion pipeline uses ``negative_prompt``, seed 002 Q19). w = 1 is the plain
+diffusers' Stable Diffusion pipeline uses ``negative_prompt``). w = 1 is the plain
 conditional model; w = 0 the unconditional one (or the negative class).
 """
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """DDPM: a denoising diffusion model of images (Ho et al. 2020), trainable by genlab's loop.
 
-Training (Ho et al. 2020, Algorithm 1; seed 003 5d): x_0 from the data scaled to [-1, 1], t uniform,
+Training (Ho et al. 2020, Algorithm 1): x_0 from the data scaled to [-1, 1], t uniform,
 x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps, minimise w(t) ||target - net(x_t, t, y)||^2 with the
 target eps, x_0 or v and the weighting of ``schedule.NoiseSchedule.loss``. With ``conditional``, the
 class y is replaced by the null token with probability ``p_uncond`` (Ho & Salimans 2022, Algorithm 1),
@@ -36,7 +36,7 @@ class DDPMConfig:
     timesteps: int = field(1000, "diffusion steps T")
     prediction: Literal["epsilon", "sample", "v_prediction"] = field("epsilon", "what the network predicts")
     weighting: Literal["uniform", "snr", "min_snr"] = field(
-        "uniform", "loss weighting: uniform (L_simple), snr (seed 002 Eq. 24, the bound's weights), min_snr")
+        "uniform", "loss weighting: uniform (L_simple), snr (the bound's weights, Kingma et al. 2021), min_snr")
     snr_gamma: float = field(5.0, "gamma of min-SNR weighting")
     variance: Literal["small", "large"] = field("small", "reverse variance: small (beta~_t) or large (beta_t)")
     channels: int = field(16, "U-Net width at full resolution (16 learned fastest per CPU-second on MNIST)")

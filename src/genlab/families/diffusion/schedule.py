@@ -1,7 +1,7 @@
 """The math of denoising diffusion in the open: noise schedules, the forward marginal, the posterior,
 SNR, the training losses and the variational bound in bits per dimension.
 
-Notation (Ho et al. 2020, "Denoising Diffusion Probabilistic Models"; seed 003 Problem 5):
+Notation (Ho et al. 2020, "Denoising Diffusion Probabilistic Models"):
 
   beta_t                      variance schedule, t = 1..T
   alpha_t = 1 - beta_t,       abar_t = prod_{s<=t} alpha_s
@@ -172,8 +172,8 @@ class NoiseSchedule:
 
     # ------------------------------------------------------------- noise levels
     def snr(self, t: torch.Tensor) -> torch.Tensor:
-        """SNR(t) = abar_t / (1 - abar_t) (Kingma et al. 2021, Sec. 2); the seed's per-example form
-        (002 Eq. 23) is SNR(t) ||x_0||^2 / D."""
+        """SNR(t) = abar_t / (1 - abar_t) (Kingma et al. 2021, Sec. 2); the per-example form
+        ||mu||^2 / tr(Sigma) of q(x_t | x_0) is SNR(t) ||x_0||^2 / D."""
         abar = self.alphas_cumprod[t.long()]
         return abar / (1 - abar)
 
@@ -213,7 +213,7 @@ class NoiseSchedule:
 
     def posterior_mean_variance(self, x0: torch.Tensor, xt: torch.Tensor, t: torch.Tensor
                                 ) -> tuple[torch.Tensor, torch.Tensor]:
-        """mu~_t(x_t, x_0) and beta~_t of q(x_{t-1} | x_t, x_0) (Ho et al. 2020, Eq. 6-7; seed 003 5c)."""
+        """mu~_t(x_t, x_0) and beta~_t of q(x_{t-1} | x_t, x_0) (Ho et al. 2020, Eqs. 6-7)."""
         abar = self._at(self.alphas_cumprod, t, xt)
         abar_prev = self._at(self.alphas_cumprod_prev, t, xt)
         beta = self._at(self.betas, t, xt)
@@ -266,7 +266,7 @@ class NoiseSchedule:
         Every weighting is a weight w(t) on ||x0_hat - x_0||^2, converted to the target's MSE with
         ||eps_hat - eps||^2 = SNR ||x0_hat - x_0||^2 and ||v_hat - v||^2 = (SNR + 1) ||x0_hat - x_0||^2:
           uniform  w = SNR, 1 or SNR + 1: the plain MSE of the target (L_simple, Ho et al. 2020, Eq. 14)
-          snr      w = (SNR(t-1) - SNR(t)) / 2: the seed's weighting (002 Eq. 24), the weight that makes
+          snr      w = (SNR(t-1) - SNR(t)) / 2: the bound's own weighting, the weight that makes
                    the loss the KL term L_{t-1} of the bound for sigma_t^2 = beta~_t (the discrete-time loss
                    of Kingma et al. 2021, VDM); at t = 1, where SNR(0) is infinite, the weight of t = 2 is used
           min_snr  w = min(SNR(t), gamma) (Hang et al. 2023, "Efficient diffusion training via Min-SNR
