@@ -1,5 +1,5 @@
-"""The autoencoder / VAE experiments of the course (seeds 000 P4, 001 Q1.7-1.9, 002 Q9-10, 004 P1-3), as
-declarations: the runs with their full and ``--quick`` settings, and an analysis of the trained runs.
+"""The autoencoder / VAE experiments (Kingma & Welling 2014; the course items they answer: docs/COURSES.md),
+as declarations: the runs with their full and ``--quick`` settings, and an analysis of the trained runs.
 
 Full versions train on MNIST (a local folder via --data-dir / GENLAB_DATA, else a checked download);
 ``--quick`` versions train on the bundled 8x8 digits so they finish in under a minute.
@@ -18,10 +18,10 @@ from genlab.viz.figures import labelled_grid, line_plot, save_rows
 from genlab.viz.report import interpolation_figure, interpolation_images, latent_grid_figure, test_images
 
 FAMILY = "vae"
-DIGITS_NOTE = "quick run on 8x8 digits: its numbers are not comparable with the course's MNIST references"
+DIGITS_NOTE = "quick run on 8x8 digits: its numbers are not comparable with the MNIST references of docs/COURSES.md"
 
 
-# ------------------------------------------------------------------ 004 P3 b / 000 P4 e
+# ------------------------------------------------------------------ analytic KL vs Monte Carlo
 KL_SAMPLES = Both(full=[1, 10, 100, 1000, 10_000, 100_000, 1_000_000], quick=[1, 10, 100, 1000, 10_000, 100_000])
 
 
@@ -50,11 +50,11 @@ def kl_check(ctx: Context) -> dict:
 
 
 declare(Experiment(
-    "kl-check", FAMILY, "analytic KL(q||p) against its Monte-Carlo estimate as samples grow (004 P3b)",
+    "kl-check", FAMILY, "analytic KL(q||p) vs its Monte-Carlo estimate as samples grow (Kingma & Welling 2014, App. B)",
     analyze=kl_check))
 
 
-# ------------------------------------------------------------------ 004 P2-P3 c / 000 P4 f
+# ------------------------------------------------------------------ SGVB vs analytic-KL ELBO
 def sgvb_vs_analytic(ctx: Context) -> dict:
     summary, recons, figures = {}, [], []
     note = DIGITS_NOTE if ctx.quick else ""
@@ -80,14 +80,14 @@ BINARIZED_VAE = {"z_dim": 20, "view": "binarized"}
 BINARIZED_QUICK = {"epochs": 40, "batch_size": 32, "hidden": (512, 256)}
 declare(Experiment(
     "vae-sgvb-vs-analytic", FAMILY,
-    "two VAEs, SGVB vs analytic-KL ELBO: reconstructions, samples, test ELBO (004 P2-3, 000 P4f)",
+    "two VAEs, SGVB vs analytic-KL ELBO: reconstructions, samples, test ELBO (Kingma & Welling 2014, Sec. 2.3)",
     runs=[Setting(objective, "vae", {**BINARIZED_VAE, "objective": objective, "epochs": 30},
                   quick=BINARIZED_QUICK)
           for objective in ("sgvb", "analytic")],
     analyze=sgvb_vs_analytic, one_thread_quick=True))
 
 
-# ------------------------------------------------------------------ 004 P1
+# ------------------------------------------------------------------ plain autoencoder, z = 2
 def ae_mnist(ctx: Context) -> dict:
     run = ctx.runs["ae"]
     figures = make_figures(run, ctx.figures)
@@ -95,12 +95,12 @@ def ae_mnist(ctx: Context) -> dict:
 
 
 declare(Experiment(
-    "ae-mnist", FAMILY, "autoencoder z=2: reconstructions and the 2-D grid of decoded latents (004 P1)",
+    "ae-mnist", FAMILY, "autoencoder z=2: reconstructions and the 2-D grid of decoded latents",
     runs=[Setting("ae", "ae", {"z_dim": 2, "epochs": 30}, quick={"epochs": 20, "batch_size": 32})],
     analyze=ae_mnist, one_thread_quick=True))
 
 
-# ------------------------------------------------------------------ 000 P4 g
+# ------------------------------------------------------------------ latent interpolation
 def vae_interpolation(ctx: Context) -> dict:
     run = ctx.runs["vae"]
     fig = interpolation_figure(run, ctx.figures / "interpolation.png", note=DIGITS_NOTE if ctx.quick else "")
@@ -117,13 +117,13 @@ def vae_interpolation(ctx: Context) -> dict:
 
 declare(Experiment(
     "vae-interpolation", FAMILY,
-    "decode (1-a) z1 + a z2 between two test digits of different labels, a = 0, 0.1, ..., 1 (000 P4g)",
+    "decode (1-a) z1 + a z2 between two test digits of different labels, a = 0, 0.1, ..., 1",
     runs=[Setting("vae", "vae", {**BINARIZED_VAE, "epochs": 30}, quick=BINARIZED_QUICK)],
     analyze=vae_interpolation, one_thread_quick=True))
 
 
-# ------------------------------------------------------------------ 001 Q1.7-1.9
-SAMPLE_EPOCHS = Both(full=[0, 10, 80], quick=[0, 2, 20])     # the course's 0/10/80
+# ------------------------------------------------------------------ CNN VAE on 4-bit MNIST
+SAMPLE_EPOCHS = Both(full=[0, 10, 80], quick=[0, 2, 20])     # the course's epochs 0/10/80
 
 
 def draw_samples(ctx: Context, s: Setting, trainer, epoch: int) -> None:
@@ -134,7 +134,7 @@ def draw_samples(ctx: Context, s: Setting, trainer, epoch: int) -> None:
 
 def categorical_cnn(ctx: Context) -> dict:
     run, run2 = ctx.runs["z20"], ctx.runs["z2"]
-    record = evaluate(run, options={"iwae_k": 1}, extras=False)      # elbo_* is the ELBO, as the course reports
+    record = evaluate(run, options={"iwae_k": 1}, extras=False)      # elbo_* is the ELBO (the course reference's bound)
     run.folder.write_eval(record)            # the training-curves figure marks the test value
     test = {k: round(float(v), 4) for k, v in record["metrics"].items()}
     figures = make_figures(run, ctx.figures / "z20")
@@ -148,7 +148,7 @@ def categorical_cnn(ctx: Context) -> dict:
                "sample_epochs": SAMPLE_EPOCHS(ctx),
                "test_z2": test_metrics(run2, iwae_k=1),
                "course_reference": "~4 bpd at start, < 2.0 after 2 epochs, ~0.52 after 80 epochs (28x28 MNIST)"}
-    goal = "val ELBO bpd < 2.0 after 2 epochs and test ELBO bpd <= 0.6 after 80 epochs (the course's MNIST reference)"
+    goal = "val ELBO bpd < 2.0 after 2 epochs and test ELBO bpd <= 0.6 after 80 epochs (course reference)"
     if run.data_name == "mnist":
         after2 = curve.get(2)
         summary |= target(goal, after2 is not None and after2 < 2.0 and test["elbo_bpd"] <= 0.6)
@@ -163,21 +163,21 @@ def _first_train_bpd(run):
 
 
 CNN_4BIT = {"arch": "cnn", "view": "quantized", "levels": 16, "lr": 1e-3, "batch_size": 128}
-# --quick: the course's CNN collapses its posterior on 8x8 digits within a minute (measured: KL 0.00 nats after
+# --quick: the CNN collapses its posterior on 8x8 digits within a minute (measured: KL 0.00 nats after
 # 10 epochs at lr 1e-3 or 3e-3, 16 or 32 channels), so the quick run uses an MLP, which does not.
 CNN_QUICK = {"arch": "mlp", "hidden": (512, 256), "epochs": 20, "batch_size": 32}
 declare(Experiment(
     "vae-categorical-cnn", FAMILY,
-    "CNN VAE on 4-bit MNIST, z=20: bpd curves, samples at epochs 0/10/80, and the z=2 manifold (001 Q1.7-1.9)",
+    "CNN VAE on 4-bit MNIST, z=20: bpd curves, samples at epochs 0/10/80, the z=2 manifold (Kingma & Welling, Fig. 4)",
     runs=[Setting("z20", "vae", {**CNN_4BIT, "z_dim": 20, "epochs": 80}, quick=CNN_QUICK),
           Setting("z2", "vae", {**CNN_4BIT, "z_dim": 2, "epochs": 40}, quick=CNN_QUICK)],
     callbacks=lambda ctx, s: snapshot_callbacks(SAMPLE_EPOCHS, draw_samples)(ctx, s) if s.name == "z20" else [],
     analyze=categorical_cnn, one_thread_quick=True,
     quick_note="an MLP instead of the CNN (on 8x8 digits the CNN's posterior collapses within a minute: KL 0.00 "
-               "nats), 20 epochs; the course's MNIST bpd reference is not checked"))
+               "nats), 20 epochs; the MNIST bpd reference is not checked"))
 
 
-# ------------------------------------------------------------------ 002 Q9-10
+# ------------------------------------------------------------------ Bernoulli MLP VAE
 def bernoulli_snapshots(ctx: Context, s: Setting) -> list:
     """Reconstructions of 10 held-out digits at the declared epochs: one figure per epoch and one with
     every epoch so far as a row."""
@@ -206,7 +206,7 @@ def bernoulli_mlp(ctx: Context) -> dict:
 RECON_EPOCHS = Both(full=[0, 10, 80], quick=[0, 5, 40])
 declare(Experiment(
     "vae-bernoulli-mlp", FAMILY,
-    "Bernoulli VAE, 3x256 MLP, z=20, batch 64 on binarized MNIST: reconstructions at epochs 0/10/80 (002 Q9-10)",
+    "Bernoulli VAE, 3x256 MLP, z=20, batch 64 on binarized MNIST: reconstructions at epochs 0/10/80",
     runs=[Setting("vae", "vae", {"hidden": (256, 256, 256), "z_dim": 20, "view": "binarized", "batch_size": 64,
                                  "epochs": 80}, quick={"epochs": 40, "batch_size": 32})],
     callbacks=bernoulli_snapshots, analyze=bernoulli_mlp, one_thread_quick=True,

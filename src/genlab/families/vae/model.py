@@ -9,7 +9,7 @@ Gaussian). The densities, the KL, the reparameterization, the IWAE combination a
           = E_q[log p(x|z)] - KL(q(z|x) || p(z))                     (analytic-KL form; K&W Eq. 10)
   KL      = 1/2 sum_d (mu_d^2 + sigma_d^2 - 1 - log sigma_d^2)       (K&W Appendix B)
   IWAE_k  = log 1/k sum_i p(x, z_i) / q(z_i|x),  z_i ~ q(z|x)        (Burda et al., 2016, Eq. 8)
-  bpd     = nll * log2(e) / prod(dims)                                (001, section 1.6)
+  bpd     = nll * log2(e) / prod(dims)                                (van den Oord et al. 2016)
 """
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def _auto_likelihood(info: DataInfo) -> str:
 
 @dataclass
 class AEConfig:
-    arch: Literal["mlp", "cnn"] = field("mlp", "encoder/decoder: MLP or the CNN of 001 Q1.7")
+    arch: Literal["mlp", "cnn"] = field("mlp", "encoder/decoder: MLP or the small CNN of genlab.nn.blocks")
     hidden: tuple[int, ...] = field((256, 256), "MLP hidden sizes (decoder mirrors them)")
     channels: int = field(32, "CNN base channels")
     z_dim: int = field(2, "latent dimension")
@@ -119,8 +119,8 @@ class AE(GenerativeModel):
 
 @dataclass
 class VAEConfig:
-    arch: Literal["mlp", "cnn"] = field("mlp", "encoder/decoder: MLP or the CNN of 001 Q1.7")
-    hidden: tuple[int, ...] = field((256, 256, 256), "MLP hidden sizes (decoder mirrors them); 002 uses 3x256")
+    arch: Literal["mlp", "cnn"] = field("mlp", "encoder/decoder: MLP or the small CNN of genlab.nn.blocks")
+    hidden: tuple[int, ...] = field((256, 256, 256), "MLP hidden sizes (decoder mirrors them)")
     channels: int = field(32, "CNN base channels")
     z_dim: int = field(20, "latent dimension")
     act: Literal["auto", "relu", "gelu", "leaky_relu", "tanh", "silu"] = field(
