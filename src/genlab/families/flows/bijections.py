@@ -1,4 +1,4 @@
-"""The bijection library of the normalizing flows (003 Problem 4; Dinh et al. 2017; Kingma & Dhariwal 2018).
+"""The bijection library of the normalizing flows (Dinh et al. 2017; Kingma & Dhariwal 2018).
 
 Direction convention: every :class:`Bijection` maps *data towards the base* in ``forward`` (the
 normalizing direction) and back in ``inverse``; both return the per-example log |det J| of the map
@@ -6,8 +6,8 @@ they apply, so for a chain x -> z = f_K o ... o f_1(x) the change of variables r
 
   log p(x) = log p_Z(f(x)) + sum_k log |det d f_k / d h_{k-1}|             (Dinh et al. 2017, Eq. 3)
 
-Layers: the course's invertible MLP layer y = LeakyReLU(W x + b) with W triangular and a positive
-(exp-parameterised) diagonal (003 Problem 4 b), permutations, reshapes, ActNorm with data-dependent
+Layers: an invertible MLP layer y = LeakyReLU(W x + b) with W triangular and a positive
+(exp-parameterised) diagonal, permutations, reshapes, ActNorm with data-dependent
 initialisation (Kingma & Dhariwal 2018, section 3.1), RealNVP affine coupling (Dinh et al. 2017,
 Eqs. 6-9) and the logit transform for images (ibid., section 4.1).
 """
@@ -65,7 +65,7 @@ class Compose(Bijection):
 
 # ----------------------------------------------------------------- layers
 class TriangularLeakyLayer(Bijection):
-    """The seed's invertible MLP layer (003 Problem 4 b): y = sigma(W x + b).
+    """An invertible MLP layer: y = sigma(W x + b).
 
     W lower triangular with W_ii = exp(s_i) > 0, so det W = prod_i exp(s_i); sigma = LeakyReLU
     with slope a > 0 is strictly increasing, sigma'(h) in {1, a}. Hence

@@ -5,7 +5,7 @@ ODE flows). On points the NLL is -log p(x). On images (discrete data with L grey
 k/(L-1)) the model is the density of the uniformly dequantized u = (k + U[0,1)) / L in [0, 1)^D and
 
   -log P(k) <= E_U[-log p(u)] + D log L         (nats; Theis, van den Oord & Bethge 2016, Eq. 3-4)
-  bpd        = that / (D log 2)                 (001, section 1.6)
+  bpd        = that / (D log 2)                 (van den Oord et al. 2016)
 
 so with L = 256 (MNIST) the bits/dim are the usual 8-bit ones, in the same table as a VAE's discrete
 NLL; a uniform density scores exactly log2 L = 8 bits/dim.

@@ -148,7 +148,7 @@ def cnf_change_of_variables(ctx: Context) -> dict:
 declare(Experiment(
     "cnf-change-of-variables", FAMILY,
     "instantaneous change of variables d log p/dt = -tr(df/dz) checked against log|det| of the ODE map's autograd "
-    "Jacobian; exact vs Hutchinson traces (000 P2)",
+    "Jacobian; exact vs Hutchinson traces (Chen et al. 2018, Thm. 1)",
     analyze=cnf_change_of_variables))
 
 
@@ -167,7 +167,7 @@ def flow_results(ctx: Context) -> dict:
 
 declare(Experiment(
     "flow-toy", FAMILY,
-    "invertible-MLP (003 P4) and RealNVP flows on the toy sets: test NLL vs the true density's, density maps, "
+    "invertible-MLP and RealNVP flows on the toy sets: test NLL vs the true density's, density maps, "
     "samples, transformations",
     runs=Both(
         full=[Setting(f"{model}-{data}", model, FLOW, data=data)

@@ -1,4 +1,4 @@
-"""Normalizing flows: exact likelihoods by the change of variables (003 Problem 4). The bijections live
+"""Normalizing flows: exact likelihoods by the change of variables (Dinh et al. 2017). The bijections live
 in :mod:`genlab.families.flows.bijections`, the dequantized image likelihood in :mod:`genlab.families.flows.exact`.
 
 Direction convention: every :class:`Bijection` maps *data towards the base* in ``forward``
@@ -8,7 +8,7 @@ of the map they apply. For a chain x -> z = f_K o ... o f_1(x) with z ~ N(0, I):
   log p(x) = log N(f(x); 0, I) + sum_k log |det d f_k / d h_{k-1}|          (change of variables)
   sample:    z ~ N(0, I),  x = f_1^{-1} o ... o f_K^{-1}(z)                  (inverse pass)
 
-Layers: the seed's invertible MLP layer y = LeakyReLU(W x + b) with W triangular and a positive
+Layers: an invertible MLP layer y = LeakyReLU(W x + b) with W triangular and a positive
 (exp-parameterised) diagonal, permutations, ActNorm with data-dependent initialisation, RealNVP
 affine coupling, and the logit transform for images.
 
@@ -31,6 +31,7 @@ from typing import Literal
 
 import torch
 
+from genlab.abilities import HasStages, LogProb, Samples
 from genlab.config import field, require
 from genlab.data.registry import DataInfo
 from genlab.errors import ConfigError
@@ -93,8 +94,9 @@ class InvertibleMLPConfig:
 
 
 @register_model("invertible-mlp", InvertibleMLPConfig,
-                "normalizing flow of triangular LeakyReLU layers y = sigma(Wx+b) (003 P4), exact NLL",
-                data_defaults={}, default_data="8gaussians")
+                "normalizing flow of triangular LeakyReLU layers y = sigma(Wx+b), exact NLL",
+                data_defaults={}, default_data="8gaussians",
+                abilities={Samples, LogProb, HasStages})
 class InvertibleMLPFlow(FlowModel):
     def __init__(self, config: InvertibleMLPConfig, data_info: DataInfo):
         super().__init__(config, data_info, config.logit_alpha)
@@ -132,7 +134,8 @@ class RealNVPConfig:
 
 @register_model("realnvp", RealNVPConfig,
                 "RealNVP: affine couplings + ActNorm (points: MLP, images: checkerboard CNN), exact NLL / bpd",
-                data_defaults=REALNVP_DATA_DEFAULTS, default_data="8gaussians")
+                data_defaults=REALNVP_DATA_DEFAULTS, default_data="8gaussians",
+                abilities={Samples, LogProb, HasStages})
 class RealNVP(FlowModel):
     def __init__(self, config: RealNVPConfig, data_info: DataInfo):
         super().__init__(config, data_info, config.logit_alpha)
