@@ -1,8 +1,8 @@
-"""Experiments of the language-model family (seeds 000 Problem 3 and 003 Problem 1).
+"""Experiments of the language-model family (Vaswani et al. 2017; Radford et al. 2018).
 
-* ``rnn-vs-transformer`` (003 1a): measured training time per sequence and generation time against the
+* ``rnn-vs-transformer``: measured training time per sequence and generation time against the
   sequence length n, for a GPT (with and without KV cache) and an LSTM, on log-log axes with fitted slopes.
-* ``attention-anatomy`` (003 1b-1d): attention maps of a trained GPT; without positions the model cannot
+* ``attention-anatomy``: attention maps of a trained GPT; without positions the model cannot
   tell order (its next-token distribution is invariant to shuffling the prefix; a block without causal
   mask is permutation-equivariant); the LayerNorm worked example x1 = [2, 1] -> [1, -1].
 * ``gpt-shakespeare``: genlab's fast CPU recipe on Tiny Shakespeare: training curve, samples at several
@@ -104,7 +104,7 @@ def _cheaper(rows: list[dict], a: str, b: str, label_a: str, label_b: str) -> st
 
 
 @register_experiment("rnn-vs-transformer", "training time per sequence and generation time vs sequence length: "
-                     "GPT with/without KV cache vs LSTM, log-log slopes (seed 003 P1a)", FAMILY)
+                     "GPT with/without KV cache vs LSTM, log-log slopes (Vaswani et al. 2017, Table 1)", FAMILY)
 def rnn_vs_transformer(out: Path, quick: bool, data_dir: str | None) -> dict:
     lengths = [16, 32, 64, 128, 256] if quick else [16, 32, 64, 128, 256, 512, 1024]
     with single_thread():
@@ -175,7 +175,7 @@ def block_equivariance_gap(positions: bool, dim: int = 32, T: int = 10, seed: in
 
 
 def layernorm_example() -> dict:
-    """003 1d: x1 = [2, 1] -> mu 1.5, sigma 0.5 -> [1, -1]; any distinct pair goes to +-[1, -1]."""
+    """LayerNorm by hand: x1 = [2, 1] -> mu 1.5, sigma 0.5 -> [1, -1]; any distinct pair goes to +-[1, -1]."""
     x1 = torch.tensor([2.0, 1.0])
     others = torch.tensor([[1.0, 3.0], [0.5, -2.0], [7.0, 6.0]])
     return {"x1": x1.tolist(), "x1_normalized": layer_norm(x1, eps=0.0).tolist(),
@@ -220,7 +220,7 @@ def analyze_anatomy(ctx) -> dict:
 declare(Experiment(
     name="attention-anatomy", family=FAMILY,
     description="attention maps of a trained GPT; without positions order is invisible; the LayerNorm "
-                "worked example (seed 003 P1b-d)",
+                "worked example (Vaswani et al. 2017; Ba et al. 2016)",
     runs=[Setting("positions", "gpt", ANATOMY_MODEL | {"positions": "learned", "max_steps": 1500},
                   quick={"max_steps": 200}),
           Setting("no-positions", "gpt", ANATOMY_MODEL | {"positions": "none", "max_steps": 1500},
@@ -258,7 +258,7 @@ def _gpt_shakespeare_options() -> dict:
 declare(Experiment(
     name="gpt-shakespeare", family=FAMILY,
     description="genlab's fast CPU GPT recipe on Tiny Shakespeare: curve, samples at temperatures 0.5/0.8/1.0, "
-                "test bits per character (seed 000 P3)",
+                "test bits per character",
     runs=[Setting("gpt", "gpt", _gpt_shakespeare_options(),
                   quick={"max_steps": 300, "n_layer": 2, "n_embd": 64, "eval_steps": 100})],
     data="tinyshakespeare", quick_data="synthetic-text", analyze=analyze_shakespeare, one_thread_quick=True,

@@ -1,6 +1,6 @@
 """GPT: a decoder-only transformer language model (Radford et al. 2018/2019), as nanoGPT lays it out.
 
-p(x_1 .. x_T) = prod_t p(x_t | x_<t) (000 Problem 3). Tokens are embedded, positions added (learned,
+p(x_1 .. x_T) = prod_t p(x_t | x_<t) (Radford et al. 2018, Eq. 1). Tokens are embedded, positions added (learned,
 sinusoidal) or rotated into the attention (rotary), ``n_layer`` causal :class:`DecoderBlock` s mix them, and a
 linear head -- tied to the token embedding (Press & Wolf 2017) -- gives logits W h_t, so that
 p_theta(x_{t+1} | x_<=t) = softmax(W h_t). Training is teacher-forced on shifted targets

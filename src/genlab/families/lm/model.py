@@ -1,7 +1,7 @@
 """``genlab train gpt`` and ``genlab train rnnlm``: the language models as genlab models.
 
 Both learn p(x_1 .. x_T) = prod_t p(x_t | x_<t) by teacher forcing on random windows of a token stream:
-inputs x [B, T], targets y [B, T] = x shifted by one (000 Problem 3b), loss = mean_t -log p(y_t | x_<=t).
+inputs x [B, T], targets y [B, T] = x shifted by one (Radford et al. 2018, Eq. 1), loss = mean_t -log p(y_t | x_<=t).
 Evaluation averages the same NLL per token (``nll_nats``) and derives ``bits_per_token`` = nll / ln 2
 (``bits_per_char`` too for a character tokenizer) and ``perplexity`` = exp(nll).
 ``genlab sample RUN --prompt "ROMEO:" -n 200 --temperature 0.8 --top-k 40 --top-p 0.95 --seed 1`` prints text.

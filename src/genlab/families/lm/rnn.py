@@ -3,7 +3,7 @@
 The RNN carries the past in a state h_t = f(h_{t-1}, x_t) (LSTM: Hochreiter & Schmidhuber 1997; GRU:
 Cho et al. 2014, Eq. 5-8), so p(x_{t+1} | x_<=t) = softmax(W h_t + b). Training still teacher-forces
 shifted targets, but step t must wait for step t-1: O(n) sequential work per sequence, where a
-transformer does O(n^2) work in parallel; generation costs O(1) per token (003 Problem 1a).
+transformer does O(n^2) work in parallel; generation costs O(1) per token (Vaswani et al. 2017, Table 1).
 
 API
 ---

@@ -1,12 +1,12 @@
 """Next-token losses and decoding rules shared by the language models.
 
-* ``token_nll(logits, targets) -> [B, T]``: -log p_theta(x_t | x_<t) per token, the teacher-forced loss of
-  000 Problem 3b: inputs (x_0 .. x_{T-1}), targets (x_1 .. x_T), L = -sum_t log softmax(W h_t)[x_t].
+* ``token_nll(logits, targets) -> [B, T]``: -log p_theta(x_t | x_<t) per token, the teacher-forced loss
+  (Williams & Zipser 1989): inputs (x_0 .. x_{T-1}), targets (x_1 .. x_T), L = -sum_t log softmax(W h_t)[x_t].
 * ``filter_logits(logits, top_k=None, top_p=None)``: top-k (Fan et al. 2018) and nucleus / top-p
   (Holtzman et al. 2020, Eq. 3) truncation; removed tokens get logit -inf.
 * ``next_token(logits, temperature=1.0, top_k=None, top_p=None, generator=None) -> [B]``: temperature 0 is
-  greedy (argmax), otherwise a draw from softmax(logits / T) after truncation (000 Problem 3c: at
-  inference the model's own sample becomes the next input).
+  greedy (argmax), otherwise a draw from softmax(logits / T) after truncation (at inference
+  the model's own sample becomes the next input).
 """
 from __future__ import annotations
 
