@@ -1,4 +1,4 @@
-"""Point clouds on known surfaces: the torus of 004 Problem 4, sampled uniformly by surface area.
+"""Point clouds on known surfaces: a torus in R^3, sampled uniformly by surface area.
 
 The torus with major radius R (centre of the tube to the z axis) and minor radius r (the tube) is
 
@@ -117,7 +117,7 @@ def _details(cfg: TorusConfig) -> dict:
                        f"noise std {cfg.noise_std}"}
 
 
-@register_dataset("torus", TorusConfig, "points on a torus, uniform by surface area (004 Problem 4; offline)",
+@register_dataset("torus", TorusConfig, "points on a torus, uniform by surface area (offline)",
                   "geometry", _details)
 def load_torus(cfg: TorusConfig, split: str) -> TensorData:
     n = {"train": cfg.n_train, "val": cfg.n_val, "test": cfg.n_test}[split]

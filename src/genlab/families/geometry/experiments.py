@@ -1,4 +1,4 @@
-"""Latent geometry (004 Problem 4): a Euclidean-latent VAE vs a toroidal-latent VAE on a torus point cloud.
+"""Latent geometry (Davidson et al. 2018): a Euclidean-latent VAE vs a toroidal-latent VAE on a torus point cloud.
 
 Both models are trained on the same cloud. Between the codes of random pairs of test points each model
 interpolates in its own latent space (a straight line in R^2; the shortest arc on each circle of the
@@ -81,7 +81,7 @@ def torus_interpolation(ctx: Context) -> dict:
 
 declare(Experiment(
     "torus-interpolation", "geometry",
-    "VAE on a torus point cloud: Euclidean vs toroidal latent, interpolations on or off the surface (004 Problem 4)",
+    "VAE on a torus point cloud: Euclidean vs toroidal latent, interpolations on or off the surface",
     runs=[Setting("euclidean", "vae", {**COMMON, "arch": "mlp", "z_dim": 2, "likelihood": "gaussian",
                                        "objective": "analytic"}, quick=QUICK),
           Setting("toroidal", "torus-vae", COMMON, quick=QUICK)],

@@ -1,4 +1,4 @@
-"""Figures of models trained on 3-D point clouds (004 Problem 4): reconstructions, samples, latent paths."""
+"""Figures of models trained on 3-D point clouds: reconstructions, samples, latent paths."""
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,4 +1,4 @@
-"""A VAE whose latent space is a torus S^1 x S^1 (004 Problem 4 c), with the math in the open.
+"""A VAE whose latent space is a torus S^1 x S^1 (in the spirit of Davidson et al. 2018), with the math in the open.
 
 Latent: two angles theta = (theta_1, theta_2). Prior: uniform on the torus, p(theta) = (2 pi)^-2.
 Posterior, independently on each circle: the von Mises distribution
@@ -177,7 +177,7 @@ class IWAEEvalConfig:
 
 
 @register_model("torus-vae", TorusVAEConfig, "VAE with a toroidal latent S1 x S1: von Mises posterior, uniform "
-                "prior, analytic KL, implicit reparameterization (004 Problem 4c)", default_data="torus",
+                "prior, analytic KL, implicit reparameterization (Figurnov et al. 2018)", default_data="torus",
                 eval_config=IWAEEvalConfig)
 class TorusVAE(GenerativeModel):
     """q(theta|x) = prod_c vM(mu_c(x), kappa_c(x)), p(theta) uniform, p(x|theta) Gaussian on points."""

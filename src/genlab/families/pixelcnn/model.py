@@ -7,7 +7,7 @@ order). With x_1..x_D the D = C*H*W grey levels of one image, each in {0, ..., L
   P(x)      = prod_i P(x_i | x_1, ..., x_{i-1})                       (Eq. 1 and 2)
   P(x_i|.)  = softmax(logits_i)[x_i], a 256-way (L-way) categorical    (Sec. 5.3: a discrete softmax)
   NLL(x)    = -sum_i log P(x_i | x_<i)    in nats, exact: no bound, no dequantization
-  bpd       = NLL / (D log 2)                                          (001, section 1.6)
+  bpd       = NLL / (D log 2)                                          (van den Oord et al. 2016)
 
 so on 8-bit MNIST (L = 256) ``bpd`` is the exact discrete likelihood in bits/dim; the uniform
 distribution scores log2 L = 8 bits/dim.
