@@ -1,5 +1,5 @@
-"""Posed views of 3-D scenes for neural radiance fields (000 Problem 1 (c): multi-view RGB images with
-camera intrinsics and extrinsics).
+"""Posed views of 3-D scenes for neural radiance fields (Mildenhall et al. 2020, Sec. 4: multi-view RGB
+images with camera intrinsics and extrinsics).
 
 Three sources, one :class:`Scene` (images [N, H, W, 3] in [0, 1], camera-to-world poses [N, 4, 4] in the
 OpenGL convention of ``genlab.families.nerf.rays``, intrinsics K, the depth range [near, far] and the

@@ -1,4 +1,4 @@
-"""Input encodings of the radiance field (001 Figure 6 (b)).
+"""Input encodings of the radiance field (Mildenhall et al. 2020, Fig. 2b).
 
 Positional encoding (Mildenhall et al. 2020, Eq. 4), applied to each coordinate p separately:
 

@@ -1,12 +1,12 @@
-"""Experiments of the neural-radiance-field family (seeds 000 Problem 1 and 001 section 3).
+"""Experiments of the neural-radiance-field family (Mildenhall et al. 2020; Chen et al. 2022).
 
-* ``nerf-render-gradient`` (000 1b): the hand-derived dL/dc_i and dL/dsigma_i against autograd on random
+* ``nerf-render-gradient``: the hand-derived dL/dc_i and dL/dsigma_i against autograd on random
   rays, a figure of dL/dsigma_i along one ray, and the custom autograd Function that uses them measured
   against autograd's own backward (bytes kept for backward, seconds per forward + backward).
 * ``nerf-offline``: the fast field on the generated scene (no download): held-out PSNR/SSIM, renders,
   depth maps against the ray caster's exact depth.
-* ``nerf-lego`` (001 limit (1), speed): vanilla NeRF against the fast grid field on Lego at 100 x 100
-  (views 90-99 held out), held-out PSNR against training wall-clock minutes on one plot.
+* ``nerf-lego`` (NeRF's slowness, the first of its known limits): vanilla NeRF against the fast grid
+  field on Lego at 100 x 100 (views 90-99 held out), held-out PSNR against training wall-clock minutes on one plot.
 """
 from __future__ import annotations
 
@@ -92,7 +92,7 @@ def measure_backward(R: int, N: int, repeats: int) -> dict:
     return out
 
 
-@register_experiment("nerf-render-gradient", "the analytic dL/dc_i, dL/dsigma_i of the rendering (seed 000 P1b) "
+@register_experiment("nerf-render-gradient", "the analytic dL/dc_i, dL/dsigma_i of the rendering (Mildenhall Eq. 3) "
                      "against autograd; the custom autograd Function's memory and speed", FAMILY)
 def nerf_render_gradient(out: Path, quick: bool, data_dir: str | None) -> dict:
     R, N = (256, 64) if quick else (2048, 128)
@@ -185,7 +185,7 @@ def build(name: str, options: dict, info):
 
 
 @register_experiment("nerf-lego", "vanilla NeRF vs the fast grid field on Lego 100x100 (views 90-99 held out): "
-                     "held-out PSNR against training minutes (seed 001 sec. 3, limit 1)", FAMILY)
+                     "held-out PSNR against training minutes (fixing NeRF's speed)", FAMILY)
 def nerf_lego(out: Path, quick: bool, data_dir: str | None) -> dict:
     if quick:   # built-in data: the offline scene stands in for Lego
         cfg = scenes.SyntheticSceneConfig(size=32, views=16, supersample=1)

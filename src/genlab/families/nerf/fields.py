@@ -5,7 +5,7 @@ ReLU layers of width 256 with gamma(x) concatenated again into the fifth (the sk
 head gives the density sigma (non-negative), a 256-wide feature is joined with gamma(d) (L = 4) and one
 128-wide layer gives the colour c through a sigmoid. sigma depends on x only, c on x and d.
 
-``TensorialField`` is the fast field (001 limit (1), speed), an explicit grid in the spirit of Plenoxels
+``TensorialField`` is the fast field (NeRF's first limit, speed), an explicit grid in the spirit of Plenoxels
 (Fridovich-Keil et al. 2022) and DVGO (Sun et al. 2022), factorised as in TensoRF (Chen et al. 2022,
 Eq. 4, the vector-matrix "VM" decomposition) so that it is small enough for CPU training:
 

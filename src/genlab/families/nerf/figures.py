@@ -49,13 +49,13 @@ def nerf_views(run, out: Path) -> list[Path]:
 
 def gradient_figure(t: torch.Tensor, sigma: torch.Tensor, analytic: torch.Tensor, autograd: torch.Tensor,
                     path: Path) -> Path:
-    """dL/dsigma_i along one ray: the seed's analytic formula over autograd's, with the density."""
+    """dL/dsigma_i along one ray: the hand-derived formula over autograd's, with the density."""
     plt = _plt()
     fig, (a0, a1) = plt.subplots(2, 1, figsize=(7, 5), sharex=True)
     a0.plot(t, sigma, color="k")
     a0.set_ylabel("density sigma_i")
     a1.plot(t, autograd, lw=4, alpha=0.4, label="autograd")
-    a1.plot(t, analytic, "--", color="k", label="analytic (000 1b)")
+    a1.plot(t, analytic, "--", color="k", label="analytic (by hand)")
     a1.axhline(0, color="gray", lw=0.5)
     a1.set_xlabel("t along the ray")
     a1.set_ylabel("dL / dsigma_i")

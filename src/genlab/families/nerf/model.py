@@ -1,4 +1,4 @@
-"""The ``nerf`` (vanilla) and ``nerf-grid`` (fast) models: posed rays in, colours out (001 Figure 6).
+"""The ``nerf`` (vanilla) and ``nerf-grid`` (fast) models: posed rays in, colours out (Mildenhall et al. 2020, Fig. 2).
 
 Both take batches of rays (origins, unit directions, target colours), sample points along them, query
 their field, render with Eq. 3 of Mildenhall et al. 2020 (``render.py``) over the scene's background and
@@ -11,7 +11,7 @@ L = |C_c - C|^2 + |C_f - C|^2.
 ``NeRFGrid`` (the fast field, ``fields.TensorialField``): samples only inside the scene box, one every
 ``step_ratio`` cells; samples in empty cells of the occupancy grid are skipped; early ray termination
 drops the samples behind an opaque surface (T_i < ``ert_threshold``) before the colour is evaluated; the
-grid grows coarse to fine. ``analytic_grad`` renders with the hand-derived backward pass of 000 1(b).
+grid grows coarse to fine. ``analytic_grad`` renders with the hand-derived backward pass of genlab.families.nerf.render.
 """
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ class NeRFConfig:
     depth: int = field(8, "MLP layers (the skip connection enters layer depth/2 + 1)")
     n_coarse: int = field(64, "stratified samples per ray (coarse field)")
     n_fine: int = field(128, "inverse-CDF samples per ray (fine field); 0: no fine field")
-    analytic_grad: bool = field(True, "render with the hand-derived gradient (000 1b) instead of autograd's")
+    analytic_grad: bool = field(True, "render with the hand-derived gradient instead of autograd's")
     chunk: int = field(4096, "rays per forward pass when rendering whole views")
 
     def validate(self):
@@ -65,7 +65,7 @@ class NeRFGridConfig:
     occupancy_alpha: float = field(1e-3, "a cell is empty when its alpha per step stays below this")
     ert_threshold: float = field(1e-4, "early ray termination: drop samples whose transmittance is below this")
     grid_lr: float = field(0.02, "learning rate of the grids (the SH basis uses the run's --lr)")
-    analytic_grad: bool = field(True, "render with the hand-derived gradient (000 1b) instead of autograd's")
+    analytic_grad: bool = field(True, "render with the hand-derived gradient instead of autograd's")
     chunk: int = field(8192, "rays per forward pass when rendering whole views")
 
     def validate(self):

@@ -1,4 +1,4 @@
-"""Camera rays from pinhole intrinsics and camera-to-world poses (001 Figure 6 (a)).
+"""Camera rays from pinhole intrinsics and camera-to-world poses (Mildenhall et al. 2020, Fig. 2a).
 
 Convention (NeRF-synthetic / Blender / OpenGL): a camera looks down its local -z axis, +x points
 right and +y up in the image; ``c2w`` is the 4x4 (or 3x4) matrix whose first three columns are the
@@ -8,7 +8,7 @@ has its centre at (u + 1/2, v + 1/2) in image coordinates, so with intrinsics K 
 
     d_cam = ((u + 1/2 - cx) / fx, -(v + 1/2 - cy) / fy, -1),   d = R d_cam / |R d_cam|,   r(t) = o + t d
 
-(Mildenhall et al. 2020, Sec. 4: r(t) = o + t d; 000 Problem 1 (b)). Directions are unit vectors, so t
+(Mildenhall et al. 2020, Sec. 4: r(t) = o + t d). Directions are unit vectors, so t
 is the Euclidean distance from the camera centre and a depth map holds distances along the ray.
 """
 from __future__ import annotations

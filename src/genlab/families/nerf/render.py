@@ -1,4 +1,4 @@
-"""Discrete volume rendering and its gradient (Mildenhall et al. 2020, Eq. 3; 000 Problem 1 (b)).
+"""Discrete volume rendering and its gradient (Mildenhall et al. 2020, Eq. 3).
 
 Along a ray with samples t_1 < ... < t_N, densities sigma_i >= 0, colours c_i and spacings delta_i:
 
@@ -11,14 +11,14 @@ Along a ray with samples t_1 < ... < t_N, densities sigma_i >= 0, colours c_i an
 (without a background, b = 0: the rendering of Eq. 3 exactly). The loss over a batch of rays is
 L = sum_r |C_hat(r) - C(r)|^2 (Eq. 6).
 
-Its gradient, derived by hand in 000 Problem 1 (b), with g = dL/dC_hat (= 2 (C_hat - C) for that loss):
+Its gradient, derived by hand by the chain rule, with g = dL/dC_hat (= 2 (C_hat - C) for that loss):
 
     dL/dc_i     = g w_i                                                              (grad c)
     dL/dsigma_i = delta_i [ T_{i+1} g.c_i - sum_{k>i} w_k g.c_k - T_{N+1} g.b ]        (grad sigma)
 
 using d alpha_i / d sigma_i = delta_i (1 - alpha_i), T_i (1 - alpha_i) = T_{i+1} and
 d T_k / d sigma_i = -delta_i T_k for k > i (the background term is zero when b = 0, which gives the
-seed's formula T_i delta_i (1 - alpha_i) c_i - delta_i sum_{k>i} T_k alpha_k c_k).
+form T_i delta_i (1 - alpha_i) c_i - delta_i sum_{k>i} T_k alpha_k c_k).
 
 ``VolumeRenderColor`` is an autograd Function whose backward is these two formulas: it keeps only its
 inputs (sigma, c, delta, b) and recomputes T in the backward pass, where autograd's graph keeps every
@@ -76,7 +76,7 @@ def volume_render(sigma: torch.Tensor, rgb: torch.Tensor, deltas: torch.Tensor, 
     return Rendered(color, depth, 1.0 - t_last, w)
 
 
-# ----------------------------------------------------------------- the gradient of 000 1(b)
+# ----------------------------------------------------------------- the hand-derived gradient
 def grad_color(sigma: torch.Tensor, deltas: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     """dL/dc_i = g w_i, [R, N, 3] (grad c), for an upstream gradient g = dL/dC_hat [R, 3]."""
     w, _ = render_weights(sigma, deltas)
@@ -97,7 +97,7 @@ def grad_sigma(sigma: torch.Tensor, rgb: torch.Tensor, deltas: torch.Tensor, g: 
 
 def mse_loss_grads(sigma: torch.Tensor, rgb: torch.Tensor, deltas: torch.Tensor, target: torch.Tensor,
                    background=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """The seed's (dL/dc_i, dL/dsigma_i) for L = sum_r |C_hat(r) - C(r)|^2: g = 2 (C_hat - C)."""
+    """The hand-derived (dL/dc_i, dL/dsigma_i) for L = sum_r |C_hat(r) - C(r)|^2: g = 2 (C_hat - C)."""
     w, t_last = render_weights(sigma, deltas)
     c_hat = (w[..., None] * rgb).sum(dim=-2) + t_last[..., None] * _background(background, rgb)
     g = 2.0 * (c_hat - target)                                                   # dL/dC_hat, [R, 3]

@@ -30,7 +30,7 @@ def stratified_samples(near: torch.Tensor | float, far: torch.Tensor | float, n:
 
 
 def deltas_from_t(t: torch.Tensor, far: torch.Tensor | float) -> torch.Tensor:
-    """delta_i = t_{i+1} - t_i with t_{N+1} = t_f (000 Problem 1 (b)); t: [R, N] sorted -> [R, N]."""
+    """delta_i = t_{i+1} - t_i with t_{N+1} = t_f (Mildenhall et al. 2020, Eq. 3); t: [R, N] sorted -> [R, N]."""
     far = torch.as_tensor(far, dtype=t.dtype, device=t.device).expand(t.shape[:-1])[..., None]  # [R] -> [R, 1]
     return torch.diff(t, dim=-1, append=far)
 
