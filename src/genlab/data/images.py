@@ -129,7 +129,7 @@ def _mnist_loader(name: str):
 def _mnist_details(name):
     def details(cfg: ImageDataConfig) -> dict:
         meta = _MNIST_FILES[name]
-        return {"splits": "train 55,000 / val 5,000 (fixed seeded split) / test 10,000",
+        return {"splits": "train 55,000 / val 5,000 (a fixed random split) / test 10,000",
                 "shape": "1x28x28, 10 classes", "source": meta["source"],
                 "download from": ", ".join(meta["urls"]),
                 "files (sha256)": {k: v for k, v in meta["sha256"].items()}}
@@ -147,7 +147,7 @@ DIGITS_SPLIT = {"test": 360, "val": 180}   # of 1,797 images; the rest (1,257) t
 
 @register_dataset("digits", ImageDataConfig,
                   "scikit-learn's bundled 8x8 handwritten digits (offline, the built-in default)", "images",
-                  lambda cfg: {"splits": "train 1,257 / val 180 / test 360 (fixed seeded split)",
+                  lambda cfg: {"splits": "train 1,257 / val 180 / test 360 (a fixed random split)",
                                "shape": "1x8x8, 10 classes, 17 grey levels",
                                "source": "UCI optical digits, bundled with scikit-learn (no download)"})
 def load_digits(cfg: ImageDataConfig, split: str) -> TensorData:
