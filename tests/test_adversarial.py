@@ -142,8 +142,8 @@ def test_aae_discriminator_loss_is_bce_of_prior_real_and_codes_fake():
     loss, logs = model.loss((x,), "discriminator")
     torch.testing.assert_close(loss, (1 - model.config.lam) * logs["d_loss"])
     rec, rlogs = model.loss((x,), "reconstruction")
-    r = torch.tanh(model.decoder_net(model.encode(x))).view_as(x)              # tanh decoder (001 Eq. 15)
-    torch.testing.assert_close(rec, model.config.lam * (((2 * x - 1) - r) ** 2).mean())   # Eq. 18 on [-1, 1]
+    r = torch.tanh(model.decoder_net(model.encode(x))).view_as(x)              # tanh decoder
+    torch.testing.assert_close(rec, model.config.lam * (((2 * x - 1) - r) ** 2).mean())   # Rec on [-1, 1]
     g, _ = model.loss((x,), "generator")
     torch.testing.assert_close(g, (1 - model.config.lam) * -torch.log(torch.sigmoid(model.discriminate(model.encode(x)))).mean(),
                                rtol=1e-5, atol=1e-7)
@@ -151,8 +151,8 @@ def test_aae_discriminator_loss_is_bce_of_prior_real_and_codes_fake():
 
 @pytest.mark.unit
 def test_aae_pixel_scales_and_reconstruction_metrics():
-    """The course's scaling (x in [-1, 1], tanh) by default, [0, 1] with a sigmoid as an option; the eval
-    metrics name the scale: rec_mse_pm1 is the course's loss (reference < 0.05), rec_mse_01 a quarter of it."""
+    """Pixels on [-1, 1] with a tanh decoder by default, [0, 1] with a sigmoid as an option; the eval
+    metrics name the scale: rec_mse_pm1 is the scale of the course reference (< 0.05, docs/COURSES.md), rec_mse_01 a quarter of it."""
     for output in ("tanh", "sigmoid"):
         model, x = _digits_aae(z_dim=3, output=output)
         model.eval()

@@ -60,7 +60,7 @@ def test_bad_schedules_raise_config_errors():
 @pytest.mark.parametrize("kind", ["linear", "cosine"])
 def test_marginal_equals_iterated_single_steps_exactly(kind):
     """q(x_t|x_0) moments from the recursion mean_t = sqrt(alpha_t) mean_{t-1}, var_t = alpha_t var_{t-1} + beta_t
-    (seed 002 Q14) equal the closed form sqrt(abar_t) x_0, 1 - abar_t."""
+    equal the closed form sqrt(abar_t) x_0, 1 - abar_t (Ho et al. 2020, Eq. 4)."""
     sch = f64(kind)
     x0 = torch.tensor([[0.7, -0.3]], dtype=torch.float64)
     mean, var = x0.clone(), torch.zeros_like(x0)
@@ -89,7 +89,7 @@ def test_marginal_by_monte_carlo_of_q_step():
 
 @pytest.mark.parametrize("i", [1, 10, 400, 999])
 def test_posterior_matches_bayes_rule_on_a_grid(i):
-    """q(x_{t-1}|x_t,x_0) ∝ q(x_t|x_{t-1}) q(x_{t-1}|x_0), normalised numerically (seed 003 5c)."""
+    """q(x_{t-1}|x_t,x_0) ∝ q(x_t|x_{t-1}) q(x_{t-1}|x_0), normalised numerically (Ho et al. 2020, Eqs. 6-7)."""
     sch = f64()
     x0, xt = 0.6, -0.4
     t = torch.tensor([i])
@@ -114,7 +114,7 @@ def test_snr_forms():
     torch.testing.assert_close(snr, sch.alphas_cumprod / (1 - sch.alphas_cumprod))
     torch.testing.assert_close(snr, 1 / sch.sigmas() ** 2)
     assert bool((snr[1:] < snr[:-1]).all())
-    # the seed's per-example SNR (002 Eq. 22-23): ||mu||^2 / tr(Sigma) of q(x_t|x_0)
+    # the per-example SNR ||mu||^2 / tr(Sigma) of q(x_t|x_0) is SNR(t) ||x_0||^2 / D
     x0 = torch.randn(1, 6, dtype=torch.float64)
     m, v = sch.q_mean_variance(x0, torch.tensor([300]))
     assert float((m ** 2).sum() / v.sum()) == pytest.approx(float(snr[300] * (x0 ** 2).sum() / 6), rel=1e-12)
@@ -158,7 +158,7 @@ def test_gaussian_kl_matches_torch_distributions():
 
 @pytest.mark.parametrize("prediction", ["epsilon", "sample", "v_prediction"])
 def test_snr_weighted_loss_is_the_kl_term_of_the_bound(prediction):
-    """The seed's weighting (002 Eq. 24) turns the MSE of any target into KL(q(x_{t-1}|x_t,x_0) || p(x_{t-1}|x_t))
+    """The weighting (SNR(t-1) - SNR(t)) / 2 (Kingma et al. 2021) turns the MSE of any target into KL(q(x_{t-1}|x_t,x_0) || p(x_{t-1}|x_t))
     for sigma_t^2 = beta~_t, computed here by torch.distributions."""
     sch = f64()
     g = torch.Generator().manual_seed(4)

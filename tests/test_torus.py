@@ -1,4 +1,4 @@
-"""The torus family (004 Problem 4): area-uniform sampler, surface distance, von Mises posterior
+"""The torus family: area-uniform sampler, surface distance, von Mises posterior
 (density, KL, implicit reparameterization), the torus-vae model, its CLI and the quick experiment."""
 import json
 import math

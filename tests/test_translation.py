@@ -1,4 +1,4 @@
-"""Translation transformer (issue 13; 002 Questions 20-22): blocks against their equations, gradient
+"""Translation transformer (issue 13; Xiong et al. 2020): blocks against their equations, gradient
 norms, masks, decoding, scores, tokenizer, data, and the offline pair's learnability."""
 from __future__ import annotations
 
@@ -82,7 +82,7 @@ def tiny_model(tok, norm="pre", layers=2, tie=True, dropout=0.0) -> Translator:
     return Translator(cfg, info_of(tok))
 
 
-# ----------------------------------------------------------------- blocks against 002 Eqs. 25-29
+# ----------------------------------------------------------------- blocks against their equations
 def _block(norm: str) -> EncoderBlock:
     torch.manual_seed(1)
     blk = EncoderBlock(BlockConfig(dim=8, n_heads=2, mlp_ratio=2.0, activation="relu", norm=norm)).double()
@@ -98,8 +98,8 @@ def _ln(norm_module):
 
 
 @pytest.mark.unit
-def test_post_norm_block_is_eq25():
-    """x_{l+1} = LayerNorm(x_l + A(x_l)) (002 Eq. 25), applied to the attention and the MLP sublayers."""
+def test_post_norm_block_is_layernorm_of_the_residual():
+    """x_{l+1} = LayerNorm(x_l + A(x_l)) (post-norm), applied to the attention and the MLP sublayers."""
     blk = _block("post")
     x = torch.randn(2, 5, 8, dtype=torch.float64)
     h = _ln(blk.norm1)(x + blk.attn(x))
@@ -108,8 +108,8 @@ def test_post_norm_block_is_eq25():
 
 
 @pytest.mark.unit
-def test_pre_norm_block_is_eq27():
-    """x_{l+1} = x_l + A(LayerNorm(x_l)) (002 Eq. 27), applied to the attention and the MLP sublayers."""
+def test_pre_norm_block_is_residual_of_the_layernorm():
+    """x_{l+1} = x_l + A(LayerNorm(x_l)) (pre-norm), applied to the attention and the MLP sublayers."""
     blk = _block("pre")
     x = torch.randn(2, 5, 8, dtype=torch.float64)
     h = x + blk.attn(_ln(blk.norm1)(x))
@@ -119,9 +119,9 @@ def test_pre_norm_block_is_eq27():
 
 @pytest.mark.unit
 @pytest.mark.parametrize("norm", ["post", "pre"])
-def test_block_jacobian_is_eq26_eq28(norm):
-    """The block's Jacobian (autograd) equals the chain rule of 002 Eq. 26 (post) / Eq. 28 (pre),
-    composed over the two sublayers as in Eq. 29."""
+def test_block_jacobian_is_the_chain_rule(norm):
+    """The block's Jacobian (autograd) equals the chain rule, dLN(x + A(x)) (1 + dA/dx) for post-norm and
+    1 + dA/dLN dLN(x)/dx for pre-norm, composed over the two sublayers."""
     blk = _block(norm)
     x = torch.randn(1, 3, 8, dtype=torch.float64)
     n = x.numel()
@@ -131,11 +131,11 @@ def test_block_jacobian_is_eq26_eq28(norm):
         return jacobian(f, at).reshape(n, n)
 
     ln1, ln2 = _ln(blk.norm1), _ln(blk.norm2)
-    if norm == "post":   # Eq. 26: dLN(y)/dy at y = x + A(x), times (1 + dA/dx)
+    if norm == "post":   # post-norm: dLN(y)/dy at y = x + A(x), times (1 + dA/dx)
         h = ln1(x + blk.attn(x))
         j1 = J(ln1, x + blk.attn(x)) @ (eye + J(blk.attn, x))
         j2 = J(ln2, h + blk.mlp(h)) @ (eye + J(blk.mlp, h))
-    else:                # Eq. 28: 1 + dA/dLN(x) . dLN(x)/dx
+    else:                # pre-norm: 1 + dA/dLN(x) . dLN(x)/dx
         h = x + blk.attn(ln1(x))
         j1 = eye + J(blk.attn, ln1(x)) @ J(ln1, x)
         j2 = eye + J(blk.mlp, ln2(h)) @ J(ln2, h)
