@@ -175,7 +175,7 @@ def test_width_not_divisible_by_heads_is_a_config_error():
 
 
 # ------------------------------------------------------------------ norms
-def test_layernorm_seed_example_and_any_two_vector():
+def test_layernorm_worked_example_and_any_two_vector():
     x1 = torch.tensor([2.0, 1.0])
     torch.testing.assert_close(layer_norm(x1, eps=0.0), torch.tensor([1.0, -1.0]))
     x = torch.randn(100, 2, dtype=torch.float64)
