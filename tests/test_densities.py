@@ -143,8 +143,8 @@ def test_a_uniform_categorical_vae_scores_exactly_8_bits():
 
 
 def test_continuous_images_default_to_the_discretized_gaussian_and_points_to_the_density():
-    assert VAE(VAEConfig(hidden=(8,)), EIGHT_BIT).likelihood == "discretized_gaussian"
-    assert VAE(VAEConfig(hidden=(8,)), DataInfo(kind="points", shape=(3,))).likelihood == "gaussian"
+    assert VAE(VAEConfig(hidden=(8,)), EIGHT_BIT).likelihood.name == "discretized_gaussian"
+    assert VAE(VAEConfig(hidden=(8,)), DataInfo(kind="points", shape=(3,))).likelihood.name == "gaussian"
     draws = VAE(VAEConfig(hidden=(8,), z_dim=2), EIGHT_BIT).sample(4, draw=True)
     assert torch.equal(draws, torch.round(draws * 255) / 255) and draws.min() >= 0 and draws.max() <= 1
 

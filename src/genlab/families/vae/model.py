@@ -22,31 +22,16 @@ import torch.nn.functional as F
 
 from genlab.config import field, require
 from genlab.data.registry import DataInfo
-from genlab.errors import ConfigError
+from genlab.families.vae.likelihoods import Likelihood, make_likelihood
 from genlab.maths.densities import (
-    bernoulli_log_likelihood,
     bits_per_dim,
-    categorical_log_likelihood,
-    dequantize,
-    discretized_gaussian_log_likelihood,
-    gaussian_log_likelihood,
-    grey_levels,
     iwae_log_likelihood,
     kl_normal_std_normal,
     log_normal_pdf,
     reparameterize,
-    to_levels,
 )
 from genlab.model import GenerativeModel, register_model
 from genlab.nn.blocks import build_decoder, build_encoder
-
-
-def _auto_likelihood(info: DataInfo) -> str:
-    if info.view in ("binarized", "dynamic"):
-        return "bernoulli"
-    if info.view == "quantized":
-        return "categorical"
-    return "discretized_gaussian" if info.kind == "image" else "gaussian"
 
 
 @dataclass
@@ -161,35 +146,19 @@ class VAEEvalConfig:
 class VAE(GenerativeModel):
     """q(z|x) = N(mu(x), diag sigma^2(x)), p(z) = N(0, I), p(x|z) from the decoder.
 
-    Every likelihood on images is a likelihood of the discrete pixels, so ``nll_nats`` and ``bpd``
-    are >= 0 and sit in one table with the flows' (see :mod:`genlab.maths.densities`):
-
-    * bernoulli (binary pixels), categorical (K levels): probabilities of the pixel values;
-    * discretized_gaussian: N(mean, var) on the pixel scale integrated over each grey level's bin;
-    * gaussian: a density of the dequantized pixels u = (k + U) / L, scored as -log p(u|z) + D log L
-      (the uniform-dequantization bound of Theis et al. 2016, Eq. 3), trained on the same u;
-      on points it is the plain density of x.
+    p(x|z) is one :class:`~genlab.families.vae.likelihoods.Likelihood` object (``self.likelihood``:
+    Bernoulli, categorical, Gaussian or discretized Gaussian, chosen by ``--likelihood``). Every
+    likelihood on images is a likelihood of the discrete pixels, so ``nll_nats`` and ``bpd`` are >= 0
+    and sit in one table with the flows' (see :mod:`genlab.families.vae.likelihoods`).
     """
 
     def __init__(self, config: VAEConfig, data_info: DataInfo):
         super().__init__(config, data_info)
         c = config
-        self.likelihood = _auto_likelihood(data_info) if c.likelihood == "auto" else c.likelihood
-        image = data_info.kind == "image"
-        if self.likelihood == "categorical" and not data_info.levels:
-            raise ConfigError("a categorical likelihood needs quantized data: add --view quantized")
-        if self.likelihood == "bernoulli" and data_info.view == "quantized":
-            raise ConfigError("a Bernoulli likelihood needs pixels in [0,1], not quantized levels; "
-                              "use --likelihood categorical or --view binarized")
-        if self.likelihood == "discretized_gaussian" and not image:
-            raise ConfigError("a discretized Gaussian likelihood needs images with grey levels; "
-                              "use --likelihood gaussian for points")
+        self.likelihood: Likelihood = make_likelihood(c.likelihood, data_info, c.gaussian_std)
         self.latent_dim = c.z_dim
         self.levels = data_info.levels or 0
-        # images: grey levels L of the discrete pixels the gaussian likelihoods are scored on
-        self.grey_levels = grey_levels(data_info) if image and self.likelihood in (
-            "gaussian", "discretized_gaussian") else 0
-        per_pixel = {"bernoulli": 1, "categorical": self.levels}.get(self.likelihood, 1 if c.gaussian_std else 2)
+        per_pixel = self.likelihood.params_per_dim
         self.encoder = build_encoder(c.arch, data_info.shape, 2 * c.z_dim, c.hidden, c.channels, c.activation)
         self.decoder_net = build_decoder(c.arch, data_info.shape, c.z_dim, per_pixel, c.hidden, c.channels,
                                          c.activation)
@@ -211,36 +180,9 @@ class VAE(GenerativeModel):
         out = self.decoder_net(z.reshape(-1, z.shape[-1]))           # [..., z_dim] -> [N, z_dim]
         return out.reshape(*lead, self.per_pixel, -1)                 # [N, P * D] -> [..., P, D]
 
-    def _mean_logvar(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(mean, logvar) of a Gaussian likelihood from decoder output [..., P, D]."""
-        mean = out[..., 0, :]
-        if self.config.gaussian_std:
-            return mean, torch.full_like(mean, 2 * math.log(self.config.gaussian_std))
-        return mean, out[..., 1, :].clamp(-12.0, 6.0)
-
-    def likelihood_target(self, x: torch.Tensor) -> torch.Tensor:
-        """What p(x|z) scores, flattened to [B, D]: the pixels, their integer levels (categorical,
-        discretized Gaussian) or, for a Gaussian on images, one dequantized draw u = (k + U) / L."""
-        x = x.flatten(1)                                              # [B, *shape] -> [B, D]
-        if self.likelihood == "discretized_gaussian":
-            return to_levels(x, self.data_info)
-        if self.likelihood == "gaussian" and self.grey_levels:
-            return dequantize(to_levels(x, self.data_info), self.grey_levels)
-        return x
-
     def log_likelihood(self, target: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """log p(x|z) in nats for z of shape [..., B, z_dim] and ``target = likelihood_target(x)`` [B, D].
-        For the Gaussian on images: log p(u|z) - D log L (the discrete bound's log-likelihood term)."""
-        out = self.decoder_params(z)
-        if self.likelihood == "bernoulli":
-            return bernoulli_log_likelihood(target, out[..., 0, :])
-        if self.likelihood == "categorical":
-            return categorical_log_likelihood(target, out)
-        mean, logvar = self._mean_logvar(out)
-        if self.likelihood == "discretized_gaussian":
-            return discretized_gaussian_log_likelihood(target, mean, logvar, self.grey_levels)
-        ll = gaussian_log_likelihood(target, mean, logvar)
-        return ll - target.shape[-1] * math.log(self.grey_levels) if self.grey_levels else ll
+        """log p(x|z) in nats for z of shape [..., B, z_dim] and ``target = self.likelihood.target(x)`` [B, D]."""
+        return self.likelihood.log_prob(target, self.decoder_params(z))
 
     def elbo(self, x: torch.Tensor, objective: str | None = None, n_samples: int | None = None,
              coeff: float = 1.0) -> dict[str, torch.Tensor]:
@@ -254,7 +196,7 @@ class VAE(GenerativeModel):
         n = n_samples or self.config.n_samples
         z = reparameterize(mu, logvar, n if n > 1 else None)      # [L, B, d], or [B, d] when L = 1
         average = (lambda t: t.mean(0)) if n > 1 else (lambda t: t)
-        rec = average(self.log_likelihood(self.likelihood_target(x), z))
+        rec = average(self.log_likelihood(self.likelihood.target(x), z))
         if objective == "analytic":
             kl = kl_normal_std_normal(mu, logvar)
         else:
@@ -266,7 +208,7 @@ class VAE(GenerativeModel):
         """The importance-weighted bound log p(x) >= IWAE_k (Burda et al. 2016, Eq. 8), per example,
         computed in chunks; one dequantized draw of x is shared by all k samples."""
         mu, logvar = self.posterior(x)
-        target = self.likelihood_target(x)
+        target = self.likelihood.target(x)
         chunk = chunk or max(1, int(4e7 // (len(x) * math.prod(self.data_info.shape) * self.per_pixel)))
 
         def log_weights(c):
@@ -309,37 +251,11 @@ class VAE(GenerativeModel):
     def _unflatten(self, x: torch.Tensor) -> torch.Tensor:
         return x.reshape(*x.shape[:-1], *self.data_info.shape)       # [..., D] -> [..., *shape]
 
-    def mean_of(self, out: torch.Tensor) -> torch.Tensor:
-        """E[x|z] from decoder output [..., P, D], shaped like the data (images in [0, 1]; for the
-        discretized Gaussian its Gaussian's mean clipped to [0, 1])."""
-        if self.likelihood == "bernoulli":
-            return self._unflatten(torch.sigmoid(out[..., 0, :]))
-        if self.likelihood == "categorical":
-            levels = torch.arange(self.levels, dtype=out.dtype, device=out.device).unsqueeze(-1)
-            return self._unflatten((torch.softmax(out, dim=-2) * levels).sum(-2) / (self.levels - 1))
-        if self.likelihood == "discretized_gaussian":
-            return self._unflatten(out[..., 0, :].clamp(0, 1))
-        return self._unflatten(out[..., 0, :])
-
-    def draw_of(self, out: torch.Tensor) -> torch.Tensor:
-        """A sample x ~ p(x|z) from decoder output [..., P, D] (images scaled to [0, 1])."""
-        if self.likelihood == "bernoulli":
-            return self._unflatten(torch.bernoulli(torch.sigmoid(out[..., 0, :])))
-        if self.likelihood == "categorical":
-            x = torch.distributions.Categorical(logits=out.transpose(-1, -2)).sample()
-            return self._unflatten(x.float() / (self.levels - 1))
-        mean, logvar = self._mean_logvar(out)
-        x = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
-        if self.likelihood == "discretized_gaussian":           # the bin the Gaussian draw falls in
-            top = self.grey_levels - 1
-            x = torch.round(x * top).clamp(0, top) / top
-        return self._unflatten(x)
-
     def encode(self, x):
         return self.posterior(x)[0]
 
     def decode(self, z):
-        return self.mean_of(self.decoder_params(z))
+        return self._unflatten(self.likelihood.mean(self.decoder_params(z)))
 
     def reconstruct(self, x):
         return self.decode(self.encode(x))
@@ -349,4 +265,4 @@ class VAE(GenerativeModel):
         """n samples from the model: z ~ N(0, I), then E[x|z] (``draw=True``: x ~ p(x|z))."""
         z = torch.randn(n, self.latent_dim, device=next(self.parameters()).device)
         out = self.decoder_params(z)
-        return self.draw_of(out) if draw else self.mean_of(out)
+        return self._unflatten(self.likelihood.sample(out) if draw else self.likelihood.mean(out))
