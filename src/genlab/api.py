@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from genlab.abilities import Samples
+from genlab.abilities import Samples, can
 from genlab.config import from_dict
 from genlab.errors import ConfigError, GenlabError
 from genlab.eval.evaluate import evaluate
@@ -63,9 +63,10 @@ def sample(run: Run | str | Path, n: int = 64, seed: int = 0, out: str | Path | 
     cfg = from_dict(spec.sample_config, (options or {}) | sample_options, where=f"sample options of {run.model_name}")
     with torch.random.fork_rng(devices=[]), torch.no_grad():
         torch.manual_seed(seed)
-        if spec.sample is not None:
-            return list(spec.sample(run, cfg, n, Path(out) if out else None, seed))
-        if not isinstance(run.model, Samples):
+        writer = spec.sample_writer()
+        if writer is not None:
+            return list(writer(run, cfg, n, Path(out) if out else None, seed))
+        if not can(run.model, Samples):
             raise GenlabError(f"model {run.model_name} cannot sample (it has no generative prior); "
                               f"try `genlab report {run.dir}` for its figures")
         if out:

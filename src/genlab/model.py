@@ -18,13 +18,15 @@ A model is an ``nn.Module`` built as ``Model(config, data_info)``. The trainer d
   ``{"block_size": 256}`` for windows of a token stream); default: nothing.
 * ``step_hooks() -> list`` -- ``hook(trainer)`` functions run after every optimizer step.
 * ``finalize_metrics`` may add strings (e.g. sacrebleu's signature beside ``bleu``).
-* optional abilities (``genlab.abilities``): ``Samples``, ``Encodes``, ``Decodes``, ...
+* optional abilities (``genlab.abilities``): ``Samples``, ``Encodes``, ``Decodes``, ... -- declared in
+  ``register_model(..., abilities={...})``; having a method of the same name grants nothing.
 
 Models never import the trainer, the CLI or the figures.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
+import importlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +35,7 @@ from torch import nn
 
 from genlab import catalog
 from genlab.config import from_dict
+from genlab.abilities import check_abilities
 from genlab.data.registry import DataInfo
 
 
@@ -50,6 +53,7 @@ class Avg:
 
 class GenerativeModel(nn.Module):
     """Base class with the defaults of the protocol above."""
+    ABILITIES: frozenset = frozenset()   # set by register_model(..., abilities=...)
 
     def __init__(self, config, data_info: DataInfo):
         super().__init__()
@@ -89,9 +93,12 @@ class ModelSpec:
     """How ``genlab train NAME`` builds a model, and what ``eval`` / ``sample`` offer for it.
 
     ``eval_config``: a dataclass whose fields become flags of ``genlab eval`` and keywords of the
-    model's ``eval_metrics``. ``sample_config`` and ``sample``: the flags of ``genlab sample`` and the
-    function ``sample(run, cfg, n, out, seed) -> list[str]`` (lines to print: paths or text); without
-    one, ``genlab sample`` draws ``model.sample(n)`` and writes them as the data kind says.
+    model's ``eval_metrics``. ``sample_config`` and ``sample``: the flags of ``genlab sample`` and its
+    writer ``sample(run, cfg, n, out, seed) -> list[str]`` (lines to print: paths or text), named as
+    ``"module:function"`` of the family's package (e.g. ``"figures:sample_images"``, imported only when
+    ``genlab sample`` runs, so model modules write no files); without one, ``genlab sample`` draws
+    ``model.sample(n)`` and writes them as the data kind says. ``abilities``: what the model can do
+    (classes of ``genlab.abilities``), also set on the class as ``ABILITIES`` for ``can(model, ...)``.
     ``train_defaults``: the family's preferred training settings (shown as the defaults of
     ``genlab train MODEL --help``; flags and keywords still override them).
     """
@@ -103,22 +110,37 @@ class ModelSpec:
     default_data: str = "digits"
     eval_config: type = NoOptions
     sample_config: type = NoOptions
-    sample: Callable | None = None
+    sample: str | None = None   # "module:function" in the family's package, e.g. "figures:sample_images"
     family: str = ""
     train_defaults: dict = field(default_factory=dict)   # e.g. {"schedule": "warmup-cosine", "ema": 0.999}
     sample_example: str = ""   # flags of a typical `genlab sample RUN ...` (shown after training)
+    abilities: frozenset = frozenset()   # e.g. frozenset({Samples, Encodes, Decodes})
+
+    def sample_writer(self) -> Callable | None:
+        """The family's ``sample`` writer, imported on first use (None when the family declares none)."""
+        if self.sample is None:
+            return None
+        module, _, function = self.sample.partition(":")
+        package = self.cls.__module__.rpartition(".")[0]
+        return getattr(importlib.import_module(f"{package}.{module}"), function)
 
 
 def register_model(name: str, config: type, description: str, data_defaults: dict | None = None,
                    default_data: str = "digits", eval_config: type = NoOptions,
-                   sample_config: type = NoOptions, sample: Callable | None = None, family: str = "",
-                   train_defaults: dict | None = None, sample_example: str = ""):
-    """Class decorator declaring ``genlab train NAME`` (list NAME in ``genlab.catalog.MODELS``)."""
+                   sample_config: type = NoOptions, sample: str | None = None, family: str = "",
+                   train_defaults: dict | None = None, sample_example: str = "", abilities=()):
+    """Class decorator declaring ``genlab train NAME`` (list NAME in ``genlab.catalog.MODELS``) and what
+    the model can do (``abilities``: classes of ``genlab.abilities``, stored as ``cls.ABILITIES``)."""
+    declared = check_abilities(abilities)
+    if sample is not None and (not isinstance(sample, str) or ":" not in sample):
+        raise TypeError(f"model {name}: sample= names the writer as 'module:function', got {sample!r}")
+
     def deco(cls):
+        cls.ABILITIES = declared
         catalog.register("model", name, ModelSpec(name, cls, config, description, dict(data_defaults or {}),
                                                   default_data, eval_config, sample_config, sample,
                                                   family or cls.__module__.split(".")[2], dict(train_defaults or {}),
-                                                  sample_example))
+                                                  sample_example, declared))
         return cls
     return deco
 

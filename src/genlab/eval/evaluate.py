@@ -2,8 +2,8 @@
 extra metrics (listed in ``genlab.catalog.METRICS``) that apply to what the model can do.
 
 An extra metric is declared with ``@register_metric(name, needs=(Samples,), kinds=("image",))`` on a
-function ``(run, split_data, options) -> dict | None``; it runs only for models that follow every
-protocol in ``needs`` on data of one of ``kinds`` (all kinds when empty), and only when the user did
+function ``(run, split_data, options) -> dict | None``; it runs only for models that declare every
+ability in ``needs`` on data of one of ``kinds`` (all kinds when empty), and only when the user did
 not switch it off (``genlab eval --no-NAME``).
 """
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The figure toolkit, and the one place that labels figures: image grids with a title and labels
 for their rows and columns (``labelled_grid``), line plots with integer epoch ticks, 2-D and 3-D
 scatter plots with equal axes, and a note line under any figure (e.g. what a ``--quick`` run cannot
-show). Plots use matplotlib (Agg, no screen); plain grids for ``samples/`` are written with Pillow.
+show). Plots use matplotlib (Agg, no screen); plain grids and GIFs for ``samples/`` are written with Pillow.
 """
 from __future__ import annotations
 
@@ -53,6 +53,16 @@ def save_image_grid(images: torch.Tensor, path: str | Path, nrow: int | None = N
 
 
 def labelled_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None, title: str = "",
+def write_gif(frames: torch.Tensor, path: str | Path, fps: int = 20) -> Path:
+    """Write frames [n, H, W, 3] with values in [0, 1] as a looping GIF (Pillow), ``fps`` frames a second."""
+    images = [Image.fromarray((f.clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8))
+              for f in frames.detach().float().cpu()]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    images[0].save(path, save_all=True, append_images=images[1:], duration=max(1, round(1000 / fps)), loop=0)
+    return path
+
+
                   row_labels: Sequence[str] | None = None, col_labels: Sequence[str] | None = None,
                   xlabel: str = "", ylabel: str = "", note: str = "", cell_px: int = 48) -> Path:
     """An image grid [N, C, H, W] (values in [0, 1], ``nrow`` images per row) as a figure with a

@@ -1,8 +1,8 @@
 """Figures of a run, chosen by what its model can do (never by its family's name).
 
 Each maker is ``fn(run, out_dir) -> list[Path]`` declared with
-``@register_figures(needs=(Samples,), kinds=("image",))``: it is drawn only for models that follow
-every protocol in ``needs`` (``genlab.abilities``) on data of one of ``kinds``. The modules
+``@register_figures(needs=(Samples,), kinds=("image",))``: it is drawn only for models that declare
+every ability in ``needs`` (``genlab.abilities``) on data of one of ``kinds``. The modules
 that declare makers are listed in ``genlab.catalog.FIGURES``.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ import torch
 from scipy.stats import norm
 
 from genlab import catalog
-from genlab.abilities import Decodes, Encodes, HasPrior, Reconstructs, Samples, can
+from genlab.abilities import Decodes, Encodes, GaussianPrior, Reconstructs, Samples, can
 from genlab.train.logger import read_jsonl
 from genlab.viz.figures import labelled_grid, line_panels, save_rows
 
@@ -87,14 +87,15 @@ def samples(run, out: Path):
 
 
 def latent_grid(run, n: int = 20) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
-    """The 2-D latent grid: for a VAE the inverse normal CDF of an even grid in (0, 1) (Kingma &
-    Welling Fig. 4b); for an AE an even grid over the range of the test codes. Returns the decoded
+    """The 2-D latent grid: for a model with a ``GaussianPrior`` (a VAE) the inverse normal CDF of an
+    even grid in (0, 1) (Kingma & Welling Fig. 4b); for another autoencoder (an AE, an AAE) an even
+    grid over the range of the test codes. Returns the decoded
     images [n*n, ...] (rows from the top: z2 decreasing; columns: z1 increasing), the z1 values of
     the columns and the z2 values of the rows; None for a model without a 2-D latent."""
     model = run.model
     if not can(model, Decodes, Encodes) or model.latent_dim != 2:
         return None
-    if can(model, Samples, HasPrior):     # a prior N(0, I) to invert
+    if can(model, GaussianPrior):     # a prior N(0, I) to invert
         u = torch.linspace(0.5 / n, 1 - 0.5 / n, n)
         axis = torch.from_numpy(norm.ppf(u.numpy())).float()
         ys, xs = axis.flip(0), axis
@@ -114,7 +115,7 @@ def latent_grid_figure(run, path: Path, title: str = "", note: str = "", n: int 
         return None
     images, xs, ys = grid
     label = lambda v, k: f"{float(v):.1f}" if k % 4 == 0 or k == n - 1 else ""   # noqa: E731
-    how = "inverse normal CDF of an even grid" if can(run.model, Samples, HasPrior) else "even grid over the test codes"
+    how = "inverse normal CDF of an even grid" if can(run.model, GaussianPrior) else "even grid over the test codes"
     return labelled_grid(images, path, nrow=n, title=title or f"{run_title(run)}: decoded 2-D latent grid ({how})",
                          col_labels=[label(v, k) for k, v in enumerate(xs)],
                          row_labels=[label(v, k) for k, v in enumerate(ys)], xlabel="z1", ylabel="z2",

@@ -1,6 +1,6 @@
 """How ``genlab sample`` writes what a model drew, by the kind of data (the data declares its kind in
 ``DataInfo.kind``): image grids, point clouds. Families whose samples are something else (text,
-translations, renders) declare their own ``sample`` function in their model spec."""
+translations, renders) name their own writer in their model spec (``sample="figures:sample_text"``)."""
 from __future__ import annotations
 
 from pathlib import Path

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genlab.abilities import Decodes, Encodes, Reconstructs, Samples
 from genlab.config import field, require
 from genlab.data.registry import DataInfo
 from genlab.errors import ConfigError
@@ -124,7 +125,7 @@ class AAEConfig:
 
 @register_model("aae", AAEConfig, "adversarial autoencoder (Makhzani et al. 2015): deterministic / Gaussian / "
                 "universal encoder, normal or mixture prior, lambda-weighted L_AAE",
-                data_defaults={"view": "continuous"})
+                data_defaults={"view": "continuous"}, abilities={Samples, Encodes, Decodes, Reconstructs})
 class AAE(GenerativeModel):
     def __init__(self, config: AAEConfig, data_info: DataInfo):
         super().__init__(config, data_info)
@@ -297,7 +298,7 @@ class GANConfig:
 
 
 @register_model("gan", GANConfig, "GAN (Goodfellow 2014): MLP or DCGAN, min-max / non-saturating loss, f-GAN",
-                data_defaults={"view": "continuous"})
+                data_defaults={"view": "continuous"}, abilities={Samples})
 class GAN(GenerativeModel):
     def __init__(self, config: GANConfig, data_info: DataInfo):
         super().__init__(config, data_info)

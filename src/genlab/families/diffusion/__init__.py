@@ -6,7 +6,8 @@
 - ``guidance.py``: classifier-free guidance (Ho & Salimans 2022).
 - ``unet.py``: a compact U-Net; ``model.py``: the ``ddpm`` model.
 - ``pretrained.py``: genlab's samplers inside a pretrained Stable Diffusion pipeline.
-- ``figures.py``: sample grids; ``experiments.py``: forward process, oracles, MNIST, sampler comparison.
+- ``figures.py``: the image grids ``genlab sample`` writes; ``experiments.py``: forward process, oracles,
+  MNIST, sampler comparison.
 """
 from genlab.catalog import lazy_exports
 

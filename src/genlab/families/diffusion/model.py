@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import torch
 
+from genlab.abilities import Samples
 from genlab.config import field, require
 from genlab.data.registry import DataInfo
 from genlab.errors import ConfigError
@@ -86,7 +86,7 @@ class DDPMSampleConfig:
 @register_model("ddpm", DDPMConfig, "denoising diffusion (Ho et al. 2020): compact U-Net, 8 samplers, "
                 "classifier-free guidance, variational bound in bits/dim", data_defaults={"view": "continuous"},
                 default_data="digits", eval_config=DDPMEvalConfig, sample_config=DDPMSampleConfig,
-                sample=lambda *a, **k: sample_images(*a, **k), family="diffusion",
+                sample="figures:sample_images", family="diffusion", abilities={Samples},
                 sample_example="--sampler dpm++2m --steps 20 --seed 42")
 class DDPM(GenerativeModel):
     def __init__(self, config: DDPMConfig, data_info: DataInfo):
@@ -201,57 +201,3 @@ class DDPM(GenerativeModel):
         if not self.num_classes:
             raise ConfigError("this model is unconditional: train it with --conditional to use prompts")
         return resolve_prompt(prompt, self.class_names())
-
-
-def save_image_grid(images: torch.Tensor, path: Path, nrow: int | None = None) -> Path:
-    """A bare PNG grid of images [N, C, H, W] in [0, 1], ``nrow`` per row, upscaled (nearest) to >= 56 px."""
-    from PIL import Image
-    n, c, h, w = images.shape
-    nrow = nrow or math.ceil(math.sqrt(n))
-    rows = math.ceil(n / nrow)
-    grid = torch.ones(c, rows * (h + 2) + 2, nrow * (w + 2) + 2)
-    for i, img in enumerate(images.detach().cpu().float().clamp(0, 1)):
-        r, col = divmod(i, nrow)
-        grid[:, 2 + r * (h + 2): 2 + r * (h + 2) + h, 2 + col * (w + 2): 2 + col * (w + 2) + w] = img
-    arr = (grid.permute(1, 2, 0).numpy() * 255 + 0.5).astype("uint8")          # [C, H', W'] -> [H', W', C]
-    pil = Image.fromarray(arr[..., 0] if c == 1 else arr)
-    scale = max(1, math.ceil(56 / h))
-    pil = pil.resize((pil.width * scale, pil.height * scale), Image.NEAREST)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pil.save(path)
-    return path
-
-
-def sample_images(run, cfg: DDPMSampleConfig, n: int, out: Path | None, seed: int) -> list[str]:
-    """``genlab sample RUN [--sampler S --steps N --prompt P --negative-prompt Q --guidance W]``: an image
-    grid; with a negative prompt, also the grid without it from the same seed, and both side by side."""
-    model: DDPM = run.model.eval()
-    device = next(model.parameters()).device
-    labels = negative = None
-    if cfg.prompt or cfg.negative_prompt:
-        if cfg.prompt:
-            labels = torch.full((n,), model.prompt_label(cfg.prompt), dtype=torch.long, device=device)
-        else:
-            labels = torch.arange(n, device=device) % max(model.num_classes, 1)
-        if cfg.negative_prompt:
-            negative = torch.full((n,), model.prompt_label(cfg.negative_prompt), dtype=torch.long, device=device)
-    sampler = cfg.sampler or model.config.sampler
-    steps = cfg.steps or model.config.sample_steps
-    guidance = None if cfg.guidance < 0 else cfg.guidance
-    noise = torch.randn((n, *model.data_info.shape), generator=torch.Generator().manual_seed(seed))
-    draw = dict(sampler=sampler, steps=steps, labels=labels, guidance=guidance, eta=cfg.eta, noise=noise)
-    images = model.sample(n, generator=torch.Generator().manual_seed(seed + 1), negative=negative, **draw)
-    stem = f"{sampler}_{steps}" + (f"_{cfg.prompt}" if cfg.prompt else "") + \
-        (f"_not_{cfg.negative_prompt}" if cfg.negative_prompt else "")
-    stem = stem.replace(" ", "-").replace("/", "-")
-    path = out if out is not None else run.folder.samples / f"{stem}.png"
-    lines = [str(save_image_grid(images, path))]
-    if negative is not None:
-        plain = model.sample(n, generator=torch.Generator().manual_seed(seed + 1), **draw)
-        plain_path = path.with_name(path.stem + "_without.png")
-        lines.append(str(save_image_grid(plain, plain_path)))
-        k = min(n, 8)
-        pair = torch.cat([plain[:k], images[:k]])                     # row 1 without, row 2 with the negative prompt
-        lines.append(str(save_image_grid(pair, path.with_name(path.stem + "_side_by_side.png"), nrow=k)))
-    return lines

@@ -23,6 +23,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from genlab.abilities import HasStages, HasTrajectory, LogProb, Samples
 from genlab.config import field, require
 from genlab.data.registry import DataInfo
 from genlab.families.flows.bijections import LogitTransform
@@ -166,7 +167,8 @@ class CNFEvalConfig:
 
 
 @register_model("cnf", CNFConfig, "continuous normalizing flow (FFJORD): neural ODE, exact or Hutchinson trace",
-                data_defaults={}, default_data="8gaussians", eval_config=CNFEvalConfig)
+                data_defaults={}, default_data="8gaussians", eval_config=CNFEvalConfig,
+                abilities={Samples, LogProb, HasStages, HasTrajectory})
 class CNF(ExactLikelihoodModel):
     def __init__(self, config: CNFConfig, data_info: DataInfo):
         super().__init__(config, data_info)

@@ -31,6 +31,7 @@ from typing import Literal
 
 import torch
 
+from genlab.abilities import HasStages, LogProb, Samples
 from genlab.config import field, require
 from genlab.data.registry import DataInfo
 from genlab.errors import ConfigError
@@ -94,7 +95,8 @@ class InvertibleMLPConfig:
 
 @register_model("invertible-mlp", InvertibleMLPConfig,
                 "normalizing flow of triangular LeakyReLU layers y = sigma(Wx+b), exact NLL",
-                data_defaults={}, default_data="8gaussians")
+                data_defaults={}, default_data="8gaussians",
+                abilities={Samples, LogProb, HasStages})
 class InvertibleMLPFlow(FlowModel):
     def __init__(self, config: InvertibleMLPConfig, data_info: DataInfo):
         super().__init__(config, data_info, config.logit_alpha)
@@ -132,7 +134,8 @@ class RealNVPConfig:
 
 @register_model("realnvp", RealNVPConfig,
                 "RealNVP: affine couplings + ActNorm (points: MLP, images: checkerboard CNN), exact NLL / bpd",
-                data_defaults=REALNVP_DATA_DEFAULTS, default_data="8gaussians")
+                data_defaults=REALNVP_DATA_DEFAULTS, default_data="8gaussians",
+                abilities={Samples, LogProb, HasStages})
 class RealNVP(FlowModel):
     def __init__(self, config: RealNVPConfig, data_info: DataInfo):
         super().__init__(config, data_info, config.logit_alpha)

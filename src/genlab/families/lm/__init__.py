@@ -2,7 +2,8 @@
 
 - ``gpt.py``: the decoder-only transformer; ``rnn.py``: the recurrent baseline; ``sampling.py``: decoding.
 - ``model.py``: the ``gpt`` and ``rnnlm`` models; ``data.py``: ``tinyshakespeare`` and ``synthetic-text``.
-- ``metrics.py``: the source's entropy rate beside the model's NLL; ``figures.py``: attention maps, text.
+- ``metrics.py``: the source's entropy rate beside the model's NLL; ``figures.py``: attention maps, the text of
+  ``genlab sample``.
 - ``experiments.py``: RNN vs transformer cost, the anatomy of attention, GPT on Shakespeare.
 """
 from genlab.catalog import lazy_exports

@@ -1,5 +1,5 @@
 """Figures of language models: attention maps (each block and head) over a piece of test text, and
-log-log cost curves with fitted slopes (the rnn-vs-transformer experiment)."""
+log-log cost curves with fitted slopes (the rnn-vs-transformer experiment); the text of ``genlab sample``."""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from genlab.abilities import HasAttentionMaps
+from genlab.families.lm.model import TextSampleConfig
 from genlab.viz.figures import _plt, _save
 from genlab.viz.report import register_figures
 
@@ -64,3 +65,13 @@ def attention_maps(run, out: Path) -> list[Path]:
     labels = [model.tokenizer.decode([int(t)]) for t in idx[0]]
     return [attention_grid(maps, labels, Path(out) / "attention_maps.png",
                            f"{run.model_name} on {run.data_name}: attention weights (query rows, key columns)")]
+
+
+def sample_text(run, cfg: TextSampleConfig, n: int, out: Path | None, seed: int) -> list[str]:
+    """``genlab sample``: the prompt and ``n`` generated tokens; also written to ``out`` when given."""
+    model = run.model.eval()
+    text = model.generate_text(cfg.prompt, n, cfg.temperature, cfg.top_k, cfg.top_p, seed)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+    return [text]

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
+from genlab.abilities import HasAttentionMaps
 from genlab.config import field, require
 from genlab.data.registry import DataInfo
 from genlab.data.tokenizers import tokenizer_from_dict
@@ -96,18 +96,9 @@ class LanguageModel(GenerativeModel):
         return self.tokenizer.decode(idx[0].tolist())
 
 
-def sample_text(run, cfg: TextSampleConfig, n: int, out: Path | None, seed: int) -> list[str]:
-    """``genlab sample``: the prompt and ``n`` generated tokens; also written to ``out`` when given."""
-    model = run.model.eval()
-    text = model.generate_text(cfg.prompt, n, cfg.temperature, cfg.top_k, cfg.top_p, seed)
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text, encoding="utf-8")
-    return [text]
-
-
 @register_model("gpt", GPTConfig, "GPT language model (decoder-only transformer, KV-cache generation)",
-                default_data="synthetic-text", sample_config=TextSampleConfig, sample=sample_text, family="lm")
+                default_data="synthetic-text", sample_config=TextSampleConfig, sample="figures:sample_text",
+                family="lm", abilities={HasAttentionMaps})
 class GPTLanguageModel(LanguageModel):
     def build(self, config: GPTConfig, vocab_size: int) -> GPT:
         return GPT(config, vocab_size)
@@ -130,7 +121,8 @@ class GPTLanguageModel(LanguageModel):
 
 
 @register_model("rnnlm", RNNLMConfig, "recurrent language model (--cell lstm|gru)",
-                default_data="synthetic-text", sample_config=TextSampleConfig, sample=sample_text, family="lm")
+                default_data="synthetic-text", sample_config=TextSampleConfig, sample="figures:sample_text",
+                family="lm")
 class RNNLanguageModel(LanguageModel):
     def build(self, config: RNNLMConfig, vocab_size: int) -> RNNLM:
         return RNNLM(config, vocab_size)

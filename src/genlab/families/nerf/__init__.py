@@ -4,7 +4,7 @@
   spherical harmonics; ``render.py``: volume rendering (Eq. 3) and its hand-derived gradient.
 - ``fields.py``: the vanilla MLP field and the fast grid field; ``model.py``: ``nerf`` and ``nerf-grid``.
 - ``data.py``: ``blender``, ``tiny-nerf`` and the generated ``synthetic-scene``.
-- ``metrics.py``: PSNR/SSIM on held-out views; ``figures.py``: renders, depth, GIFs.
+- ``metrics.py``: PSNR/SSIM on held-out views; ``figures.py``: renders, depth, the orbit GIF of ``genlab sample``.
 - ``experiments.py``: the rendering gradient, an offline scene, Lego.
 """
 MODELS = {"nerf": "model", "nerf-grid": "model"}

@@ -1,5 +1,6 @@
 """Figures of a radiance-field run: held-out renders beside the ground truth (PSNR/SSIM per view), depth
-maps and accumulated opacity; and the rendering-gradient figure of ``nerf-render-gradient``."""
+maps and accumulated opacity; the turntable GIF of ``genlab sample``; and the rendering-gradient figure of
+``nerf-render-gradient``."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,8 +10,9 @@ import torch
 
 from genlab.abilities import RendersViews
 from genlab.families.nerf.metrics import render_split
+from genlab.families.nerf.model import NeRFSampleConfig
 from genlab.maths.image_quality import psnr, ssim
-from genlab.viz.figures import _plt, _save
+from genlab.viz.figures import _plt, _save, write_gif
 from genlab.viz.report import register_figures
 
 
@@ -45,6 +47,14 @@ def nerf_views(run, out: Path) -> list[Path]:
     """Up to 6 held-out test views of a NeRF run."""
     r = render_split(run.model, run.data("test"), max_views=6)
     return [views_figure(r, Path(out) / "test_views.png")]
+
+
+def sample_orbit(run, cfg: NeRFSampleConfig, n: int, out: Path | None, seed: int) -> list[str]:
+    """``genlab sample RUN --orbit N``: a turntable GIF of N frames around the scene (``-n`` is not used)."""
+    model = run.model.eval()
+    frames = model.orbit(cfg.orbit, cfg.elevation, cfg.size)
+    path = out if out is not None else run.folder.samples / f"orbit_{cfg.orbit}.gif"
+    return [str(write_gif(frames, path, cfg.fps))]
 
 
 def gradient_figure(t: torch.Tensor, sigma: torch.Tensor, analytic: torch.Tensor, autograd: torch.Tensor,

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
+from genlab.abilities import RendersViews
 from genlab.config import field, require
 from genlab.data.registry import DataInfo
 from genlab.errors import ConfigError
@@ -173,27 +173,10 @@ class RadianceModel(GenerativeModel):
         return torch.stack([self.render_view(p, H, W, float(ex["focal"]) * scale)["rgb"] for p in poses])
 
 
-def write_gif(frames: torch.Tensor, path: Path, fps: int) -> Path:
-    """Frames [n, H, W, 3] in [0, 1] as a looping GIF (Pillow)."""
-    from PIL import Image
-    path.parent.mkdir(parents=True, exist_ok=True)
-    images = [Image.fromarray((f.clamp(0, 1).numpy() * 255 + 0.5).astype("uint8")) for f in frames.cpu()]
-    images[0].save(path, save_all=True, append_images=images[1:], duration=max(1, round(1000 / fps)), loop=0)
-    return path
-
-
-def sample_orbit(run, cfg: NeRFSampleConfig, n: int, out: Path | None, seed: int) -> list[str]:
-    """``genlab sample RUN --orbit N``: a turntable GIF of N frames around the scene (``-n`` is not used)."""
-    model = run.model.eval()
-    frames = model.orbit(cfg.orbit, cfg.elevation, cfg.size)
-    path = out if out is not None else run.folder.samples / f"orbit_{cfg.orbit}.gif"
-    return [str(write_gif(frames, path, cfg.fps))]
-
-
 # ----------------------------------------------------------------- vanilla NeRF
 @register_model("nerf", NeRFConfig, "vanilla NeRF: positional encoding, 8-layer MLP with a skip, coarse + fine "
                 "hierarchical sampling (Mildenhall et al. 2020)", default_data="synthetic-scene",
-                sample_config=NeRFSampleConfig, sample=sample_orbit,
+                sample_config=NeRFSampleConfig, sample="figures:sample_orbit", abilities={RendersViews},
                 family="nerf")
 class NeRF(RadianceModel):
     def __init__(self, config: NeRFConfig, data_info: DataInfo):
@@ -229,7 +212,7 @@ class NeRF(RadianceModel):
 # ----------------------------------------------------------------- the fast grid field
 @register_model("nerf-grid", NeRFGridConfig, "fast NeRF: factorised explicit grid (TensoRF VM) with SH colour, "
                 "occupancy grid, early ray termination, coarse-to-fine growth", default_data="synthetic-scene",
-                sample_config=NeRFSampleConfig, sample=sample_orbit,
+                sample_config=NeRFSampleConfig, sample="figures:sample_orbit", abilities={RendersViews},
                 family="nerf")
 class NeRFGrid(RadianceModel):
     def __init__(self, config: NeRFGridConfig, data_info: DataInfo):

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genlab.abilities import LogProb, Samples
 from genlab.config import field, require
 from genlab.data.registry import DataInfo
 from genlab.errors import ConfigError
@@ -94,7 +95,8 @@ class PixelCNNConfig:
 
 @register_model("pixelcnn", PixelCNNConfig,
                 "PixelCNN: masked convolutions, a 256-way (L-way) softmax per pixel, exact discrete NLL / bpd",
-                data_defaults={"view": "continuous"}, family="autoregressive")
+                data_defaults={"view": "continuous"}, family="autoregressive",
+                abilities={Samples, LogProb})
 class PixelCNN(GenerativeModel):
     """log P(x) = sum_i log softmax(logits_i(x_<i))[x_i] over the grey levels of an image."""
 

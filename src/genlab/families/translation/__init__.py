@@ -3,7 +3,8 @@
 - ``data.py``: ``multi30k`` and ``synthetic-pairs``, the subword tokenizer.
 - ``model.py``: the ``translator`` model; ``decode.py``: greedy and beam search; ``schedule.py``: warm-up.
 - ``scores.py``: BLEU and chrF through sacreBLEU; ``gradnorms.py``: per-layer gradient norms.
-- ``figures.py``: curves and gradient norms; ``experiments.py``: pre-norm vs post-norm.
+- ``figures.py``: curves and gradient norms, the translations ``genlab sample`` prints; ``experiments.py``:
+  pre-norm vs post-norm.
 """
 from genlab.catalog import lazy_exports
 

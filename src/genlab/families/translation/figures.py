@@ -7,6 +7,7 @@
   at initialization post-norm gradients grow towards the last layers while pre-norm ones stay flat.
 
 The norms are the ``{"split": "grad"}`` rows the translator's step hook writes to ``metrics.jsonl``.
+``sample_translation`` is what ``genlab sample RUN --text ...`` prints.
 """
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from genlab.errors import GenlabError
+from genlab.families.translation.model import TranslatorSampleConfig
 from genlab.train.logger import read_jsonl
 from genlab.viz.figures import _plt, _save
 from genlab.viz.report import register_figures
@@ -97,3 +100,10 @@ def grad_norm_figures(run, out: Path) -> list[Path]:
     plot_norms_vs_layer(ax, steps, norms, names, chosen_steps(steps), title=f"{label}norm by layer")
     paths.append(_save(fig, Path(out) / "grad_norms_vs_layer.png"))
     return paths
+
+
+def sample_translation(run, cfg: TranslatorSampleConfig, n: int, out=None, seed: int = 0) -> list[str]:
+    """``genlab sample RUN --text "..."``: the translation of the sentence (beam search), as one line."""
+    if not cfg.text or not cfg.text.strip():
+        raise GenlabError('give the sentence to translate with --text, e.g. --text "A man is riding a bicycle."')
+    return run.model.translate([cfg.text], beam=cfg.beam, alpha=cfg.length_penalty)

@@ -1,8 +1,9 @@
 """The encoder-decoder translation transformer (Vaswani et al. 2017, "Attention Is All You Need").
 
 Reads top-down: the configs (model, eval, sample), the label-smoothed loss, the batching of sentence
-pairs, ``genlab sample RUN --text ...``, the model (``genlab train translator``), and the incremental
-decoding step that greedy and beam search drive.
+pairs, the model (``genlab train translator``), and the incremental decoding step that greedy and beam
+search drive (``genlab sample RUN --text ...`` is written by ``figures.sample_translation``). The model
+declares no ``Encodes``/``Decodes``: its ``encode`` returns a memory and a mask, not a latent code.
 
     src ids --embed*sqrt(C)+PE--> [EncoderBlock] x N --(norm if pre)--> memory
     tgt ids (shifted right, <bos> first) --embed*sqrt(C)+PE--> [DecoderBlock: causal self-attn,
@@ -125,19 +126,11 @@ def make_batch(src_ids: list[list[int]], tgt_ids: list[list[int]] | None = None)
     return batch
 
 
-# ----------------------------------------------------------------- genlab sample RUN --text "..."
-def sample_translation(run, cfg: TranslatorSampleConfig, n: int, out=None, seed: int = 0) -> list[str]:
-    """``genlab sample RUN --text "..."``: the translation of the sentence (beam search), as one line."""
-    if not cfg.text or not cfg.text.strip():
-        raise GenlabError('give the sentence to translate with --text, e.g. --text "A man is riding a bicycle."')
-    return run.model.translate([cfg.text], beam=cfg.beam, alpha=cfg.length_penalty)
-
-
 # ----------------------------------------------------------------- the model
 @register_model("translator", TranslatorConfig,
                 "encoder-decoder transformer for translation: pre/post-norm, beam search, BLEU",
                 default_data="synthetic-pairs", eval_config=TranslatorEvalConfig,
-                sample_config=TranslatorSampleConfig, sample=sample_translation,
+                sample_config=TranslatorSampleConfig, sample="figures:sample_translation",
                 family="translation", sample_example='--text "A man is riding a bicycle."')
 class Translator(GenerativeModel):
     """Encoder-decoder transformer over one joint subword vocabulary (Vaswani et al. 2017, Fig. 1).

@@ -20,6 +20,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from genlab.abilities import Decodes, Encodes, GaussianPrior, Reconstructs, Samples
 from genlab.config import field, require
 from genlab.data.registry import DataInfo
 from genlab.families.vae.likelihoods import Likelihood, make_likelihood
@@ -54,7 +55,8 @@ class AEConfig:
         return ("gelu" if self.arch == "cnn" else "relu") if self.act == "auto" else self.act
 
 
-@register_model("ae", AEConfig, "deterministic autoencoder (MLP or CNN)", data_defaults={"view": "continuous"})
+@register_model("ae", AEConfig, "deterministic autoencoder (MLP or CNN)", data_defaults={"view": "continuous"},
+                abilities={Encodes, Decodes, Reconstructs})
 class AE(GenerativeModel):
     """x -> z = enc(x) -> x_hat = dec(z); loss = reconstruction error summed over pixels."""
 
@@ -142,7 +144,8 @@ class VAEEvalConfig:
 
 
 @register_model("vae", VAEConfig, "variational autoencoder: MLP/CNN, Bernoulli/categorical/(discretized) Gaussian "
-                "p(x|z), analytic-KL or SGVB ELBO", data_defaults={"view": "binarized"}, eval_config=VAEEvalConfig)
+                "p(x|z), analytic-KL or SGVB ELBO", data_defaults={"view": "binarized"}, eval_config=VAEEvalConfig,
+                abilities={Samples, Encodes, Decodes, Reconstructs, GaussianPrior})
 class VAE(GenerativeModel):
     """q(z|x) = N(mu(x), diag sigma^2(x)), p(z) = N(0, I), p(x|z) from the decoder.
 
