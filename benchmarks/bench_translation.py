@@ -62,9 +62,10 @@ class Clock:
     def score(self, model, step: int) -> None:
         t0 = time.perf_counter()
         hyps = model.translate(self.src, beam=1)
+        score, signature = bleu(hyps, self.ref)
         row = {"train_minutes": round(self.train_seconds() / 60, 3), "step": step,
-               "epoch": round(step / self.steps_per_epoch, 3), "test_bleu_greedy": round(bleu(hyps, self.ref)[0], 2),
-               "decode_s": round(time.perf_counter() - t0, 1)}
+               "epoch": round(step / self.steps_per_epoch, 3), "test_bleu_greedy": round(score, 2),
+               "bleu_signature": signature, "decode_s": round(time.perf_counter() - t0, 1)}
         self.curve.append(row)
         print(json.dumps(row), flush=True)
         write_json_atomic(self.out / "curve.json", self.curve)

@@ -9,6 +9,7 @@ import json
 import math
 import subprocess
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -31,14 +32,12 @@ from genlab.families.translation import (
     beam_search,
     bleu,
     chrf,
-    corpus_scores_from_stats,
     greedy_decode,
     inverse_sqrt_factor,
     label_smoothed_nll,
     length_penalty,
     make_batch,
     noam_lr,
-    sentence_stats,
 )
 from genlab.families.translation.data import (
     ADJ_SUFFIX,
@@ -297,23 +296,6 @@ def test_bleu_and_chrf_match_sacrebleu_cli(tmp_path):
                               str(tmp_path / "hyp.txt"), "-m", metric, "-b", "-w", "4"],
                              capture_output=True, text=True, check=True).stdout
         assert ours(hyps, refs)[0] == pytest.approx(float(out.strip()), abs=1e-4)
-
-
-@pytest.mark.unit
-def test_corpus_scores_from_batch_statistics_equal_sacrebleu():
-    """BLEU/chrF from statistics summed over batches (and from their per-sentence means, as the
-    evaluator hands them back) equal sacrebleu's corpus scores of the whole corpus."""
-    refs = TEXTS * 2
-    hyps = ["A man rides a bike.", "Two dogs play in snow near the tree.", "Ein Mann fährt Rad.",
-            "Zwei Hunde spielen im Schnee.", "A girl in pink climbs into a playhouse!", "Eine Frau singt."] * 2
-    parts = [sentence_stats(hyps[i:i + 5], refs[i:i + 5]) for i in range(0, len(hyps), 5)]
-    total = {k: sum(p[k] for p in parts) for k in parts[0]}
-    mean = {k: v / len(hyps) for k, v in total.items()}
-    for stats in (total, mean):
-        got = corpus_scores_from_stats(stats)
-        assert got["bleu"] == pytest.approx(bleu(hyps, refs)[0], abs=1e-9)
-        assert got["chrf"] == pytest.approx(chrf(hyps, refs)[0], abs=1e-9)
-        assert got["bleu_signature"] == bleu(hyps, refs)[1]
 
 
 # ----------------------------------------------------------------- tokenizer
@@ -581,6 +563,61 @@ def test_cli_train_eval_sample(translator_run, capsys):
     rows = [json.loads(line) for line in (translator_run / "metrics.jsonl").read_text().splitlines()]
     grad = [r for r in rows if r.get("split") == "grad"]   # written by the model's own step hook
     assert [r["step"] for r in grad] == list(range(1, 7)) and len(grad[0]["grad_norm"]) == 4
+
+
+def _sacrebleu_cli(refs, hyps, metric: str) -> float:
+    """The score the ``sacrebleu`` command (installed beside this Python) gives ``hyps`` against ``refs``."""
+    tool = Path(sys.executable).with_name("sacrebleu")
+    out = subprocess.run([str(tool), str(refs), "-i", str(hyps), "-m", metric, "-b", "-w", "4"],
+                         capture_output=True, text=True, check=True).stdout
+    return float(out.strip())
+
+
+@pytest.mark.unit
+def test_eval_bleu_equals_the_sacrebleu_command_on_the_written_files(translator_run, tmp_path, monkeypatch,
+                                                                      capsys):
+    """``genlab eval --hypotheses H --references R`` writes what BLEU was computed from, and its BLEU
+    and chrF equal the ``sacrebleu`` command's on those files (issue 21). The translations are the
+    references, every third one without its first word: short hypotheses whose brevity penalty needs
+    the exact corpus lengths (the old per-sentence mean lengths, rounded, scored them 100.0, not 96.43)."""
+    from genlab.data.registry import load_dataset
+    test = load_dataset("synthetic-pairs", "test", n_train=200, n_val=10, n_test=12, vocab_size=120)
+    answer = dict(zip((tuple(s.tolist()) for s in test.src), test.extras["tgt_text"]))
+
+    def near_miss(self, src, beam=1, alpha=0.6, max_len=None):   # every third reference loses a word
+        refs = [answer[tuple(x for x in row if x != PAD)].split() for row in src.tolist()]
+        return self.tokenizer.encode_batch([" ".join(r[1:] if i % 3 == 0 else r) for i, r in enumerate(refs)])
+
+    monkeypatch.setattr(Translator, "translate_ids", near_miss)
+    hyp, ref = tmp_path / "hyp.txt", tmp_path / "ref.txt"
+    capsys.readouterr()
+    assert main(["eval", str(translator_run), "--json", "--hypotheses", str(hyp), "--references", str(ref)]) == 0
+    m = json.loads(capsys.readouterr().out)["metrics"]
+    assert "hypotheses" not in m and "references" not in m
+    lines = hyp.read_text().splitlines()
+    assert len(lines) == len(ref.read_text().splitlines()) == 12 and lines != ref.read_text().splitlines()
+    assert ref.read_text().splitlines() == [" ".join(t.split()) for t in test.extras["tgt_text"]]
+    assert 30 < m["bleu"] < 99   # a near miss: the brevity penalty matters
+    assert m["bleu"] == pytest.approx(_sacrebleu_cli(ref, hyp, "bleu"), abs=0.01)
+    assert m["chrf"] == pytest.approx(_sacrebleu_cli(ref, hyp, "chrf"), abs=0.01)
+    assert "tok:13a" in m["bleu_signature"] and "nrefs:1" in m["bleu_signature"]
+    assert main(["eval", str(translator_run), "--no-fid"]) == 0   # the human-readable form: signature beside BLEU
+    bleu_line = next(line for line in capsys.readouterr().out.splitlines() if line.split()[0] == "bleu")
+    assert m["bleu_signature"] in bleu_line
+
+
+@pytest.mark.unit
+def test_eval_refuses_existing_or_missing_text_files(translator_run, tmp_path, capsys):
+    (tmp_path / "mine.txt").write_text("keep me\n")
+    capsys.readouterr()
+    assert main(["eval", str(translator_run), "--hypotheses", str(tmp_path / "mine.txt")]) == 2
+    err = capsys.readouterr().err
+    assert "exists" in err and err.count("\n") == 1 and (tmp_path / "mine.txt").read_text() == "keep me\n"
+    assert main(["eval", str(translator_run), "--hypotheses", str(tmp_path / "h.txt"),
+                 "--references", str(tmp_path / "h.txt")]) == 2
+    assert "different file" in capsys.readouterr().err
+    assert main(["eval", str(translator_run), "--no-decode", "--hypotheses", str(tmp_path / "h.txt")]) == 2
+    assert "gathers no hypotheses" in capsys.readouterr().err and not (tmp_path / "h.txt").exists()
 
 
 def test_cli_bad_input_exits_2_with_one_line(translator_run, tmp_path, capsys):

@@ -286,19 +286,28 @@ def cmd_eval(argv: list[str]) -> int:
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N examples (N > 0)")
     p.add_argument("--no-fid", action="store_true", help="skip FID (its classifier takes minutes to train once)")
+    p.add_argument("--hypotheses", metavar="FILE", default=None, help="translators: write the detokenized "
+                   "translations BLEU was computed from, one per line (a new file; rescore with `sacrebleu`)")
+    p.add_argument("--references", metavar="FILE", default=None,
+                   help="translators: write the references they were scored against, one per line (a new file)")
     args = p.parse_args(argv)
     options = overrides_from_args(args, cls) if cls else {}
+    write_texts = {k: getattr(args, k) for k in ("hypotheses", "references") if getattr(args, k)}
     result = evaluate(args.run_dir, split=args.split, seed=args.seed, limit=args.limit, device=args.device,
                       progress=not args.json, data_dir=_data_dir(args), options=options,
-                      extras={"fid"} if args.no_fid else True)
+                      extras={"fid"} if args.no_fid else True, write_texts=write_texts)
     if args.json:
         from genlab.train.rundir import dumps
         print(dumps(result, indent=None))
         return 0
     print(f"{result['model']} on {result['data']} ({result['split']}, {result['examples']} examples, "
           f"seed {result['seed']}):")
-    for k, v in result["metrics"].items():
-        print(f"  {k:<22} {v:.5g}" if isinstance(v, float) else f"  {k:<22} {json.dumps(v)}")
+    metrics = result["metrics"]
+    for k, v in metrics.items():
+        if k.endswith("_signature") and k.removesuffix("_signature") in metrics:
+            continue   # printed beside its score
+        line = f"  {k:<22} {v:.5g}" if isinstance(v, float) else f"  {k:<22} {json.dumps(v)}"
+        print(line + (f"  ({metrics[k + '_signature']})" if k + "_signature" in metrics else ""))
     return 0
 
 

@@ -8,12 +8,13 @@ A model is an ``nn.Module`` built as ``Model(config, data_info)``. The trainer d
   Adversarial models return e.g. ``{"discriminator": ..., "generator": ...}``.
 * ``loss(batch, phase) -> (loss, logs)`` -- a scalar to minimise for that phase and a dict of scalar
   tensors to log. ``batch`` is a tuple of tensors from the dataset's batch source.
-* ``eval_metrics(batch, **options) -> dict[str, Tensor | Avg]`` -- what the eval layer averages over a
-  split. A tensor of shape ``[B]`` holds per-example values (averaged per example); an :class:`Avg`
-  holds a sum and a count (per token, per pixel, per image: the metric decides). ``options`` are the
-  fields of the model's ``eval_config``.
+* ``eval_metrics(batch, **options) -> dict[str, Tensor | Avg | Texts]`` -- what the eval layer averages
+  over a split. A tensor of shape ``[B]`` holds per-example values (averaged per example); an :class:`Avg`
+  holds a sum and a count (per token, per pixel, per image: the metric decides); :class:`Texts` holds
+  strings the split's value is computed from at the end (e.g. translations for a corpus BLEU).
+  ``options`` are the fields of the model's ``eval_config``.
 * ``finalize_metrics(means) -> dict`` -- derived metrics from the split means (e.g. perplexity =
-  exp(nll per token)); default: unchanged.
+  exp(nll per token)) and from the lists of strings ``Texts`` gathered; default: unchanged.
 * ``batch_hints() -> dict`` -- what the dataset's batch source needs from the model (e.g.
   ``{"block_size": 256}`` for windows of a token stream); default: nothing.
 * ``step_hooks() -> list`` -- ``hook(trainer)`` functions run after every optimizer step.
@@ -49,6 +50,15 @@ class Avg:
     def of(cls, values: torch.Tensor) -> Avg:
         """Per-element mean of ``values`` (e.g. per-token NLLs of the real tokens)."""
         return cls(values.sum(), values.numel())
+
+
+@dataclass
+class Texts:
+    """Strings of a batch (e.g. its translations) a split-level metric is computed from: the eval layer
+    joins every batch's ``items`` in order and hands the list to ``finalize_metrics`` (corpus BLEU is
+    not a mean of per-batch values). The lists are not metrics: they leave the record, and
+    ``genlab eval --hypotheses FILE`` writes the one named ``hypotheses``."""
+    items: list[str]
 
 
 class GenerativeModel(nn.Module):

@@ -52,13 +52,19 @@ def eval_options(run: Run, options: dict | None) -> object:
 
 def evaluate(run: Run | str | Path, split: str = "test", seed: int = 0, batch_size: int = 256,
              device: str = "cpu", limit: int | None = None, extras: bool | set = True, progress: bool = False,
-             data_dir: str | None = None, options: dict | None = None, **model_options) -> dict:
+             data_dir: str | None = None, options: dict | None = None, write_texts: dict | None = None,
+             **model_options) -> dict:
     """Metrics of ``run`` on ``split``; the same run and seed always give the same numbers.
 
     ``options`` (or keywords) go to the model's eval config, e.g. ``iwae_k=1000`` for a VAE;
     ``limit`` evaluates the first N examples; ``extras``: True for every extra metric that applies,
-    False for none, or the set of names to skip. Returns the ``eval.json`` record.
+    False for none, or the set of names to skip; ``write_texts`` names files for the strings the
+    model's evaluation gathered (``genlab.model.Texts``), one per line, e.g. ``{"hypotheses":
+    "hyp.txt", "references": "ref.txt"}`` for a translator (files that exist are refused).
+    Returns the ``eval.json`` record.
     """
+    write_texts = {name: Path(path) for name, path in (write_texts or {}).items()}
+    _check_new_files(write_texts)
     if limit is not None and limit <= 0:
         raise ConfigError(f"--limit must be a positive number of examples, got {limit}")
     if batch_size <= 0:
@@ -73,8 +79,10 @@ def evaluate(run: Run | str | Path, split: str = "test", seed: int = 0, batch_si
     skip = set(extras) if isinstance(extras, (set, frozenset, list, tuple)) else set()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
+        texts: dict[str, list[str]] = {}
         metrics = evaluate_model(run.model, data, batch_size, next(run.model.parameters()).device,
-                                 progress=progress, **to_dict(cfg))
+                                 progress=progress, texts=texts, **to_dict(cfg))
+        _write_texts(write_texts, texts, run.model_name)
         if extras is not False:
             for name, spec in catalog.load_all("metric").items():
                 if name in skip or not spec.applies(run, data):
@@ -84,3 +92,27 @@ def evaluate(run: Run | str | Path, split: str = "test", seed: int = 0, batch_si
                                                "progress": progress}) or {}
     return eval_record(run.model_name, run.data_name, split, len(data), seed,
                        dataclasses.asdict(cfg), metrics, time.perf_counter() - start)
+
+
+def _check_new_files(paths: dict[str, Path]) -> None:
+    """Refuse, before any work, files that exist, folders that do not, and one file named twice."""
+    for name, path in paths.items():
+        if path.exists():
+            raise ConfigError(f"--{name} {path}: the file exists; give a new file name (nothing is overwritten)")
+        if not path.parent.is_dir():
+            raise ConfigError(f"--{name} {path}: folder {path.parent} does not exist")
+    if len({p.resolve() for p in paths.values()}) < len(paths):
+        raise ConfigError(f"give a different file to each of {', '.join('--' + n for n in paths)}")
+
+
+def _write_texts(paths: dict[str, Path], texts: dict[str, list[str]], model: str) -> None:
+    """Each list ``paths`` names, one string per line (all checked before the first file is written)."""
+    for name in paths:
+        if name not in texts:
+            have = f"it gathers {', '.join(sorted(texts))}" if texts else "it gathers no text"
+            raise ConfigError(f"--{name}: the {model} evaluation gathers no {name} ({have})")
+        if any("\n" in line for line in texts[name]):
+            raise ConfigError(f"--{name}: a line of the {name} contains a newline; the file would misalign")
+    for name, path in paths.items():
+        with open(path, "x", encoding="utf-8") as f:
+            f.writelines(line + "\n" for line in texts[name])

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from genlab.errors import GenlabError, TrainingDiverged
-from genlab.model import Avg
+from genlab.model import Avg, Texts
 from genlab.train import checkpoint
 from genlab.train.config import TrainConfig
 from genlab.train.distributed import DistInfo, all_true, barrier, pick_device, setup
@@ -376,30 +376,41 @@ class Trainer:
 
 @torch.no_grad()
 def evaluate_model(model, data, batch_size: int, device, progress: bool = False, max_batches: int | None = None,
-                   hints: dict | None = None, **options) -> dict[str, float]:
+                   hints: dict | None = None, texts: dict | None = None, **options) -> dict[str, float]:
     """Each metric of ``model.eval_metrics`` over ``data``: sum of totals / sum of counts.
 
     A ``[B]`` tensor counts as B examples; an :class:`~genlab.model.Avg` brings its own count
-    (tokens, pixels, images). ``model.finalize_metrics`` then adds derived values (e.g. perplexity).
+    (tokens, pixels, images); a :class:`~genlab.model.Texts` is joined over the batches, in order.
+    ``model.finalize_metrics`` then adds derived values (e.g. perplexity, corpus BLEU from the
+    joined strings); the strings leave the result, and go into ``texts`` when a dict is given.
+    Every rank of a DDP run evaluates the whole split (eval batches are not sharded), so the
+    strings of a split are all on each rank: nothing to gather.
     """
     from tqdm.auto import tqdm
     was_training = model.training
     model.eval()
     totals: dict[str, float] = {}
     counts: dict[str, float] = {}
+    joined: dict[str, list[str]] = {}
     hints = hints if hints is not None else (model.batch_hints() if hasattr(model, "batch_hints") else {})
     batches = data.eval_batches(batch_size, **hints)
     for i, batch in enumerate(tqdm(batches, desc="eval", disable=not progress or None, leave=False)):
         if max_batches is not None and i >= max_batches:
             break
         for k, v in model.eval_metrics(to_device(batch, device), **options).items():
+            if isinstance(v, Texts):
+                joined.setdefault(k, []).extend(v.items)
+                continue
             if not isinstance(v, Avg):
                 v = Avg(v.double().sum(), v.numel())
             totals[k] = totals.get(k, 0.0) + float(v.total)
             counts[k] = counts.get(k, 0.0) + float(v.count)
     model.train(was_training)
-    means = {k: totals[k] / counts[k] if counts[k] else math.nan for k in totals}
-    return model.finalize_metrics(means) if hasattr(model, "finalize_metrics") else means
+    means = {k: totals[k] / counts[k] if counts[k] else math.nan for k in totals} | joined
+    out = model.finalize_metrics(means) if hasattr(model, "finalize_metrics") else means
+    if texts is not None:
+        texts.update(joined)
+    return {k: v for k, v in out.items() if k not in joined}
 
 
 class _StopFlag:

@@ -20,4 +20,4 @@ __getattr__ = lazy_exports(__name__, {
     **{name: "model" for name in ("DecodeStep", "Translator", "TranslatorConfig", "TranslatorEvalConfig",
                                   "TranslatorSampleConfig", "label_smoothed_nll", "make_batch", "pad_batch")},
     **{name: "schedule" for name in ("inverse_sqrt_factor", "noam_lr")},
-    **{name: "scores" for name in ("bleu", "chrf", "corpus_scores_from_stats", "sentence_stats")}})
+    **{name: "scores" for name in ("bleu", "chrf", "corpus_scores")}})

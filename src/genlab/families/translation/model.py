@@ -30,8 +30,8 @@ from genlab.errors import ConfigError, GenlabError
 from genlab.families.translation.data import BOS, EOS, PAD, SubwordTokenizer
 from genlab.families.translation.decode import beam_search, greedy_decode
 from genlab.families.translation.gradnorms import grad_norm_hook, layer_grad_norms
-from genlab.families.translation.scores import corpus_scores_from_stats, sentence_stats
-from genlab.model import Avg, GenerativeModel, register_model
+from genlab.families.translation.scores import corpus_scores
+from genlab.model import Avg, GenerativeModel, Texts, register_model
 from genlab.nn.attention import padding_mask
 from genlab.nn.norms import make_norm
 from genlab.nn.positions import SinusoidalPositions
@@ -228,24 +228,28 @@ class Translator(GenerativeModel):
         return out["loss_sum"] / n, {"nll_nats": out["nll_sum"].detach() / n}
 
     def eval_metrics(self, batch, beam: int = 1, length_penalty: float = 0.6, decode: bool = True):
-        """Per-token NLL (nats) and, when ``decode``, the sacrebleu statistics of this batch's translations
-        (beam ``beam``; greedy when 1) against the detokenized references; ``finalize_metrics`` turns the
-        split's statistics into corpus BLEU and chrF."""
+        """Per-token NLL (nats) and, when ``decode``, this batch's detokenized translations (beam ``beam``;
+        greedy when 1) and references as ``Texts``; ``finalize_metrics`` scores the split's strings once.
+        The references are the decoded target ids: the tokenizer gives back the raw sentence with its
+        whitespace collapsed (``data.py``), which neither 13a BLEU nor chrF can tell from the raw text
+        unless a character unseen in training became ``<unk>``."""
         out = self.loss_sums(batch)
-        metrics: dict[str, torch.Tensor | Avg] = {"nll_nats": Avg(out["nll_sum"], out["tokens"])}
+        metrics: dict[str, torch.Tensor | Avg | Texts] = {"nll_nats": Avg(out["nll_sum"], out["tokens"])}
         if decode:
             src, tgt = batch[0], batch[1]
-            hyps = [self.tokenizer.decode(ids) for ids in self.translate_ids(src, beam, length_penalty)]
-            refs = self.tokenizer.decode_batch(tgt.tolist())
-            for name, values in sentence_stats(hyps, refs).items():   # sums over the batch's sentences
-                metrics[name] = Avg(torch.as_tensor(values, dtype=torch.float64), len(hyps))
+            metrics["hypotheses"] = Texts([self.tokenizer.decode(ids)
+                                           for ids in self.translate_ids(src, beam, length_penalty)])
+            metrics["references"] = Texts(self.tokenizer.decode_batch(tgt.tolist()))
         return metrics
 
-    def finalize_metrics(self, means: dict[str, float]) -> dict[str, float]:
-        out = {k: v for k, v in means.items() if not k.startswith("stat/")}
+    def finalize_metrics(self, means: dict) -> dict:
+        """Perplexity exp(NLL per token) and, from the split's strings, corpus BLEU and chrF with their
+        sacrebleu signatures (``scores.corpus_scores``: sacrebleu's ``corpus_score``, once per split)."""
+        out = {k: v for k, v in means.items() if k not in ("hypotheses", "references")}
         out["perplexity"] = math.exp(min(means["nll_nats"], 700.0))
-        scores = corpus_scores_from_stats({k: v for k, v in means.items() if k.startswith("stat/")})
-        return out | scores   # bleu, chrf and their sacrebleu signatures (strings)
+        if "hypotheses" in means:
+            out |= corpus_scores(means["hypotheses"], means["references"])
+        return out
 
     def batch_hints(self) -> dict:
         return {}
