@@ -10,7 +10,6 @@ from PIL import Image
 
 from genlab.errors import DataError
 from genlab.families.nerf import data as scenes
-from genlab.families.nerf import rays
 
 pytestmark = pytest.mark.unit
 
@@ -56,15 +55,6 @@ def test_caster_depth_matches_marching_through_the_shapes():
     hit = np.isfinite(first)
     assert np.array_equal(hit, np.isfinite(t))
     assert hit.sum() > 150 and np.abs(first[hit] - t[hit]).max() < 2e-3
-
-
-def test_pixel_rays_agree_with_the_models_rays():
-    K = scenes.intrinsics(40.0, 24, 18, 35.0, 11.0, 9.5)
-    pose = scenes.look_at((2.0, -3.0, 1.5), (0.1, 0.0, 0.2))
-    o, d = scenes.pixel_rays(K, pose, 18, 24)
-    o2, d2 = rays.camera_rays(K, torch.from_numpy(pose), 18, 24)
-    assert np.allclose(o, o2.numpy()) and np.allclose(d, d2.numpy())
-    assert np.allclose(pose, rays.look_at((2.0, -3.0, 1.5), (0.1, 0.0, 0.2)).numpy())
 
 
 def test_synthetic_scene_is_deterministic_and_consistent():

@@ -10,6 +10,7 @@ from scipy import stats
 from scipy.special import sph_harm_y
 
 from genlab.families.nerf import encoding, rays, render, sampling
+from genlab.maths import cameras
 from genlab.maths.image_quality import psnr, ssim
 
 pytestmark = pytest.mark.unit
@@ -18,18 +19,18 @@ pytestmark = pytest.mark.unit
 # ----------------------------------------------------------------- rays
 def test_rays_of_a_hand_computed_camera():
     # camera at (0, 0, 4) looking down -z (identity rotation), 2x2 image, focal 1, centre (1, 1)
-    K = rays.intrinsics(1.0, 2, 2)
+    K = cameras.intrinsics(1.0, 2, 2)
     c2w = torch.eye(4, dtype=torch.float64)
     c2w[2, 3] = 4.0
-    o, d = rays.camera_rays(K, c2w, 2, 2)
+    o, d = cameras.camera_rays(K, c2w, 2, 2)
     # pixel (row 0, col 0) has centre (0.5, 0.5): d_cam = (-0.5, +0.5, -1) / |.|
     n = math.sqrt(0.25 + 0.25 + 1)
     assert torch.allclose(d[0, 0], torch.tensor([-0.5, 0.5, -1.0], dtype=torch.float64) / n)
     assert torch.allclose(d[1, 1], torch.tensor([0.5, -0.5, -1.0], dtype=torch.float64) / n)
     assert torch.allclose(o, torch.tensor([0.0, 0.0, 4.0], dtype=torch.float64).expand(2, 2, 3))
     # a camera at (4, 0, 0) looking at the origin, +z up: the image centre ray is -x
-    pose = rays.look_at((4.0, 0.0, 0.0))
-    o, d = rays.camera_rays(rays.intrinsics(10.0, 3, 3), pose, 3, 3)
+    pose = cameras.look_at((4.0, 0.0, 0.0))
+    o, d = cameras.camera_rays(cameras.intrinsics(10.0, 3, 3), pose, 3, 3)
     assert torch.allclose(d[1, 1], torch.tensor([-1.0, 0.0, 0.0], dtype=torch.float64))
     # top row looks up (+z), right column looks toward +y (camera right is +y from there)
     assert d[0, 1, 2] > 0 and d[1, 2, 1] > 0
@@ -37,12 +38,12 @@ def test_rays_of_a_hand_computed_camera():
 
 def test_rays_project_back_to_their_pixels():
     torch.manual_seed(0)
-    K = rays.intrinsics(30.0, 20, 16, focal_y=25.0, cx=9.0, cy=7.5)
-    pose = rays.look_at((1.0, -3.0, 2.0), target=(0.1, 0.2, -0.3))
-    o, d = rays.camera_rays(K, pose, 16, 20)
+    K = cameras.intrinsics(30.0, 20, 16, focal_y=25.0, cx=9.0, cy=7.5)
+    pose = cameras.look_at((1.0, -3.0, 2.0), target=(0.1, 0.2, -0.3))
+    o, d = cameras.camera_rays(K, pose, 16, 20)
     t = torch.rand(16, 20, 1, dtype=torch.float64) * 5 + 0.5
     pts = (o + t * d).reshape(-1, 3)                               # [H, W, 3] -> [H W, 3]
-    uv = rays.project(K, pose, pts).reshape(16, 20, 2)             # [H W, 2] -> [H, W, 2]
+    uv = cameras.project(K, pose, pts).reshape(16, 20, 2)             # [H W, 2] -> [H, W, 2]
     v, u = torch.meshgrid(torch.arange(16.0), torch.arange(20.0), indexing="ij")
     assert torch.allclose(uv[..., 0], u.double() + 0.5, atol=1e-9)
     assert torch.allclose(uv[..., 1], v.double() + 0.5, atol=1e-9)

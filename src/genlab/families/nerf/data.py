@@ -2,7 +2,7 @@
 images with camera intrinsics and extrinsics).
 
 Three sources, one :class:`Scene` (images [N, H, W, 3] in [0, 1], camera-to-world poses [N, 4, 4] in the
-OpenGL convention of ``genlab.families.nerf.rays``, intrinsics K, the depth range [near, far] and the
+OpenGL convention of ``genlab.maths.cameras``, intrinsics K, the depth range [near, far] and the
 background colour the images were composited over):
 
 * ``blender``: a folder in the NeRF-synthetic layout (Mildenhall et al. 2020): ``transforms_{train,val,
@@ -21,7 +21,6 @@ raises ``DataError`` with one line naming the file and what to do.
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -36,44 +35,10 @@ from genlab.config import field, require
 from genlab.data.batches import PermutationBatches
 from genlab.data.registry import DataInfo, register_dataset
 from genlab.errors import DataError
+from genlab.maths.cameras import camera_rays, focal_from_fov, intrinsics, look_at
 
 SPLIT_NAMES = ("train", "val", "test")
 BACKGROUNDS = {"white": (1.0, 1.0, 1.0), "black": (0.0, 0.0, 0.0)}
-
-
-# ----------------------------------------------------------------- cameras (numpy, independent of the models)
-def focal_from_fov(camera_angle_x: float, width: int) -> float:
-    """f = (W / 2) / tan(fov_x / 2), in pixels."""
-    return 0.5 * width / math.tan(0.5 * camera_angle_x)
-
-
-def intrinsics(focal: float, width: int, height: int, focal_y: float | None = None,
-               cx: float | None = None, cy: float | None = None) -> torch.Tensor:
-    """K = [[fx, 0, cx], [0, fy, cy], [0, 0, 1]] (float64); the principal point defaults to the centre."""
-    return torch.tensor([[focal, 0.0, width / 2 if cx is None else cx],
-                         [0.0, focal if focal_y is None else focal_y, height / 2 if cy is None else cy],
-                         [0.0, 0.0, 1.0]], dtype=torch.float64)
-
-
-def pixel_rays(K: np.ndarray, c2w: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """Origins and unit directions [H, W, 3] through the pixel centres (OpenGL camera: looks down -z, y up)."""
-    K = np.asarray(K, dtype=np.float64)
-    cols, rows = np.meshgrid(np.arange(width) + 0.5, np.arange(height) + 0.5)
-    local = np.stack([(cols - K[0, 2]) / K[0, 0], (K[1, 2] - rows) / K[1, 1], -np.ones_like(cols)], -1)
-    d = local @ np.asarray(c2w, dtype=np.float64)[:3, :3].T
-    d /= np.linalg.norm(d, axis=-1, keepdims=True)
-    return np.broadcast_to(np.asarray(c2w, dtype=np.float64)[:3, 3], d.shape).copy(), d
-
-
-def look_at(eye, target=(0.0, 0.0, 0.0), up=(0.0, 0.0, 1.0)) -> np.ndarray:
-    """Camera-to-world [4, 4] of a camera at ``eye`` facing ``target`` (its -z axis), ``up`` roughly +y."""
-    eye, target, up = (np.asarray(a, dtype=np.float64) for a in (eye, target, up))
-    z = (eye - target) / np.linalg.norm(eye - target)
-    x = np.cross(up, z)
-    x /= np.linalg.norm(x)
-    pose = np.eye(4)
-    pose[:3, 0], pose[:3, 1], pose[:3, 2], pose[:3, 3] = x, np.cross(z, x), z, eye
-    return pose
 
 
 # ----------------------------------------------------------------- configs
@@ -148,9 +113,8 @@ class Scene:
 
     def rays(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Every pixel as a ray: (origins, directions, colours), each [N H W, 3] float32."""
-        pairs = [pixel_rays(self.K.numpy(), p.double().numpy(), self.height, self.width) for p in self.poses]
-        o = torch.from_numpy(np.stack([a for a, _ in pairs])).float()                      # [N, H, W, 3]
-        d = torch.from_numpy(np.stack([b for _, b in pairs])).float()                      # [N, H, W, 3]
+        o, d = camera_rays(self.K, self.poses.double(), self.height, self.width)         # [N, H, W, 3] each
+        o, d = o.float(), d.float()
         return (o.reshape(-1, 3), d.reshape(-1, 3),                                        # [N, H, W, 3] -> [N H W, 3]
                 self.images.reshape(-1, 3))                                                # [N, H, W, 3] -> [N H W, 3]
 
@@ -470,7 +434,7 @@ def synthetic_cameras(n: int, seed: int) -> np.ndarray:
     az = 2 * np.pi * rng.random(n)
     el = np.radians(15 + 60 * rng.random(n))
     eyes = SCENE_RADIUS * np.stack([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)], -1)
-    return np.stack([look_at(e, (0.0, 0.0, 0.2)) for e in eyes])
+    return np.stack([look_at(e, (0.0, 0.0, 0.2)).numpy() for e in eyes])
 
 
 def render_views(poses: np.ndarray, size: int, supersample: int, background) -> tuple[np.ndarray, np.ndarray]:
@@ -480,10 +444,10 @@ def render_views(poses: np.ndarray, size: int, supersample: int, background) -> 
     K_fine = intrinsics(focal_from_fov(SCENE_FOV, size * s), size * s, size * s)
     images, depths = [], []
     for pose in poses:
-        o, d = pixel_rays(K_fine, pose, size * s, size * s)
+        o, d = (a.numpy() for a in camera_rays(K_fine, torch.from_numpy(pose), size * s, size * s))
         rgb, _ = cast(o, d, background=background)
         images.append(box_downscale(rgb, s))
-        o, d = pixel_rays(K, pose, size, size)
+        o, d = (a.numpy() for a in camera_rays(K, torch.from_numpy(pose), size, size))
         depths.append(cast(o, d, background=background)[1])
     return np.stack(images).astype(np.float32), np.stack(depths).astype(np.float32)
 

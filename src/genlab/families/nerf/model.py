@@ -25,9 +25,10 @@ from genlab.config import field, require
 from genlab.data.registry import DataInfo
 from genlab.errors import ConfigError
 from genlab.families.nerf.fields import OccupancyGrid, TensorialField, VanillaField
-from genlab.families.nerf.rays import camera_rays, intrinsics, orbit_poses, ray_aabb
+from genlab.families.nerf.rays import orbit_poses, ray_aabb
 from genlab.families.nerf.render import render_color, render_weights
 from genlab.families.nerf.sampling import deltas_from_t, sample_pdf, stratified_samples
+from genlab.maths.cameras import camera_rays, intrinsics
 from genlab.model import Avg, GenerativeModel, register_model
 
 
