@@ -39,7 +39,7 @@ def test_schedules_match_their_closed_forms():
         peak = d ** -0.5 * warm ** -0.5
         assert lr_factor("inverse-sqrt", s, total, warm) == pytest.approx(vaswani / peak)
     assert lr_factor("warmup-cosine", total - 1, total, warm, 0.1) == pytest.approx(0.1)
-    assert lr_factor("exponential", 25, total, 0, gamma=0.5, steps_per_epoch=10) == pytest.approx(0.25)
+    assert lr_factor("exponential", 25, total, 0, gamma=0.5, epoch=2) == pytest.approx(0.25)
     assert lr_factor("constant", 3, total, 0) == 1.0
 
 
@@ -162,7 +162,7 @@ def test_bucketed_batches_cover_all_pairs_pad_and_respect_the_token_budget():
     tgt = [torch.full((int(n) + 1,), i + 1) for i, n in enumerate(lens)]
     b = BucketedBatches(src, tgt, batch_size=16, seed=0, dist=ONE, pad_id=0, max_tokens=400)
     ids = []
-    for step in range(b.steps_per_epoch):
+    for step in range(b.steps_in(0)):
         s, t = b.get(0, step)
         assert s.shape[0] <= 16 and s.shape[0] * (s.shape[1] + t.shape[1]) <= 400 + 60
         ids += [int(row[0]) for row in s]
@@ -170,7 +170,7 @@ def test_bucketed_batches_cover_all_pairs_pad_and_respect_the_token_budget():
             n = int((row != 0).sum())
             assert torch.all(row[:n] == row[0]) and torch.all(row[n:] == 0)
     assert sorted(ids) == list(range(1, 201))
-    pad = sum(int((b.get(0, i)[0] == 0).sum()) for i in range(b.steps_per_epoch))
+    pad = sum(int((b.get(0, i)[0] == 0).sum()) for i in range(b.steps_in(0)))
     assert pad < 0.2 * int(lens.sum()), "length bucketing should keep padding small"
 
 

@@ -142,3 +142,57 @@ def test_resume_applies_a_changed_learning_rate(tmp_path):
         seen["lr"] = [g["lr"] for o in trainer.optimizers.values() for g in o.param_groups]
     resume_run(tmp_path / "run", callbacks=[spy], epochs=2, lr=1e-4)
     assert seen["lr"] == [1e-4]
+
+
+# ----------------------------------------------------------------- epochs of different lengths (issue 25)
+BUDGET = dict(data_options=dict(n_train=210, n_val=8, n_test=8, vocab_size=120, max_len=32, max_tokens=120),
+              model_options=dict(d_model=16, heads=2, layers=1, mlp_ratio=2.0),
+              train_options=dict(epochs=2, batch_size=2, schedule="warmup-cosine", warmup_steps=10,
+                                 eval_every=0, log_every=40, progress=False))
+
+
+def _budget_source():
+    from types import SimpleNamespace
+
+    from genlab.data import load_dataset
+    data = load_dataset("synthetic-pairs", "train", **BUDGET["data_options"])
+    return data.train_batches(2, 0, SimpleNamespace(rank=0, world_size=1))
+
+
+@pytest.mark.unit
+def test_a_token_budget_gives_epochs_of_different_lengths_and_each_is_trained_to_its_end(tmp_path):
+    """Under a token budget each epoch's shuffle groups the lengths differently, so epochs differ in
+    length (here 126 and 125 batches); the loop walks each epoch to its own end. It once took epoch
+    0's length for every epoch and ran past the end of a shorter one (IndexError)."""
+    source = _budget_source()
+    lengths = [source.steps_in(e) for e in range(2)]
+    assert lengths[0] != lengths[1], "the data no longer makes epochs of different lengths; pick others"
+    seen = []
+    trainer_seen = {}
+
+    def spy(trainer):
+        trainer_seen["total"] = trainer.total_steps
+        seen.append((trainer.state.epoch, trainer.state.step_in_epoch))
+    run = genlab.train("translator", "synthetic-pairs", tmp_path / "run", step_hooks=[spy], report=False, **BUDGET)
+    assert run.state.epoch == 2 and run.state.global_step == sum(lengths) == trainer_seen["total"]
+    assert [s for e, s in seen if e == 0] == list(range(1, lengths[0] + 1))
+    assert [s for e, s in seen if e == 1] == list(range(1, lengths[1] + 1))
+
+
+@pytest.mark.unit
+def test_mid_epoch_resume_of_a_token_budget_run_is_exact(tmp_path):
+    """Ctrl-C in the second (shorter) epoch, then resume: the same parameters, bit for bit, and the
+    same losses as an unbroken run (the cosine schedule's length is the sum of the epochs' lengths)."""
+    full = genlab.train("translator", "synthetic-pairs", tmp_path / "full", report=False, **BUDGET)
+    cut_at = _budget_source().steps_in(0) + 60
+
+    def interrupt(trainer):
+        if trainer.state.global_step == cut_at:
+            signal.raise_signal(signal.SIGINT)
+    cut = genlab.train("translator", "synthetic-pairs", tmp_path / "cut", step_hooks=[interrupt], report=False,
+                       **BUDGET)
+    assert cut.state.interrupted and cut.state.epoch == 1 and cut.state.step_in_epoch == 60
+    resumed = resume_run(tmp_path / "cut")
+    assert resumed.state.global_step == full.state.global_step
+    assert torch.equal(params(full.model), params(resumed.model))
+    assert losses(tmp_path / "full") == losses(tmp_path / "cut")

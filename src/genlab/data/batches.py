@@ -3,9 +3,11 @@
 The loop is step-based. A batch source is deterministic in ``(seed, epoch, step, rank)`` so that a
 resumed run sees exactly the batches an unbroken one would have:
 
-* ``steps_per_epoch`` -- the number of steps that make one pass (an "epoch"; for endless streams a
-  nominal pass over the data);
-* ``get(epoch, step) -> tuple[Tensor, ...]`` -- this rank's batch ``step`` of epoch ``epoch``.
+* ``steps_in(epoch) -> int`` -- the number of steps that make pass ``epoch`` (for endless streams a
+  nominal pass over the data). It may differ from epoch to epoch (length-bucketed batches under a
+  token budget), so the loop asks for each epoch's own length; it is the same on every rank;
+* ``get(epoch, step) -> tuple[Tensor, ...]`` -- this rank's batch ``step`` of epoch ``epoch``
+  (``0 <= step < steps_in(epoch)``).
 
 Three sources cover the families: :class:`PermutationBatches` (a fresh permutation of in-memory
 examples each epoch: images, points, rays), :class:`WindowBatches` (random windows of one token
@@ -34,7 +36,7 @@ class Shard(Protocol):
 
 @runtime_checkable
 class BatchSource(Protocol):
-    steps_per_epoch: int
+    def steps_in(self, epoch: int) -> int: ...
 
     def get(self, epoch: int, step: int) -> tuple[torch.Tensor, ...]: ...
 
@@ -59,8 +61,11 @@ class PermutationBatches:
         self.transform = transform
         n = len(self.tensors[0])
         self.per_rank = math.ceil(n / dist.world_size)
-        self.steps_per_epoch = max(1, math.ceil(self.per_rank / batch_size))
+        self.steps_per_epoch = max(1, math.ceil(self.per_rank / batch_size))   # the same every epoch
         self._epoch, self._index = None, None
+
+    def steps_in(self, epoch: int) -> int:
+        return self.steps_per_epoch
 
     def _epoch_index(self, epoch: int) -> torch.Tensor:
         if self._epoch != epoch:
@@ -93,7 +98,10 @@ class WindowBatches:
             raise ConfigError(f"the token stream has {len(tokens)} tokens, fewer than the context "
                               f"{block_size} + 2; use a shorter --block-size")
         self.tokens, self.block_size, self.batch_size, self.seed, self.dist = tokens, block_size, batch_size, seed, dist
-        self.steps_per_epoch = max(1, len(tokens) // (batch_size * block_size * dist.world_size))
+        self.steps_per_epoch = max(1, len(tokens) // (batch_size * block_size * dist.world_size))   # every epoch
+
+    def steps_in(self, epoch: int) -> int:
+        return self.steps_per_epoch
 
     def get(self, epoch: int, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         g = _generator(self.seed, epoch, step, self.dist.rank)
@@ -117,7 +125,9 @@ class BucketedBatches:
 
     Pairs are sorted by length inside chunks of ``100 * batch_size`` shuffled pairs (seeded by (seed,
     epoch)), cut into batches, and the batches shuffled, so padding stays small and order stays random.
-    Batches are ``(src [B, S], tgt [B, T])`` padded with ``pad_id``.
+    Batches are ``(src [B, S], tgt [B, T])`` padded with ``pad_id``. Under a token budget the number
+    of batches depends on how the shuffle groups the lengths, so it changes from epoch to epoch:
+    ``steps_in(epoch)`` gives each epoch's own.
     """
 
     def __init__(self, src: Sequence[torch.Tensor], tgt: Sequence[torch.Tensor], batch_size: int, seed: int,
@@ -125,7 +135,12 @@ class BucketedBatches:
         self.src, self.tgt, self.batch_size, self.seed, self.dist = src, tgt, batch_size, seed, dist
         self.pad_id, self.max_tokens = pad_id, max_tokens
         self._epoch, self._batches = None, None
-        self.steps_per_epoch = len(self._plan(0))
+        self._steps: dict[int, int] = {}   # epoch -> its number of batches (per rank)
+
+    def steps_in(self, epoch: int) -> int:
+        if epoch not in self._steps:
+            self._steps[epoch] = len(self._plan(epoch))
+        return self._steps[epoch]
 
     def _plan(self, epoch: int) -> list[list[int]]:
         if self._epoch == epoch:

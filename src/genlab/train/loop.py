@@ -3,7 +3,7 @@
 
 Step-based: each optimizer step consumes ``grad_accum`` batches from the dataset's batch source
 (``genlab.data.batches``: permutations of in-memory examples, random windows of a token stream,
-length-bucketed pairs); epochs are derived from the source's ``steps_per_epoch``. Options: Adam /
+length-bucketed pairs); each epoch is as long as the source's ``steps_in(epoch)``. Options: Adam /
 AdamW / SGD / Muon, learning-rate schedules (``schedules.lr_factor``), EMA of the weights (used by
 eval and sampling), gradient accumulation, bf16 autocast, gradient clipping, validation per epoch or
 every N steps, per-step hooks, progress bar, JSON-lines + CSV metrics, atomic checkpoints, exact
@@ -13,6 +13,7 @@ losses stop the run keeping the last good checkpoint, DDP under torchrun.
 """
 from __future__ import annotations
 
+import functools
 import math
 import signal
 import time
@@ -179,14 +180,19 @@ class Trainer:
         self.stop_requested = True
 
     # ------------------------------------------------------------ sizes
-    @property
-    def steps_per_epoch(self) -> int:
-        """Optimizer steps per epoch."""
-        return math.ceil(self.source.steps_per_epoch / self.cfg.grad_accum)
+    def epoch_steps(self, epoch: int) -> int:
+        """Optimizer steps in epoch ``epoch`` (epochs of length-bucketed batches differ in length)."""
+        return math.ceil(self.source.steps_in(epoch) / self.cfg.grad_accum)
 
     @property
+    def steps_per_epoch(self) -> int:
+        """Optimizer steps in the current epoch."""
+        return self.epoch_steps(self.state.epoch)
+
+    @functools.cached_property
     def total_steps(self) -> int:
-        return self.cfg.max_steps or self.cfg.epochs * self.steps_per_epoch
+        """``max_steps``, or the optimizer steps of all ``epochs`` (each epoch its own length)."""
+        return self.cfg.max_steps or sum(self.epoch_steps(e) for e in range(self.cfg.epochs))
 
     @property
     def eval_model(self) -> nn.Module:
@@ -242,7 +248,7 @@ class Trainer:
     def _set_lr(self) -> float:
         cfg = self.cfg
         f = lr_factor(cfg.schedule, self.state.global_step, self.total_steps, cfg.warmup_steps,
-                      cfg.min_lr_ratio, cfg.lr_gamma, self.steps_per_epoch)
+                      cfg.min_lr_ratio, cfg.lr_gamma, epoch=self.state.epoch)
         for o in self.optimizers.values():
             for g in o.param_groups:
                 g["lr"] = g["base_lr"] * f
@@ -284,7 +290,7 @@ class Trainer:
                     seen = self._run_epoch(stop)
                     if stop.raised:
                         break
-                    if s.step_in_epoch < self.source.steps_per_epoch:   # budget spent mid-epoch
+                    if s.step_in_epoch < self.source.steps_in(s.epoch):   # budget spent mid-epoch
                         self.save()
                         break
                     s.epoch, s.step_in_epoch = s.epoch + 1, 0
@@ -304,7 +310,7 @@ class Trainer:
     def _run_epoch(self, stop: _StopFlag) -> int:
         cfg, s = self.cfg, self.state
         self.model.train()
-        n = self.source.steps_per_epoch
+        n = self.source.steps_in(s.epoch)
         seen = 0
         label = f"epoch {s.epoch + 1}/{cfg.epochs}" if cfg.max_steps is None else f"epoch {s.epoch + 1}"
         bar = self.logger.progress(n, label, initial=s.step_in_epoch, enabled=cfg.progress and self.dist.is_main)

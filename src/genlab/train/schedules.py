@@ -1,7 +1,8 @@
 """Learning-rate schedules as pure functions of the step: lr(step) = lr * factor(step).
 
 Pure functions of the step (not stateful schedulers) keep resume exact: the factor is recomputed
-from the checkpointed step.
+from the checkpointed step (and epoch: epochs may differ in length, so the epoch is passed, not
+derived from the step).
 """
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import math
 
 
 def lr_factor(schedule: str, step: int, total_steps: int, warmup_steps: int = 0, min_lr_ratio: float = 0.1,
-              gamma: float = 0.95, steps_per_epoch: int = 1) -> float:
-    """The multiplier of the peak lr at optimizer step ``step`` (0-based).
+              gamma: float = 0.95, epoch: int = 0) -> float:
+    """The multiplier of the peak lr at optimizer step ``step`` (0-based), in epoch ``epoch`` (0-based).
 
     * ``constant``: linear warm-up from 1/warmup to 1, then 1.
     * ``warmup-cosine``: linear warm-up, then cosine from 1 to ``min_lr_ratio`` at ``total_steps``
@@ -31,5 +32,5 @@ def lr_factor(schedule: str, step: int, total_steps: int, warmup_steps: int = 0,
     if schedule == "inverse-sqrt":
         return min(s / warmup_steps, math.sqrt(warmup_steps / s)) if warmup_steps > 0 else 1 / math.sqrt(s)
     if schedule == "exponential":
-        return warm * gamma ** (step // max(1, steps_per_epoch))
+        return warm * gamma ** epoch
     raise ValueError(f"unknown schedule {schedule!r}")
