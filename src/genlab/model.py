@@ -26,8 +26,8 @@ Models never import the trainer, the CLI or the figures.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,8 +35,8 @@ import torch
 from torch import nn
 
 from genlab import catalog
-from genlab.config import from_dict
 from genlab.abilities import check_abilities
+from genlab.config import from_dict
 from genlab.data.registry import DataInfo
 
 

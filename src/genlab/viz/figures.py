@@ -52,7 +52,6 @@ def save_image_grid(images: torch.Tensor, path: str | Path, nrow: int | None = N
     return path
 
 
-def labelled_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None, title: str = "",
 def write_gif(frames: torch.Tensor, path: str | Path, fps: int = 20) -> Path:
     """Write frames [n, H, W, 3] with values in [0, 1] as a looping GIF (Pillow), ``fps`` frames a second."""
     images = [Image.fromarray((f.clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8))
@@ -63,6 +62,7 @@ def write_gif(frames: torch.Tensor, path: str | Path, fps: int = 20) -> Path:
     return path
 
 
+def labelled_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None, title: str = "",
                   row_labels: Sequence[str] | None = None, col_labels: Sequence[str] | None = None,
                   xlabel: str = "", ylabel: str = "", note: str = "", cell_px: int = 48) -> Path:
     """An image grid [N, C, H, W] (values in [0, 1], ``nrow`` images per row) as a figure with a
