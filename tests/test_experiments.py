@@ -1,6 +1,9 @@
 """Experiments as declarations (fast): every declared experiment is well-formed and its settings build
-valid configs for their models, full and quick, without training; the helpers the experiments share;
-the figure kit's labelling and the training-curves key choice."""
+valid configs for their models, full and quick, without training; no experiment trains by hand; the
+runner's per-run mechanisms (callbacks, step hooks, time budget, divergence) on tiny runs; output folders
+are never taken from a user or a training run; the helpers the experiments share; the figure kit's
+labelling and the training-curves key choice."""
+import ast
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -9,20 +12,19 @@ import pytest
 import torch
 
 from genlab import catalog
-from genlab.errors import ConfigError
-from genlab.experiments.common import Both, snapshots
-from genlab.experiments.registry import Context, Experiment, Setting, list_experiments
+from genlab.errors import ConfigError, GenlabError
+from genlab.experiments.common import Both, budget_rows, snapshots, time_budget
+from genlab.experiments.registry import Context, Experiment, Setting, list_experiments, run_experiment
 from genlab.train.run import prepare
 from genlab.train.rundir import RunDir
-from genlab.viz.figures import _plt, integer_ticks, labelled_grid, line_panels
+from genlab.viz.figures import integer_ticks, labelled_grid, line_panels, pyplot
 from genlab.viz.report import curve_keys, training_curves
 
 EXPERIMENTS = list_experiments()
 
 
-def data_of(exp: Experiment, s: Setting, quick: bool) -> str:
-    """The dataset ``train_setting`` picks (the same rule)."""
-    return (s.quick_data or s.data or exp.quick_data) if quick else (s.data or exp.data)
+SRC = Path(__file__).resolve().parents[1] / "src" / "genlab"
+EXPERIMENT_MODULES = sorted(SRC.glob("families/*/experiments.py")) + [SRC / "experiments" / "report.py"]
 
 
 @pytest.mark.unit
@@ -42,8 +44,7 @@ def test_every_experiment_is_described_and_its_settings_build_valid_configs(exp)
         assert len(names) == len(set(names)), f"{exp.name}: two settings share a folder"
         for s in settings:
             assert s.name and "/" not in s.name
-            options = dict(s.options) | (dict(s.quick) if quick else {})
-            data = data_of(exp, s, quick)
+            data, options = Context(Path("."), quick, None, experiment=exp).plan(s)
             spec, _, mcfg, dcfg, tcfg = prepare(s.model, data, **options)   # raises ConfigError when invalid
             assert spec.name == s.model and mcfg is not None and dcfg is not None
             if quick:   # quick runs use built-in data only: nothing to download
@@ -97,7 +98,7 @@ def test_labelled_grid_writes_a_figure_and_checks_its_labels(tmp_path):
 
 @pytest.mark.unit
 def test_an_epoch_axis_has_integer_ticks():
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots()
     ax.plot([1, 2], [3.0, 2.0])
     integer_ticks(ax.xaxis)
@@ -177,3 +178,168 @@ def test_training_curves_of_an_epoch_run_average_each_epoch(tmp_path, monkeypatc
     assert panel["series"]["train bpd"] == ([1, 2], [3.5, 1.5])          # epoch means, at the epoch's end
     assert panel["series"]["val elbo_bpd"] == ([1, 2], [3.1, 1.6])
     assert panel["hlines"] == {"test elbo_bpd 1.500": 1.5}
+
+
+# ------------------------------------------------------------------ one dialect
+@pytest.mark.unit
+@pytest.mark.parametrize("path", EXPERIMENT_MODULES, ids=lambda p: p.parent.name)
+def test_no_experiment_trains_by_hand_or_imports_private_helpers(path):
+    """Runs are declared as settings; only the runner trains (no Trainer, no train(...) call), and no
+    experiment imports a private name."""
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            names = [a.name for a in node.names]
+            assert not any(n.startswith("_") for n in names), f"{path}: imports private {names} from {node.module}"
+            assert not (node.module or "").startswith("genlab.train.loop"), f"{path}: builds a Trainer"
+            assert not (node.module == "genlab.api" and "train" in names), f"{path}: calls train by hand"
+        if isinstance(node, ast.Call):
+            fn = node.func
+            name = fn.attr if isinstance(fn, ast.Attribute) else getattr(fn, "id", "")
+            owner = (getattr(fn.value, "id", "<expr>") if isinstance(fn, ast.Attribute) else "")   # genlab.train
+            assert name != "Trainer", f"{path}:{node.lineno}: builds a Trainer"
+            assert not (name == "train" and owner in ("genlab", "api", "")), f"{path}:{node.lineno}: trains by hand"
+        if isinstance(node, ast.IfExp):   # `a if ctx.quick else b`: declare Both(full=..., quick=...) instead
+            test = node.test
+            assert not (isinstance(test, ast.Attribute) and test.attr == "quick"), \
+                f"{path}:{node.lineno}: an inline `if ctx.quick else`; declare a Both"
+
+
+# ------------------------------------------------------------------ the runner's mechanisms, on tiny runs
+TINY_VAE = {"hidden": (16,), "z_dim": 2, "batch_size": 64, "eval_every": 0, "log_every": 1, "progress": False}
+
+
+@pytest.fixture
+def declare_for_test(monkeypatch):
+    """Declare experiments for one test only."""
+    def add(exp: Experiment) -> Experiment:
+        monkeypatch.setitem(catalog.EXPERIMENTS, exp.name, "genlab.experiments.report")
+        monkeypatch.setitem(catalog._REGISTRY["experiment"], exp.name, exp)
+        return exp
+    return add
+
+
+@pytest.mark.unit
+def test_setting_callbacks_and_step_hooks_reach_only_their_run(declare_for_test, tmp_path):
+    seen = {"a": [], "b": []}
+
+    def analyze(ctx):
+        return {"steps": {name: run.state.global_step for name, run in ctx.runs.items()}}
+    declare_for_test(Experiment("test-hooks", "test", "per-setting callbacks and step hooks", analyze, runs=[
+        Setting("a", "vae", TINY_VAE | {"max_steps": 3}, data="digits",
+                callbacks=lambda ctx, s: [lambda t, event: seen[s.name].append(event)],
+                step_hooks=lambda ctx, s: [lambda t: seen[s.name].append(t.state.global_step)]),
+        Setting("b", "vae", TINY_VAE | {"max_steps": 2}, data="digits")]))
+    summary = run_experiment("test-hooks", tmp_path / "out", quick=True)
+    assert summary["steps"] == {"a": 3, "b": 2}
+    assert seen == {"a": ["start", 1, 2, 3], "b": []}
+
+
+@pytest.mark.unit
+def test_a_diverged_setting_is_recorded_when_declared_and_fails_otherwise(declare_for_test, tmp_path):
+    def poison(trainer):                      # NaN weights after step 2: the loss of step 3 is not finite
+        if trainer.state.global_step == 2:
+            with torch.no_grad():
+                for p in trainer.model.parameters():
+                    p.fill_(float("nan"))
+
+    def analyze(ctx):
+        return {"runs": sorted(ctx.runs), "diverged": sorted(ctx.diverged),
+                "logged": RunDir(ctx.folder("bad")).metrics_jsonl.is_file()}
+    settings = lambda may: [Setting("bad", "vae", TINY_VAE | {"max_steps": 6}, data="digits",  # noqa: E731
+                                    step_hooks=lambda ctx, s: [poison], may_diverge=may),
+                            Setting("good", "vae", TINY_VAE | {"max_steps": 2}, data="digits")]
+    declare_for_test(Experiment("test-diverge", "test", "a diverging setting", analyze, runs=settings(True)))
+    summary = run_experiment("test-diverge", tmp_path / "a", quick=True)
+    assert summary["runs"] == ["good"] and summary["diverged"] == ["bad"] and summary["logged"]
+    declare_for_test(Experiment("test-diverge-fatal", "test", "a diverging setting", analyze, runs=settings(False)))
+    with pytest.raises(GenlabError, match="not finite"):
+        run_experiment("test-diverge-fatal", tmp_path / "b", quick=True)
+
+
+@pytest.mark.unit
+def test_time_budget_stops_training_and_logs_its_measurements(declare_for_test, tmp_path):
+    measured = []
+
+    def measure(trainer, data):
+        measured.append(len(data))
+        return {"examples": len(data)}
+    budget = time_budget(minutes=Both(full=1.0, quick=0.4 / 60), every_s=Both(full=60.0, quick=0.1), measure=measure)
+    declare_for_test(Experiment(
+        "test-budget", "test", "a training-time budget", lambda ctx: {"rows": budget_rows(ctx.runs["a"]),
+                                                                        "steps": ctx.runs["a"].state.global_step},
+        runs=[Setting("a", "vae", TINY_VAE | {"max_steps": 100_000}, data="digits", step_hooks=budget)]))
+    summary = run_experiment("test-budget", tmp_path / "out", quick=True)
+    rows = summary["rows"]
+    assert summary["steps"] < 100_000                                  # stopped by the budget
+    assert len(rows) >= 2 and rows[-1]["train_wall_s"] >= 0.4 and rows[-1]["step"] == summary["steps"]
+    assert [r["train_wall_s"] for r in rows] == sorted(r["train_wall_s"] for r in rows)
+    assert all(r["examples"] == measured[0] for r in rows) and measured[0] > 0     # the test split, each time
+
+
+# ------------------------------------------------------------------ output folders: nothing is lost
+@pytest.mark.unit
+def test_an_experiment_refuses_a_folder_with_a_users_files(tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "summary.json").write_text('{"my": "numbers"}\n')
+    (out / "README.md").write_text("my notes\n")
+    for overwrite in (False, True):
+        with pytest.raises(GenlabError, match=f"{out}.*not this experiment's"):
+            run_experiment("kl-check", out, quick=True, overwrite=overwrite)
+    assert (out / "summary.json").read_text() == '{"my": "numbers"}\n' and (out / "README.md").read_text() == "my notes\n"
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "summary.json"]
+
+
+@pytest.mark.unit
+def test_an_experiment_never_writes_into_a_training_run(tmp_path):
+    import genlab
+    run = tmp_path / "run"
+    genlab.train("vae", "digits", run, report=False, **TINY_VAE | {"max_steps": 2})
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    for overwrite in (False, True):
+        with pytest.raises(GenlabError, match="a genlab training run"):
+            run_experiment("kl-check", run, quick=True, overwrite=overwrite)
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.unit
+def test_an_experiment_replaces_its_own_output_only_with_overwrite(tmp_path):
+    out = tmp_path / "kl"
+    first = run_experiment("kl-check", out, quick=True)
+    with pytest.raises(GenlabError, match="earlier output of kl-check; replace it with --overwrite"):
+        run_experiment("kl-check", out, quick=True)
+    with pytest.raises(GenlabError, match="the output of experiment kl-check"):
+        run_experiment("diffusion-forward", out, quick=True, overwrite=True)
+    (out / "stale.txt").write_text("from the first run")
+    second = run_experiment("kl-check", out, quick=True, overwrite=True)
+    assert not (out / "stale.txt").exists()                           # cleared first, then written anew
+    assert second["experiment"] == first["experiment"] == "kl-check"
+    assert json.loads((out / "experiment.json").read_text()) == {"experiment": "kl-check"}
+
+
+@pytest.mark.unit
+def test_default_experiment_folders_are_numbered(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run_experiment("kl-check", quick=True)
+    run_experiment("kl-check", quick=True)
+    root = tmp_path / "runs" / "experiments"
+    assert sorted(p.name for p in root.iterdir()) == ["kl-check", "kl-check-2"]
+    assert all((root / n / "summary.json").is_file() for n in ("kl-check", "kl-check-2"))
+
+
+@pytest.mark.unit
+def test_the_cli_refuses_a_taken_folder_in_one_line(tmp_path, capsys):
+    from genlab.cli import main
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "summary.json").write_text("{}\n")
+    assert main(["experiment", "run", "kl-check", "--quick", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(out) in err[0] and "choose another --out" in err[0]
+    assert (out / "summary.json").read_text() == "{}\n"
+    own = tmp_path / "own"
+    assert main(["experiment", "run", "kl-check", "--quick", "--out", str(own)]) == 0
+    assert main(["experiment", "run", "kl-check", "--quick", "--out", str(own)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["experiment", "run", "kl-check", "--quick", "--out", str(own), "--overwrite"]) == 0

@@ -88,7 +88,10 @@ def _main(argv: list[str]) -> int:
                          epilog="Some experiments take flags of their own: `genlab experiment run NAME --help`.")
     er.add_argument("name")
     er.add_argument("--quick", action="store_true", help="a small version that finishes in under a minute")
-    er.add_argument("--out", default=None, help="output folder (default runs/experiments/NAME)")
+    er.add_argument("--out", default=None, help="output folder, new or empty (default runs/experiments/NAME, "
+                                                "numbered if taken)")
+    er.add_argument("--overwrite", action="store_true",
+                    help="replace this experiment's own earlier output in --out (never other files)")
     er.add_argument("--data-dir", default=None, help="local folder with dataset files (else $GENLAB_DATA / download)")
     exp = _named_experiment(argv)
     if exp is not None and exp.options is not None:   # the experiment's own flags
@@ -351,7 +354,8 @@ def cmd_experiment(args) -> int:
     from genlab.config import overrides_from_args
     exp = catalog.get("experiment", args.name)
     options = overrides_from_args(args, exp.options) if exp.options is not None else None
-    summary = run_experiment(args.name, args.out, args.quick, args.data_dir, options=options)
+    summary = run_experiment(args.name, args.out, args.quick, args.data_dir, options=options,
+                             overwrite=args.overwrite)
     print(dumps(summary))
     return 0
 

@@ -6,8 +6,7 @@ from genlab.experiments.registry import (
     Setting,
     declare,
     list_experiments,
-    register_experiment,
     run_experiment,
 )
 
-__all__ = ["Context", "Experiment", "Setting", "declare", "list_experiments", "register_experiment", "run_experiment"]
+__all__ = ["Context", "Experiment", "Setting", "declare", "list_experiments", "run_experiment"]

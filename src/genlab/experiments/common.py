@@ -1,7 +1,9 @@
-"""What the experiments share: values declared for full and quick runs, snapshot callbacks, test
-batches, metrics and the relative paths a summary lists."""
+"""What the experiments share: values declared for full and quick runs (``Both``), the runner's
+per-run mechanisms (``snapshot_callbacks`` for ``Setting.callbacks``, ``time_budget`` for
+``Setting.step_hooks``), test batches, metrics and the relative paths a summary lists."""
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,7 +19,8 @@ from genlab.experiments.registry import Context, Setting
 @dataclass(frozen=True)
 class Both:
     """A value declared for full runs and for ``--quick`` runs (e.g. snapshot epochs, sample sizes):
-    ``Both(full=[0, 10, 80], quick=[0, 2, 6])(ctx)``."""
+    ``Both(full=[0, 10, 80], quick=[0, 2, 6])(ctx)``. The one way an analysis or a hook differs between
+    the two modes (a setting's training options differ by ``Setting.quick``)."""
     full: Any
     quick: Any
 
@@ -45,11 +48,61 @@ def snapshots(epochs, draw: Callable) -> Callable:
 
 
 def snapshot_callbacks(epochs: Both, draw: Callable) -> Callable[[Context, Setting], list]:
-    """``Experiment.callbacks``: ``draw(ctx, setting, trainer, epoch)`` at the declared epochs
+    """``Setting.callbacks``: ``draw(ctx, setting, trainer, epoch)`` at the declared epochs
     (``trainer.model`` is the model, ``trainer.val_data`` its held-out images)."""
     def make(ctx: Context, s: Setting) -> list:
         return [snapshots(epochs(ctx), lambda trainer, epoch: draw(ctx, s, trainer, epoch))]
     return make
+
+
+BUDGET_SPLIT = "budget"    # the ``split`` of the rows ``time_budget`` logs to a run's metrics.jsonl
+
+
+def time_budget(minutes: Both, every_s: Both, measure: Callable,
+                split: str = "test") -> Callable[[Context, Setting], list]:
+    """``Setting.step_hooks``: train for ``minutes`` of training wall-clock time, calling
+    ``measure(trainer, data) -> dict`` on the ``split`` of the setting's dataset every ``every_s`` seconds of
+    training and once more when the budget is spent; then the trainer stops (a checkpoint is saved).
+
+    The time ``measure`` takes is not training time. The clock starts at the end of the first optimizer
+    step (one-off warm-up is not counted). Each measurement is a row of the run's ``metrics.jsonl`` with
+    ``split`` "budget": ``step``, ``train_wall_s``, ``train_cpu_s`` (process CPU seconds) and what
+    ``measure`` returned; ``budget_rows(run)`` reads them back."""
+    from genlab.data.registry import load_dataset
+    from genlab.train.run import prepare
+
+    def make(ctx: Context, s: Setting) -> list:
+        data, options = ctx.plan(s)
+        _, data, _, dcfg, _ = prepare(s.model, data, **options)
+        held = load_dataset(data, split, config=dcfg)
+        budget_s, every = minutes(ctx) * 60, every_s(ctx)
+        clock: dict = {}
+
+        def hook(trainer) -> None:
+            if not clock:                       # the first step: start the clock
+                clock.update(wall=0.0, cpu=0.0, next=every, w0=time.perf_counter(), c0=time.process_time())
+                return
+            clock["wall"] += time.perf_counter() - clock["w0"]
+            clock["cpu"] += time.process_time() - clock["c0"]
+            done = clock["wall"] >= budget_s
+            if clock["wall"] >= clock["next"] or done:
+                row = {"step": trainer.state.global_step, "train_wall_s": round(clock["wall"], 2),
+                       "train_cpu_s": round(clock["cpu"], 2), **measure(trainer, held)}
+                trainer.logger.log({"split": BUDGET_SPLIT, **row})
+                trainer.model.train()
+                clock["next"] += every
+            if done:
+                trainer.request_stop()
+            clock["w0"], clock["c0"] = time.perf_counter(), time.process_time()
+        return [hook]
+    return make
+
+
+def budget_rows(run) -> list[dict]:
+    """The measurements ``time_budget`` logged during ``run``'s training, in order."""
+    from genlab.train.logger import read_jsonl
+    return [{k: v for k, v in r.items() if k != "split"}
+            for r in read_jsonl(run.folder.metrics_jsonl) if r.get("split") == BUDGET_SPLIT]
 
 
 def device_of(model) -> torch.device:

@@ -1,5 +1,5 @@
 """Experiments as declarations: the runs to train (model, data, settings, quick overrides) and an
-analysis that turns the trained runs into figures and ``summary.json``.
+analysis that reads the trained runs and turns them into figures and ``summary.json``.
 
     declare(Experiment(
         name="vae-sgvb-vs-analytic", family="vae", description="...",
@@ -9,18 +9,35 @@ analysis that turns the trained runs into figures and ``summary.json``.
 
 ``genlab experiment run NAME [--quick]`` trains each setting into ``OUT/<setting name>`` (data: the
 setting's own, else the experiment's -- MNIST for full runs, the bundled digits for quick ones),
-then calls ``analyze(ctx)``; ``ctx.runs`` maps setting names to trained runs. An experiment without
-runs is an analysis alone (e.g. a numerical check). The module declaring it is listed in
-``genlab.catalog.EXPERIMENTS``.
+then calls ``analyze(ctx)``; ``ctx.runs`` maps setting names to trained runs. The analysis only reads
+and draws: no experiment trains by hand. An experiment without runs is an analysis alone (e.g. a
+numerical check). The module declaring it is listed in ``genlab.catalog.EXPERIMENTS``.
+
+What a run needs beyond its options is declared on its ``Setting`` and done by the runner:
+
+* ``callbacks(ctx, setting) -> [fn(trainer, event)]``: e.g. snapshot grids at declared epochs
+  (``common.snapshot_callbacks``);
+* ``step_hooks(ctx, setting) -> [fn(trainer)]``: after every optimizer step, e.g. per-layer gradient
+  norms, or a training-time budget with held-out measurements (``common.time_budget``);
+* ``may_diverge``: a run whose loss stops being finite is recorded in ``ctx.diverged`` (its folder
+  keeps what it logged) instead of ending the experiment.
+
+Values that differ between full and ``--quick`` runs are declared, never branched on inline: a
+setting's ``quick`` overrides, and ``common.Both(full=..., quick=...)`` for anything else.
 
 An experiment may take options: a config dataclass ``options`` whose fields are the flags of
 ``genlab experiment run NAME`` (``--help`` lists them) and the ``options`` keywords of ``run_experiment``.
 The analysis reads them as ``ctx.options``; a callable ``runs`` then receives them too,
 ``runs(quick, options) -> list[Setting]`` (e.g. no training when an option names pretrained weights).
+
+Output folders follow ``genlab train``'s rule: a folder that holds anything is refused, unless it is
+this experiment's own earlier output (its ``experiment.json`` names it) and ``overwrite`` is given,
+which clears it first; the default folder ``runs/experiments/NAME`` is numbered (``NAME-2``, ...) when taken.
 """
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,8 +48,11 @@ import torch
 
 from genlab import catalog
 from genlab.config import from_dict
-from genlab.errors import ConfigError
-from genlab.train.rundir import write_json_atomic
+from genlab.errors import ConfigError, GenlabError, TrainingDiverged
+from genlab.train.rundir import RunDir, read_json, write_json_atomic
+
+MARKER = "experiment.json"       # names the experiment that owns a folder (written before anything else)
+DEFAULT_ROOT = Path("runs") / "experiments"
 
 
 @dataclass
@@ -45,6 +65,9 @@ class Setting:
     data: str | None = None        # None: the experiment's data
     quick_data: str | None = None  # None: the experiment's quick data (or ``data`` when set)
     report: bool = False           # write eval.json + figures into the run folder
+    callbacks: Callable[[Context, Setting], list] | None = None    # -> [fn(trainer, event)], e.g. snapshot grids
+    step_hooks: Callable[[Context, Setting], list] | None = None   # -> [fn(trainer)] after every optimizer step
+    may_diverge: bool = False      # a diverged run goes to ctx.diverged instead of failing the experiment
 
 
 @dataclass
@@ -55,10 +78,29 @@ class Context:
     runs: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, Setting] = field(default_factory=dict)
     options: Any = None            # the experiment's options (an instance of Experiment.options), if it has any
+    diverged: dict[str, str] = field(default_factory=dict)   # setting name -> message (``Setting.may_diverge``)
+    experiment: Experiment | None = None
 
     @property
     def figures(self) -> Path:
         return self.out / "figures"
+
+    def folder(self, setting: str) -> Path:
+        """The run folder of setting ``setting`` (also for a diverged run, which is not in ``runs``)."""
+        return self.out / setting
+
+    def plan(self, s: Setting) -> tuple[str, dict]:
+        """(dataset, options) that setting ``s`` trains with: the quick overrides applied, the data folder
+        passed on to datasets that read one."""
+        from genlab.data.registry import get_spec
+        exp = self.experiment
+        default, quick_default = (exp.data, exp.quick_data) if exp else ("mnist", "digits")
+        data = (s.quick_data or s.data or quick_default) if self.quick else (s.data or default)
+        options = dict(s.options) | (dict(s.quick) if self.quick else {})
+        if self.data_dir and "data_dir" in {f.name for f in dataclasses.fields(get_spec(data).config)}:
+            options.setdefault("data_dir", self.data_dir)
+        options.setdefault("progress", not self.quick)
+        return data, options
 
 
 @dataclass
@@ -67,11 +109,11 @@ class Experiment:
     family: str
     description: str
     analyze: Callable[[Context], dict]
-    runs: list[Setting] | Callable[[bool], list[Setting]] = field(default_factory=list)
+    runs: list[Setting] | Callable[..., list[Setting]] = field(default_factory=list)   # or a Both of lists
     data: str = "mnist"            # full runs
     quick_data: str = "digits"     # --quick runs
-    callbacks: Callable[[Context, Setting], list] | None = None   # e.g. snapshot grids during training
     one_thread_quick: bool = False  # tiny networks: one intra-op thread (measured faster on 2 busy cores)
+    one_thread: bool = False       # one intra-op thread for full runs too (timed comparisons)
     quick_note: str = ""           # what --quick can and cannot show
     options: type | None = None    # a config dataclass: the experiment's own flags (see the module docstring)
 
@@ -96,48 +138,88 @@ def declare(exp: Experiment) -> Experiment:
     return catalog.register("experiment", exp.name, exp)
 
 
-def register_experiment(name: str, description: str, family: str, **kw):
-    """Declare an analysis-only experiment from a function ``fn(out, quick, data_dir) -> summary``."""
-    def deco(fn):
-        declare(Experiment(name, family, description, lambda ctx: fn(ctx.out, ctx.quick, ctx.data_dir), **kw))
-        return fn
-    return deco
-
-
 def list_experiments() -> list[Experiment]:
     return sorted(catalog.load_all("experiment").values(), key=lambda e: (e.family, e.name))
 
 
 def train_setting(exp: Experiment, ctx: Context, s: Setting):
-    """Train one declared setting into ``ctx.out / s.name`` (replacing an earlier run of it)."""
+    """Train one declared setting into ``ctx.folder(s.name)`` (a new folder inside the experiment's own);
+    a diverged ``may_diverge`` setting is recorded in ``ctx.diverged`` and returns None."""
     from genlab.api import train
-    data = (s.quick_data or s.data or exp.quick_data) if ctx.quick else (s.data or exp.data)
-    options = dict(s.options) | (dict(s.quick) if ctx.quick else {})
-    from genlab.data.registry import get_spec
-    if ctx.data_dir and "data_dir" in {f.name for f in dataclasses.fields(get_spec(data).config)}:
-        options.setdefault("data_dir", ctx.data_dir)
-    options.setdefault("progress", not ctx.quick)
-    callbacks = exp.callbacks(ctx, s) if exp.callbacks else []
-    return train(s.model, data, ctx.out / s.name, overwrite=True, report=s.report, callbacks=callbacks, **options)
+    data, options = ctx.plan(s)
+    callbacks = s.callbacks(ctx, s) if s.callbacks else []
+    step_hooks = s.step_hooks(ctx, s) if s.step_hooks else []
+    try:
+        return train(s.model, data, ctx.folder(s.name), report=s.report, callbacks=callbacks,
+                     step_hooks=step_hooks, **options)
+    except TrainingDiverged as e:
+        if not s.may_diverge:
+            raise
+        ctx.diverged[s.name] = str(e)
+        return None
+
+
+def owner(folder: Path) -> str | None:
+    """The experiment whose output ``folder`` is (its marker, or the summary an older version wrote), if any."""
+    for path in (folder / MARKER, folder / "summary.json"):
+        if path.is_file() and not (folder / "config.json").exists():   # a training run is no experiment's
+            try:
+                name = read_json(path).get("experiment")
+            except GenlabError:
+                return None
+            return name if isinstance(name, str) else None
+    return None
+
+
+def prepare_output(name: str, out: str | Path | None, overwrite: bool = False) -> Path:
+    """The experiment's output folder, ready to write: a new or empty folder, or (``overwrite``) its own
+    earlier output, cleared. A folder holding anything else is refused before anything is written."""
+    if out is None:
+        out = RunDir.fresh_default(DEFAULT_ROOT, name).path
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise GenlabError(f"--out {out} is a file, not a folder; choose another --out")
+    if out.is_dir() and any(out.iterdir()):
+        own = owner(out) == name
+        if not (own and overwrite):
+            if own:
+                raise GenlabError(f"--out {out} already holds an earlier output of {name}; replace it with "
+                                  f"--overwrite, or choose another --out (without --out every run gets a new "
+                                  f"numbered folder under {DEFAULT_ROOT})")
+            what = "a genlab training run" if (out / "config.json").exists() else (
+                f"the output of experiment {owner(out)}" if owner(out) else "files that are not this experiment's")
+            raise GenlabError(f"--out {out} already holds {what}; an experiment writes only into a new or empty "
+                              f"folder (--overwrite replaces only its own earlier output): choose another --out, "
+                              f"or omit it for a new numbered folder under {DEFAULT_ROOT}")
+        shutil.rmtree(out)
+    try:
+        (out / "figures").mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise GenlabError(f"cannot write to {out}: {e.strerror or e}; choose another --out") from None
+    write_json_atomic(out / MARKER, {"experiment": name})
+    return out
 
 
 def run_experiment(name: str, out: str | Path | None = None, quick: bool = False,
-                   data_dir: str | None = None, options: dict | None = None) -> dict:
-    """Run experiment ``name`` into ``out`` (default ``runs/experiments/NAME``); returns its summary.
+                   data_dir: str | None = None, options: dict | None = None, overwrite: bool = False) -> dict:
+    """Run experiment ``name`` into ``out`` (default ``runs/experiments/NAME``, numbered when taken);
+    returns its summary. ``out`` must be new or empty, or this experiment's own output with ``overwrite``.
     ``options``: values of the experiment's own options (``Experiment.options``), by field name."""
     exp = catalog.get("experiment", name)
     opts = exp.make_options(options)
-    out = Path(out or Path("runs") / "experiments" / name)
-    (out / "figures").mkdir(parents=True, exist_ok=True)
-    ctx = Context(out, quick, data_dir, options=opts)
+    settings = exp.settings(quick, opts)
+    out = prepare_output(name, out, overwrite)
+    ctx = Context(out, quick, data_dir, options=opts, experiment=exp)
     start = time.perf_counter()
     threads = torch.get_num_threads()
-    if quick and exp.one_thread_quick:
+    if exp.one_thread or (quick and exp.one_thread_quick):
         torch.set_num_threads(1)
     try:
-        for s in exp.settings(quick, opts):
+        for s in settings:
             ctx.settings[s.name] = s
-            ctx.runs[s.name] = train_setting(exp, ctx, s)
+            run = train_setting(exp, ctx, s)
+            if run is not None:
+                ctx.runs[s.name] = run
         summary = exp.analyze(ctx) or {}
     finally:
         torch.set_num_threads(threads)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from genlab import catalog
 from genlab.errors import GenlabError
+from genlab.experiments.common import Both
 from genlab.experiments.registry import Context, Experiment, Setting, declare, run_experiment
 
 
@@ -108,6 +109,10 @@ def table_row(run, row: Row, quick: bool) -> dict:
             **({} if agrees else {"warning": f"the model's own bpd ({own:.4f}) disagrees with nll / (D ln 2)"})}
 
 
+TABLE_DATA = Both(full="mnist", quick="digits")     # what the table names when no row could be measured
+GREY_LEVELS = Both(full=256, quick=17)
+
+
 def analyze_table(ctx: Context, rows: list[Row] = ROWS) -> dict:
     table = []
     for r in rows:
@@ -117,8 +122,8 @@ def analyze_table(ctx: Context, rows: list[Row] = ROWS) -> dict:
             table.append({"row": r.name, "model": r.model, "bpd": None, "estimate": r.estimate,
                           "reference": r.reference, "note": f"not available: model {r.model!r} is not in this version"})
     measured = [t for t in table if t.get("bpd") is not None]
-    data = measured[0]["data"] if measured else ("digits" if ctx.quick else "mnist")
-    levels = measured[0]["grey_levels"] if measured else (17 if ctx.quick else 256)
+    data = measured[0]["data"] if measured else TABLE_DATA(ctx)
+    levels = measured[0]["grey_levels"] if measured else GREY_LEVELS(ctx)
     summary = {"data": data, "split": "test", "grey_levels": levels, "units": "bits/dim of the discrete test images",
                "uniform_bpd": round(math.log2(levels), 4), "table": table}
     if measured:

@@ -15,7 +15,8 @@ import torch
 from PIL import Image
 
 
-def _plt():
+def pyplot():
+    """matplotlib's pyplot on the Agg backend (no screen); imported on first use."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -77,7 +78,7 @@ def labelled_grid(images: torch.Tensor, path: str | Path, nrow: int | None = Non
         raise ValueError(f"{len(row_labels)} row labels for {rows} rows")
     if col_labels is not None and len(col_labels) != nrow:
         raise ValueError(f"{len(col_labels)} column labels for {nrow} columns")
-    plt = _plt()
+    plt = pyplot()
     dpi = 100
     img_w, img_h = nrow * cell_px / dpi, rows * cell_px * h / w / dpi
     # room for the longest row label at fontsize 9 (about 0.08 inch a character)
@@ -126,7 +127,7 @@ def line_plot(series: dict[str, tuple[Sequence[float], Sequence[float]]], path: 
               logx: bool = False, logy: bool = False, integer_x: bool | None = None, note: str = "") -> Path:
     """One figure of named (x, y) series, optional labelled horizontal reference lines.
     ``integer_x``: ticks only at whole numbers (default: when the x label is an epoch or step count)."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
     for name, (x, y) in series.items():
         ax.plot(x, y, marker="o" if len(x) < 30 else None, ms=3, label=name)
@@ -144,14 +145,14 @@ def line_plot(series: dict[str, tuple[Sequence[float], Sequence[float]]], path: 
     ax.grid(alpha=0.3)
     if series or hlines:
         ax.legend(fontsize=8)
-    return _save(fig, path, note)
+    return save_figure(fig, path, note)
 
 
 def line_panels(panels: dict[str, dict], path: str | Path, title: str = "", xlabel: str = "",
                 integer_x: bool | None = None, note: str = "") -> Path:
     """Side-by-side line plots sharing one x axis: ``{ylabel: {"series": {name: (x, y)},
     "hlines": {name: y}}}`` (e.g. a loss panel and a perplexity panel of one run)."""
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4), dpi=110, squeeze=False)
     if integer_x is None:
         integer_x = xlabel.split(" ")[0] in ("epoch", "epochs", "step", "steps")
@@ -168,7 +169,7 @@ def line_panels(panels: dict[str, dict], path: str | Path, title: str = "", xlab
         ax.legend(fontsize=8)
     if title:
         fig.suptitle(title, fontsize=11)
-    return _save(fig, path, note)
+    return save_figure(fig, path, note)
 
 
 def integer_ticks(axis) -> None:
@@ -181,11 +182,11 @@ def _write(fig, path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
-    _plt().close(fig)
+    pyplot().close(fig)
     return path
 
 
-def _save(fig, path, note: str = "") -> Path:
+def save_figure(fig, path, note: str = "") -> Path:
     """Lay out and write a figure; ``note`` goes in small italics under it."""
     fig.tight_layout()
     if note:
@@ -211,7 +212,7 @@ def scatter2d(points: np.ndarray, path: str | Path, labels: np.ndarray | None = 
               background: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None, xlabel: str = "",
               ylabel: str = "", note: str = "") -> Path:
     """2-D scatter coloured by label, optionally over a density image (X, Y, Z); equal axes."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 5), dpi=110)
     if background is not None:
         ax.contourf(*background, levels=30, cmap="Greys")
@@ -220,7 +221,7 @@ def scatter2d(points: np.ndarray, path: str | Path, labels: np.ndarray | None = 
         fig.colorbar(sc, ax=ax, ticks=sorted(set(np.asarray(labels).tolist())), label="label")
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
     ax.set_aspect("equal", "datalim")
-    return _save(fig, path, note)
+    return save_figure(fig, path, note)
 
 
 def equal_axes_3d(ax, points: np.ndarray) -> None:
@@ -240,7 +241,7 @@ def scatter3d(clouds: dict[str, np.ndarray], path: str | Path, title: str = "",
               elev: float = 35.0) -> Path:
     """3-D scatter of named point clouds, with optional named trajectories drawn as lines.
     ``equal_aspect`` (default): one unit is as long on every axis (shapes are not stretched)."""
-    plt = _plt()
+    plt = pyplot()
     fig = plt.figure(figsize=(7, 5.5), dpi=110)
     ax = fig.add_subplot(projection="3d")
     for name, pts in clouds.items():
@@ -253,12 +254,12 @@ def scatter3d(clouds: dict[str, np.ndarray], path: str | Path, title: str = "",
     ax.view_init(elev=elev, azim=-60)
     ax.set(title=title, xlabel="x", ylabel="y", zlabel="z")
     ax.legend(fontsize=8, loc="upper left")
-    return _save(fig, path, note)
+    return save_figure(fig, path, note)
 
 
 def heatmap(values: np.ndarray, extent: Sequence[float], path: str | Path, title: str = "", note: str = "") -> Path:
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 5), dpi=110)
     ax.imshow(values, origin="lower", extent=extent, cmap="viridis", aspect="auto")
     ax.set(title=title)
-    return _save(fig, path, note)
+    return save_figure(fig, path, note)

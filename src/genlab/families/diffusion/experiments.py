@@ -42,12 +42,14 @@ from genlab.families.diffusion.schedule import NoiseSchedule
 from genlab.viz.figures import labelled_grid, line_plot
 
 STRIP_T = (0, 25, 50, 100, 200, 400, 600, 800, 999)
+FORWARD_DATA = Both(full="mnist", quick="digits")
+CHAINS = Both(full=20000, quick=2000)            # Monte-Carlo chains of the marginal check
 
 
 # ----------------------------------------------------------------- diffusion-forward
 def forward_process(ctx: Context) -> dict:
     """Figures and numerical checks of the forward process (no training)."""
-    data = "digits" if ctx.quick else "mnist"
+    data = FORWARD_DATA(ctx)
     images = load_dataset(data, "test", **({"data_dir": ctx.data_dir} if ctx.data_dir and data != "digits" else {}))
     x0 = images.tensors[0][:4] * 2 - 1                                          # [4, C, H, W] in [-1, 1]
     g = torch.Generator().manual_seed(0)
@@ -65,7 +67,7 @@ def forward_process(ctx: Context) -> dict:
                                col_labels=[f"t={t}" for t in STRIP_T]))
 
     # the marginal: iterate q(x_t | x_{t-1}) on many draws and compare the moments with Eq. 4
-    n = 2000 if ctx.quick else 20000
+    n = CHAINS(ctx)
     sch = NoiseSchedule.make("linear", 1000, dtype=torch.float64)
     x = torch.full((n, 1), 0.8, dtype=torch.float64)
     checkpoints, it_mean, it_std, cf_mean, cf_std = [], [], [], [], []
@@ -119,10 +121,14 @@ declare(Experiment("diffusion-forward", "diffusion",
 
 
 # ----------------------------------------------------------------- sampler-oracle
+ORACLE_STEPS = Both(full=(10, 30, 100, 300, 1000), quick=(10, 30, 100))
+ORACLE_SAMPLES = Both(full=20000, quick=4000)
+
+
 def oracle_curves(ctx: Context) -> dict:
     """Every sampler with the exact E[eps | x_t] of a 1-D Gaussian mixture: variance and weight errors vs steps."""
-    steps = (10, 30, 100) if ctx.quick else (10, 30, 100, 300, 1000)
-    n = 4000 if ctx.quick else 20000
+    steps = ORACLE_STEPS(ctx)
+    n = ORACLE_SAMPLES(ctx)
     sch = NoiseSchedule.make("linear", 1000)
     mix = GaussianMixture([0.3, 0.7], [[-1.5], [1.0]], [0.2, 0.3])
     table, var_series, w_series = {}, {}, {}
@@ -180,26 +186,27 @@ def _sampler_title(model) -> str:
 SNAPSHOTS = Both(full=[0, 1, 3, 6, 12], quick=[0, 5, 10])   # full: through the ~13 epochs of 24k steps
 
 
-def _fid_samples(ctx) -> int:
-    return 300 if ctx.quick else 2000
+FID_SAMPLES = Both(full=2000, quick=300)
+VLB_SAMPLES = Both(full=8, quick=2)
+MNIST_TARGET = Both(full=True, quick=False)      # the FID target is for MNIST: full runs only
 
 
 def analyze_ddpm(ctx: Context) -> dict:
     run = ctx.runs["ddpm"]
     images = run.model.sample(64, generator=torch.Generator().manual_seed(0))
     paths = [labelled_grid(images, ctx.figures / "samples_final.png", nrow=8, title=_sampler_title(run.model))]
-    q = sample_quality(run, n=_fid_samples(ctx), progress=False, data_dir=ctx.data_dir)
-    m = test_metrics(run, vlb_samples=2 if ctx.quick else 8)
+    q = sample_quality(run, n=FID_SAMPLES(ctx), progress=False, data_dir=ctx.data_dir)
+    m = test_metrics(run, vlb_samples=VLB_SAMPLES(ctx))
     fid = round(q["fid"], 2)
     return {"figures": relative(ctx, paths), "fid_local": fid, "fid_real_floor": round(q["fid_real_floor"], 2),
             "fid_samples": q["fid_samples"], "bpd": m.get("bpd"), "nll_nats": m.get("nll_nats"),
-            **({} if ctx.quick else target("FID(local) <= 30 on MNIST", fid <= 30))}
+            **(target("FID(local) <= 30 on MNIST", fid <= 30) if MNIST_TARGET(ctx) else {})}
 
 
 declare(Experiment("ddpm-mnist", "diffusion", "DDPM on MNIST: samples through training, FID (local), bits/dim",
-                   runs=[Setting("ddpm", "ddpm", DDPM_FULL, quick=DDPM_QUICK)], analyze=analyze_ddpm,
-                   one_thread_quick=True,
-                   callbacks=snapshot_callbacks(SNAPSHOTS, _draw_grid),
+                   runs=[Setting("ddpm", "ddpm", DDPM_FULL, quick=DDPM_QUICK,
+                                 callbacks=snapshot_callbacks(SNAPSHOTS, _draw_grid))],
+                   analyze=analyze_ddpm, one_thread_quick=True,
                    quick_note="200 steps of a tiny U-Net on the 8x8 digits (about 10 s): digit-like samples; "
                               "the FID is against the 8x8 digits, so the MNIST target does not apply"))
 
@@ -246,11 +253,16 @@ def _sampler_compare_runs(quick: bool, options: SamplerCompareOptions) -> list[S
     return [] if options.pretrained else [Setting("ddpm", "ddpm", DDPM_FULL, quick=DDPM_QUICK)]
 
 
+PRETRAINED_STEPS = Both(full=(10, 100, 1000), quick=(10,))
+COMPARE_STEPS = Both(full=(10, 100, 1000), quick=(10, 100))
+COMPARE_FID_SAMPLES = Both(full=1000, quick=128)
+
+
 def compare_pretrained(ctx: Context) -> dict:
     """Sampler comparison on Stable Diffusion: the pipeline with each genlab sampler at each step count, one seed."""
     o = ctx.options
     pipe = load_pipeline(o.pretrained, o.device)
-    steps = o.steps or ((10,) if ctx.quick else (10, 100, 1000))
+    steps = o.steps or PRETRAINED_STEPS(ctx)
     cells, images, flagged = {}, [], 0
     for name in SAMPLERS:
         scheduler = use_sampler(pipe, name)
@@ -281,8 +293,8 @@ def analyze_samplers(ctx: Context) -> dict:
         return compare_pretrained(ctx)
     run = ctx.runs["ddpm"]
     model = run.model.eval()
-    steps = (10, 100) if ctx.quick else (10, 100, 1000)
-    n_fid = 128 if ctx.quick else 1000
+    steps = COMPARE_STEPS(ctx)
+    n_fid = COMPARE_FID_SAMPLES(ctx)
     cells, grid, labels = {}, [], []
     for name in SAMPLERS:
         for k in steps:
@@ -299,7 +311,7 @@ def analyze_samplers(ctx: Context) -> dict:
                          title="same noise (seed 99), every sampler and number of steps")
     ref = cells.get(f"ddpm@{steps[-1]}")
     out = {"figures": relative(ctx, [path]), "cells": cells, "fid_samples": n_fid}
-    if not ctx.quick:     # the issue's target, timed on batches of 64 images (the median of 3)
+    if MNIST_TARGET(ctx):     # the issue's target, timed on batches of 64 images (the median of 3)
         ref_seconds = seconds_per_64(model, "ddpm", steps[-1])
         for name in ("dpm++2m", "dpm++2m-sde"):
             noise = torch.randn((n_fid, *model.data_info.shape), generator=torch.Generator().manual_seed(99))
@@ -336,13 +348,15 @@ declare(Experiment("sampler-compare", "diffusion",
 NEG_FULL = DDPM_FULL | {"conditional": True}
 NEG_QUICK = DDPM_QUICK | {"conditional": True}
 GUIDANCE = (0.0, 1.0, 2.0, 3.0, 5.0)
+NEG_SAMPLES = Both(full=16, quick=8)             # images with and without the negative prompt
+SWEEP_SAMPLES = Both(full=256, quick=64)         # images per guidance scale
 
 
 def analyze_negative(ctx: Context) -> dict:
     """Prompt "seven" with and without the negative prompt "one", same seed (42); a guidance sweep."""
     run = ctx.runs["ddpm"]
     model = run.model.eval()
-    n = 8 if ctx.quick else 16
+    n = NEG_SAMPLES(ctx)
     pos, neg = model.prompt_label("seven"), model.prompt_label("one")
     noise = torch.randn((n, *model.data_info.shape), generator=torch.Generator().manual_seed(42))
     labels = torch.full((n,), pos)
@@ -352,7 +366,7 @@ def analyze_negative(ctx: Context) -> dict:
     paths = [labelled_grid(torch.cat([plain, negative]), ctx.figures / "negative_prompt.png", nrow=n,
                            row_labels=["seven", "seven, not one"], title="same seed (42), guidance 3, DPM-Solver++ 20")]
     classifier, _ = get_classifier(run.data_name, run.data_config, progress=False)
-    m = 64 if ctx.quick else 256
+    m = SWEEP_SAMPLES(ctx)
     sweep, rows = {}, []
     noise = torch.randn((m, *model.data_info.shape), generator=torch.Generator().manual_seed(7))
     for w in GUIDANCE:

@@ -98,6 +98,7 @@ def hutchinson_study(dim: int, probes: list[int], repeats: int, seed: int = 0) -
 # points of the neural field, ODE solves of the Hutchinson mean, probe counts and repeats of the variance study
 COV_SIZES = Both(full={"points": 10, "solves": 200, "probes": [1, 2, 4, 8, 16, 32, 64, 128], "repeats": 400},
                  quick={"points": 3, "solves": 20, "probes": [1, 2, 4, 8, 16, 32], "repeats": 60})
+COV_NOTE = Both(full="", quick="{repeats} repeats per point")     # under the variance figure
 COV_TOLERANCE = 1e-5
 
 
@@ -130,7 +131,7 @@ def cnf_change_of_variables(ctx: Context) -> dict:
     fig = line_plot(series, ctx.figures / "hutchinson_variance.png", logx=True, logy=True,
                     title=f"Hutchinson trace estimator, D={study['dim']}: variance vs probes",
                     xlabel="probes m", ylabel="variance of the estimate",
-                    note=f"{sizes['repeats']} repeats per point" if ctx.quick else "")
+                    note=COV_NOTE(ctx).format(**sizes))
     return {
         "linear_field_max_abs_error": linear,
         "neural_field": {"delta_T": delta.tolist(), "minus_logdet_jacobian": (-logdet).tolist(),

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from genlab.abilities import HasStages, HasTrajectory, LogProb, Samples, can
-from genlab.viz.figures import _plt, _save
+from genlab.viz.figures import pyplot, save_figure
 from genlab.viz.report import register_figures
 
 
@@ -53,7 +53,7 @@ def density_2d(run, out: Path):
     dev = _device(run)
     X, Y, model_lp = log_density_grid(lambda p: run.model.log_prob(p.to(dev)), lo, hi)
     samples = run.model.sample(2000).cpu().numpy()
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(13, 4.3), dpi=100)
     true = _true_log_prob(run)
     if true is not None:
@@ -69,7 +69,7 @@ def density_2d(run, out: Path):
     for ax in axes:
         ax.set_aspect("equal")
     fig.suptitle(f"{run.model_name} on {run.data_name}: density and samples (test NLL in eval.json)", fontsize=11)
-    return [_save(fig, out / "density.png")]
+    return [save_figure(fig, out / "density.png")]
 
 
 @register_figures(needs=(LogProb, Samples), kinds=("points",))
@@ -80,7 +80,7 @@ def density_1d(run, out: Path):
     x = run.data("test").tensors[0]
     lo, hi = data_box(x.numpy())
     grid = torch.linspace(float(lo[0]), float(hi[0]), 400).unsqueeze(1)
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
     ax.hist(x[:, 0].numpy(), bins=80, density=True, alpha=0.4, label="test data")
     ax.plot(grid[:, 0], run.model.log_prob(grid.to(_device(run))).exp().cpu(), label=run.model_name)
@@ -89,7 +89,7 @@ def density_1d(run, out: Path):
         ax.plot(grid[:, 0], true(grid).exp(), "--", label="true density")
     ax.set(title=f"{run.model_name} on {run.data_name}: density", xlabel="x", ylabel="density")
     ax.legend()
-    return [_save(fig, out / "density.png")]
+    return [save_figure(fig, out / "density.png")]
 
 
 def pick_stages(stages: list, keep: int = 6) -> list[tuple[int, torch.Tensor]]:
@@ -107,7 +107,7 @@ def transformation(run, out: Path):
     stages = [s.reshape(len(x), -1).cpu().numpy() for s in run.model.stages(x)]
     colour = np.arctan2(stages[0][:, 1], stages[0][:, 0])
     chosen = pick_stages(stages)
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(chosen), figsize=(3 * len(chosen), 3.2), dpi=100)
     label = "t" if can(run.model, HasTrajectory) else "layer"   # a continuous flow: stages are times
     for ax, (i, pts) in zip(np.atleast_1d(axes), chosen):
@@ -116,4 +116,4 @@ def transformation(run, out: Path):
         ax.set_aspect("equal", "datalim")
     fig.suptitle(f"{run.model_name} on {run.data_name}: test points (coloured by angle) from data (left) to the "
                  f"base N(0, I) (right)", fontsize=10)
-    return [_save(fig, out / "transformation.png")]
+    return [save_figure(fig, out / "transformation.png")]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from genlab.experiments.common import relative, target
+from genlab.experiments.common import Both, relative, target
 from genlab.experiments.registry import Context, Experiment, Setting, declare
 from genlab.families.geometry.data import surface_distance
 from genlab.families.geometry.figures import interpolation_figure, reconstruction_figure
@@ -24,6 +24,7 @@ COMMON = {"act": "silu", "gaussian_std": 0.05, "hidden": (128, 128), "seed": 0,
 # --quick: a fifth of the epochs at a 3x larger learning rate, smaller eval splits (measured on seeds
 # 0-2: toroidal surface error 0.03 in about 15 s; 2,000 training points instead of 5,000 did not learn).
 QUICK = {"n_val": 200, "n_test": 500, "epochs": 20, "lr": 3e-3}
+NOTE = Both(full="", quick="quick run: 20 epochs at lr 3e-3 (full: 100 at 1e-3)")    # under every figure
 
 
 def linear_interpolation(z1: torch.Tensor, z2: torch.Tensor, alphas: torch.Tensor) -> torch.Tensor:
@@ -46,7 +47,7 @@ def torus_interpolation(ctx: Context) -> dict:
     test = ctx.runs["toroidal"].data("test")
     x, info = test.tensors[0], test.info
     pairs = torch.randint(len(x), (PAIRS, 2), generator=torch.Generator().manual_seed(0))
-    note = "quick run: 20 epochs at lr 3e-3 (full: 100 at 1e-3)" if ctx.quick else ""
+    note = NOTE(ctx)
     summary, figures, all_paths = {}, [], {}
     for name, run in ctx.runs.items():
         model = run.model.eval()

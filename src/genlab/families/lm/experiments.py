@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import time
 from functools import partial
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from genlab.config import from_dict
 from genlab.eval.evaluate import evaluate
-from genlab.experiments.common import single_thread
-from genlab.experiments.registry import Experiment, Setting, declare, register_experiment
+from genlab.experiments.common import Both, single_thread
+from genlab.experiments.registry import Context, Experiment, Setting, declare
 from genlab.families.lm.figures import attention_grid, loglog_costs
 from genlab.families.lm.gpt import GPT, GPTConfig
 from genlab.families.lm.rnn import RNNLM, RNNLMConfig
@@ -103,12 +102,14 @@ def _cheaper(rows: list[dict], a: str, b: str, label_a: str, label_b: str) -> st
     return "; ".join(parts)
 
 
-@register_experiment("rnn-vs-transformer", "training time per sequence and generation time vs sequence length: "
-                     "GPT with/without KV cache vs LSTM, log-log slopes (Vaswani et al. 2017, Table 1)", FAMILY)
-def rnn_vs_transformer(out: Path, quick: bool, data_dir: str | None) -> dict:
-    lengths = [16, 32, 64, 128, 256] if quick else [16, 32, 64, 128, 256, 512, 1024]
+LENGTHS = Both(full=[16, 32, 64, 128, 256, 512, 1024], quick=[16, 32, 64, 128, 256])
+REPEATS = Both(full=3, quick=2)
+
+
+def rnn_vs_transformer(ctx: Context) -> dict:
+    out = ctx.out
     with single_thread():
-        m = measure_costs(lengths, repeats=2 if quick else 3)
+        m = measure_costs(LENGTHS(ctx), repeats=REPEATS(ctx))
     rows, ns = m["rows"], [r["n"] for r in m["rows"]]
     train = {"GPT": (ns, [r["train_s_per_seq_gpt"] for r in rows]),
              "LSTM": (ns, [r["train_s_per_seq_lstm"] for r in rows])}
@@ -136,6 +137,11 @@ def rnn_vs_transformer(out: Path, quick: bool, data_dir: str | None) -> dict:
                       "over positions buys nothing, so the measured training cost compares work, not latency; "
                       "close rows can swap order between runs",
     }
+
+
+declare(Experiment("rnn-vs-transformer", FAMILY, "training time per sequence and generation time vs sequence "
+                   "length: GPT with/without KV cache vs LSTM, log-log slopes (Vaswani et al. 2017, Table 1)",
+                   analyze=rnn_vs_transformer))
 
 
 # ------------------------------------------------------------------ attention-anatomy
@@ -231,6 +237,9 @@ declare(Experiment(
 
 
 # ------------------------------------------------------------------ gpt-shakespeare
+SAMPLE_CHARS = Both(full=300, quick=120)         # characters generated per temperature
+
+
 def analyze_shakespeare(ctx) -> dict:
     run = ctx.runs["gpt"]
     rows = read_jsonl(run.dir / "metrics.jsonl")
@@ -243,7 +252,7 @@ def analyze_shakespeare(ctx) -> dict:
     prompt = "ROMEO:" if run.data_name == "tinyshakespeare" else "Romeo"
     samples = {}
     for t in (0.5, 0.8, 1.0):
-        samples[str(t)] = run.model.eval().generate_text(prompt, 300 if not ctx.quick else 120, temperature=t, seed=0)
+        samples[str(t)] = run.model.eval().generate_text(prompt, SAMPLE_CHARS(ctx), temperature=t, seed=0)
     (ctx.out / "samples.txt").write_text("\n\n".join(f"--- temperature {t} ---\n{s}" for t, s in samples.items()))
     metrics = evaluate(run, split="test")["metrics"]
     bits = metrics["bits_per_token"] * (1 / metrics.get("chars_per_token", 1.0))

@@ -10,13 +10,13 @@ import torch
 
 from genlab.abilities import HasAttentionMaps
 from genlab.families.lm.model import TextSampleConfig
-from genlab.viz.figures import _plt, _save
+from genlab.viz.figures import pyplot, save_figure
 from genlab.viz.report import register_figures
 
 
 def attention_grid(maps: torch.Tensor, labels: Sequence[str], path: str | Path, title: str = "") -> Path:
     """One heat map per (block, head) of weights [L, nh, T, T]; rows are queries, columns keys."""
-    plt = _plt()
+    plt = pyplot()
     L, H, T, _ = maps.shape
     fig, axes = plt.subplots(L, H, figsize=(2.6 * H, 2.6 * L), dpi=110, squeeze=False)
     ticks = ["␣" if c == " " else repr(c)[1:-1] for c in labels]
@@ -29,14 +29,14 @@ def attention_grid(maps: torch.Tensor, labels: Sequence[str], path: str | Path, 
             ax.set_yticks(range(T), ticks, fontsize=5)
     if title:
         fig.suptitle(title, fontsize=10)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def loglog_costs(series: dict[str, tuple[Sequence[float], Sequence[float]]], path: str | Path, title: str,
                  ylabel: str, fit_from: int = 0) -> dict[str, float]:
     """Measured costs against sequence length on log-log axes, each with the power law y = a n^b fitted to
     its points from index ``fit_from`` on (drawn over that range); returns the exponents b."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
     slopes = {}
     for k, (name, (x, y)) in enumerate(series.items()):
@@ -50,7 +50,7 @@ def loglog_costs(series: dict[str, tuple[Sequence[float], Sequence[float]]], pat
     ax.set(title=title, xlabel="sequence length n (tokens)", ylabel=ylabel)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
-    _save(fig, path)
+    save_figure(fig, path)
     return slopes
 
 

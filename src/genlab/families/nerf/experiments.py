@@ -12,23 +12,16 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import torch
 
-from genlab.config import from_dict
-from genlab.errors import DataError
 from genlab.eval.evaluate import evaluate
-from genlab.experiments.common import single_thread
-from genlab.experiments.registry import Experiment, Setting, declare, register_experiment
-from genlab.families.nerf import data as scenes
+from genlab.experiments.common import Both, budget_rows, single_thread, time_budget
+from genlab.experiments.registry import Context, Experiment, Setting, declare
 from genlab.families.nerf import render, sampling
 from genlab.families.nerf.figures import gradient_figure, views_figure
 from genlab.families.nerf.metrics import render_split
 from genlab.maths.image_quality import psnr, ssim
-from genlab.model import get_model_spec
-from genlab.train.config import TrainConfig
-from genlab.train.loop import Trainer
 from genlab.viz.figures import line_plot
 
 FAMILY = "nerf"
@@ -92,10 +85,13 @@ def measure_backward(R: int, N: int, repeats: int) -> dict:
     return out
 
 
-@register_experiment("nerf-render-gradient", "the analytic dL/dc_i, dL/dsigma_i of the rendering (Mildenhall Eq. 3) "
-                     "against autograd; the custom autograd Function's memory and speed", FAMILY)
-def nerf_render_gradient(out: Path, quick: bool, data_dir: str | None) -> dict:
-    R, N = (256, 64) if quick else (2048, 128)
+RAYS = Both(full=(2048, 128), quick=(256, 64))             # rays and samples per ray of the gradient check
+COST = Both(full=(4096, 128, 10), quick=(1024, 64, 5))     # rays, samples and repeats of the cost measurement
+
+
+def nerf_render_gradient(ctx: Context) -> dict:
+    out = ctx.out
+    R, N = RAYS(ctx)
     t, deltas, sigma, rgb, target, bg = random_rays(R, N, seed=1)
     s, c = sigma.clone().requires_grad_(), rgb.clone().requires_grad_()
     loss = ((render.volume_render(s, c, deltas, background=bg).rgb - target) ** 2).sum()
@@ -106,13 +102,21 @@ def nerf_render_gradient(out: Path, quick: bool, data_dir: str | None) -> dict:
     ray = int(torch.argmax(g_sigma.abs().sum(-1)))
     fig = gradient_figure(t[ray], sigma[ray], a_sigma[ray], g_sigma[ray], out / "figures" / "dL_dsigma_along_a_ray.png")
     with single_thread():
-        cost = measure_backward(4096 if not quick else 1024, 128 if not quick else 64, 5 if quick else 10)
+        cost = measure_backward(*COST(ctx))
     return {"rays": R, "samples_per_ray": N, "max_abs_error_dL_dc": err_c, "max_abs_error_dL_dsigma": err_s,
             "max_abs_dL_dsigma": float(g_sigma.abs().max()), "agree": err_c < 1e-10 and err_s < 1e-10,
             "custom_function_vs_autograd": cost, "figure": str(fig.relative_to(out))}
 
 
+declare(Experiment("nerf-render-gradient", FAMILY, "the analytic dL/dc_i, dL/dsigma_i of the rendering (Mildenhall "
+                   "Eq. 3) against autograd; the custom autograd Function's memory and speed",
+                   analyze=nerf_render_gradient))
+
+
 # ------------------------------------------------------------------ nerf-offline
+TARGET_PSNR = Both(full=28.0, quick=20.0)
+
+
 def analyze_offline(ctx) -> dict:
     run = ctx.runs["grid"]
     metrics = evaluate(run, extras=True)["metrics"]
@@ -123,7 +127,7 @@ def analyze_offline(ctx) -> dict:
     both = (r["opacity"] > 0.5) & torch.isfinite(gt)
     depth_mae = float((r["depth"][both] - gt[both]).abs().mean()) if both.any() else float("nan")
     mask_agree = float(((r["opacity"] > 0.5) == torch.isfinite(gt)).float().mean())
-    target = 20.0 if ctx.quick else 28.0
+    target = TARGET_PSNR(ctx)
     return {"psnr": metrics["psnr"], "ssim": metrics["ssim"], "render_s_per_view": metrics["render_s_per_view"],
             "depth_mean_abs_error": depth_mae, "silhouette_agreement": mask_agree,
             "target_psnr": target, "target_met": metrics["psnr"] >= target}
@@ -141,80 +145,56 @@ declare(Experiment(
 
 
 # ------------------------------------------------------------------ nerf-lego
-def timed_training(model, train, test, minutes: float, batch_size: int, lr: float, eval_every_s: float,
-                   seed: int = 0, log=None, eval_views: int | None = None) -> list[dict]:
-    """Train with genlab's loop (Adam, random rays) for ``minutes`` of training wall-clock; held-out PSNR/SSIM
-    every ``eval_every_s`` seconds of training (evaluation time excluded, measured by a step hook that stops
-    the trainer when the budget is spent). Returns the curve (wall and process-CPU seconds)."""
-    trainer = Trainer(model, train, TrainConfig(max_steps=10**9, batch_size=batch_size, lr=lr, seed=seed,
-                                                progress=False, eval_every=0, log_every=10**9,
-                                                checkpoint_every=10**9), distributed=False)
-    clock = {"wall": 0.0, "cpu": 0.0, "next": eval_every_s, "w0": time.perf_counter(), "c0": time.process_time()}
-    curve: list[dict] = []
-
-    def hook(t: Trainer) -> None:
-        clock["wall"] += time.perf_counter() - clock["w0"]
-        clock["cpu"] += time.process_time() - clock["c0"]
-        done = clock["wall"] >= minutes * 60
-        if clock["wall"] >= clock["next"] or done:
-            r = render_split(t.model, test, max_views=eval_views)
-            row = {"step": t.state.global_step, "train_wall_s": round(clock["wall"], 2),
-                   "train_cpu_s": round(clock["cpu"], 2),
-                   "psnr": float(psnr(r["pred"], r["target"]).mean()),
-                   "ssim": float(ssim(r["pred"], r["target"]).mean()),
-                   "render_s_per_view": sum(r["seconds"]) / len(r["seconds"]),
-                   "render_cpu_s_per_view": sum(r["cpu_seconds"]) / len(r["cpu_seconds"])}
-            curve.append(row)
-            if log:
-                log(row)
-            t.model.train()
-            clock["next"] += eval_every_s
-        if done:
-            t.request_stop()
-        clock["w0"], clock["c0"] = time.perf_counter(), time.process_time()
-
-    trainer.step_hooks.append(hook)
-    trainer.fit()
-    model.eval()
-    return curve
+LEGO = dict(file=LEGO_FILE, background="white", holdout="90-99")     # tiny-nerf data options
+QUICK_SCENE = dict(size=32, views=16, supersample=1)                  # --quick: the offline scene stands in for Lego
+# Genlab's loop (Adam, random rays) for a training-time budget: no step count, log or checkpoint interval of its own.
+BUDGET_TRAIN = dict(max_steps=10**9, eval_every=0, log_every=10**9, checkpoint_every=10**9, progress=False)
+CURVES = {"grid": "fast grid field", "vanilla": "vanilla NeRF"}      # setting -> the name its curve carries
 
 
-def build(name: str, options: dict, info):
-    spec = get_model_spec(name)
-    return spec.cls(from_dict(spec.config, options), info)
+def held_out_views(trainer, test) -> dict:
+    """Held-out PSNR / SSIM and render time per view of the model in training (``time_budget``'s measure)."""
+    r = render_split(trainer.model, test)
+    return {"psnr": float(psnr(r["pred"], r["target"]).mean()), "ssim": float(ssim(r["pred"], r["target"]).mean()),
+            "render_s_per_view": sum(r["seconds"]) / len(r["seconds"]),
+            "render_cpu_s_per_view": sum(r["cpu_seconds"]) / len(r["cpu_seconds"])}
 
 
-@register_experiment("nerf-lego", "vanilla NeRF vs the fast grid field on Lego 100x100 (views 90-99 held out): "
-                     "held-out PSNR against training minutes (fixing NeRF's speed)", FAMILY)
-def nerf_lego(out: Path, quick: bool, data_dir: str | None) -> dict:
-    if quick:   # built-in data: the offline scene stands in for Lego
-        cfg = scenes.SyntheticSceneConfig(size=32, views=16, supersample=1)
-        train, test = scenes.synthetic_scene(cfg, "train"), scenes.synthetic_scene(cfg, "test")
-        minutes, every, data = 0.2, 4.0, "synthetic-scene (quick)"
-        grid_opts = dict(resolution=64, init_resolution=16, grow_every=60)
-        vanilla_opts = dict(width=64, depth=4, n_coarse=16, n_fine=16)
-    else:
-        if not data_dir:
-            raise DataError(f"nerf-lego needs the Lego views: pass --data-dir DIR with DIR/{LEGO_FILE} "
-                            f"(or DIR/nerf/{LEGO_FILE}); --quick runs on the offline scene")
-        cfg = scenes.TinyNerfConfig(file=LEGO_FILE, data_dir=data_dir, background="white", holdout="90-99")
-        train, test = scenes.tiny_nerf(cfg, "train"), scenes.tiny_nerf(cfg, "test")
-        minutes, every, data = 10.0, 60.0, LEGO_FILE
-        grid_opts, vanilla_opts = {}, dict(VANILLA)
+# 10 minutes of training each, held-out views every minute (--quick: 12 s, every 4 s)
+LEGO_BUDGET = time_budget(minutes=Both(full=10.0, quick=0.2), every_s=Both(full=60.0, quick=4.0),
+                          measure=held_out_views)
+
+
+def lego_settings(data: str, data_options: dict, grid: dict, vanilla: dict) -> list[Setting]:
+    return [Setting("grid", "nerf-grid", data_options | grid | GRID_TRAIN | BUDGET_TRAIN, data=data,
+                    quick_data=data, step_hooks=LEGO_BUDGET),
+            Setting("vanilla", "nerf", data_options | vanilla | VANILLA_TRAIN | BUDGET_TRAIN, data=data,
+                    quick_data=data, step_hooks=LEGO_BUDGET)]
+
+
+def nerf_lego(ctx: Context) -> dict:
     curves = {}
-    with single_thread():
-        for name, model_name, opts, tr in (("fast grid field", "nerf-grid", grid_opts, GRID_TRAIN),
-                                           ("vanilla NeRF", "nerf", vanilla_opts, VANILLA_TRAIN)):
-            model = build(model_name, opts, train.info)
-            curves[name] = timed_training(model, train, test, minutes, tr["batch_size"], tr["lr"], every)
-            r = render_split(model, test, max_views=5)
-            views_figure(r, out / "figures" / f"views_{model_name}.png", f"{name}, held-out views")
+    for name, run in ctx.runs.items():
+        curves[CURVES[name]] = budget_rows(run)
+        r = render_split(run.model.eval(), run.data("test"), max_views=5)
+        views_figure(r, ctx.figures / f"views_{run.model_name}.png", f"{CURVES[name]}, held-out views")
     line_plot({k: ([row["train_wall_s"] / 60 for row in v], [row["psnr"] for row in v]) for k, v in curves.items()},
-              out / "figures" / "psnr_vs_minutes.png", "held-out PSNR against training time (1 thread)",
+              ctx.figures / "psnr_vs_minutes.png", "held-out PSNR against training time (1 thread)",
               "training wall-clock minutes", "PSNR (dB)")
-    (out / "curves.json").write_text(json.dumps(curves, indent=1))
+    (ctx.out / "curves.json").write_text(json.dumps(curves, indent=1))
     final = {k: v[-1] for k, v in curves.items()}
     fast = final["fast grid field"]
-    return {"data": data, "final": final, "target_psnr_db": 25.0, "target_render_s_per_view": 1.0,
-            "target_met": (not quick) and fast["psnr"] >= 25.0 and fast["render_s_per_view"] <= 1.0,
+    return {"data": DATA_LABEL(ctx), "final": final, "target_psnr_db": 25.0, "target_render_s_per_view": 1.0,
+            "target_met": (not ctx.quick) and fast["psnr"] >= 25.0 and fast["render_s_per_view"] <= 1.0,
             "figures": ["figures/psnr_vs_minutes.png", "figures/views_nerf-grid.png", "figures/views_nerf.png"]}
+
+
+DATA_LABEL = Both(full=LEGO_FILE, quick="synthetic-scene (quick)")
+declare(Experiment(
+    "nerf-lego", FAMILY, "vanilla NeRF vs the fast grid field on Lego 100x100 (views 90-99 held out): "
+    "held-out PSNR against training minutes (fixing NeRF's speed)",
+    runs=Both(full=lego_settings("tiny-nerf", LEGO, {}, VANILLA),
+              quick=lego_settings("synthetic-scene", QUICK_SCENE, dict(resolution=64, init_resolution=16,
+                                                                       grow_every=60),
+                                  dict(width=64, depth=4, n_coarse=16, n_fine=16))),
+    analyze=nerf_lego, one_thread=True))

@@ -12,13 +12,13 @@ from genlab.abilities import RendersViews
 from genlab.families.nerf.metrics import render_split
 from genlab.families.nerf.model import NeRFSampleConfig
 from genlab.maths.image_quality import psnr, ssim
-from genlab.viz.figures import _plt, _save, write_gif
+from genlab.viz.figures import pyplot, save_figure, write_gif
 from genlab.viz.report import register_figures
 
 
 def views_figure(r: dict, path: Path, title: str = "held-out views") -> Path:
     """Rows: ground truth, render (with PSNR / SSIM), depth, opacity; one column per view."""
-    plt = _plt()
+    plt = pyplot()
     n = len(r["pred"])
     p, s = psnr(r["pred"], r["target"]), ssim(r["pred"], r["target"])
     fig, axes = plt.subplots(4, n, figsize=(1.9 * n, 7.8), squeeze=False)
@@ -39,7 +39,7 @@ def views_figure(r: dict, path: Path, title: str = "held-out views") -> Path:
             ax.set_title(label, fontsize=7)
     fig.suptitle(f"{title}: mean PSNR {float(p.mean()):.2f} dB, SSIM {float(s.mean()):.3f}")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 @register_figures(needs=(RendersViews,), kinds=("rays",))
@@ -60,7 +60,7 @@ def sample_orbit(run, cfg: NeRFSampleConfig, n: int, out: Path | None, seed: int
 def gradient_figure(t: torch.Tensor, sigma: torch.Tensor, analytic: torch.Tensor, autograd: torch.Tensor,
                     path: Path) -> Path:
     """dL/dsigma_i along one ray: the hand-derived formula over autograd's, with the density."""
-    plt = _plt()
+    plt = pyplot()
     fig, (a0, a1) = plt.subplots(2, 1, figsize=(7, 5), sharex=True)
     a0.plot(t, sigma, color="k")
     a0.set_ylabel("density sigma_i")
@@ -71,4 +71,4 @@ def gradient_figure(t: torch.Tensor, sigma: torch.Tensor, analytic: torch.Tensor
     a1.set_ylabel("dL / dsigma_i")
     a1.legend()
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -16,17 +16,18 @@ over the first ``warmup_steps`` steps and then holds it; the no-warm-up arm hold
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 
 import numpy as np
 
-from genlab.errors import TrainingDiverged
-from genlab.experiments.registry import Experiment, declare
+from genlab.eval.evaluate import evaluate
+from genlab.experiments.common import Both
+from genlab.experiments.registry import Context, Experiment, Setting, declare
 from genlab.families.translation.figures import plot_norms_vs_layer, read_grad_norms, smooth
 from genlab.families.translation.gradnorms import grad_norm_hook
 from genlab.train.logger import read_jsonl
-from genlab.viz.figures import _plt, _save
+from genlab.train.rundir import RunDir
+from genlab.viz.figures import pyplot, save_figure
 
 FAMILY = "translation"
 DEPTHS = (5, 12)
@@ -54,32 +55,39 @@ def run_name(layers: int, norm: str, warmup: bool) -> str:
     return f"{norm}-L{layers}-{'warmup' if warmup else 'nowarmup'}"
 
 
-def train_one(out: Path, plan: dict, layers: int, norm: str, warmup: bool, data_dir: str | None) -> dict:
-    """Train one arm with the per-layer gradient-norm hook; a diverged run is recorded, not fatal."""
-    import genlab
-    from genlab.eval import evaluate
-    name = run_name(layers, norm, warmup)
+def arm_options(plan: dict, layers: int, norm: str, warmup: bool) -> dict:
+    """The training options of one arm: the plan's, with this depth and norm, its warm-up or none,
+    a constant schedule and no gradient clipping."""
     train = dict(plan["train"]) | {"warmup_steps": plan["train"]["warmup_steps"] if warmup else 0,
                                    "schedule": "constant", "grad_clip": None, "progress": False}
-    data_options = dict(plan["data_options"])
-    if data_dir and plan["data"] == "multi30k":
-        data_options["data_dir"] = data_dir
-    row: dict = {"run": name, "layers": layers, "norm": norm, "warmup": warmup}
-    start = time.perf_counter()
-    try:
-        run = genlab.train("translator", plan["data"], out / name, overwrite=True, report=False,
-                           step_hooks=[grad_norm_hook], model_options=plan["model"] | {"layers": layers, "norm": norm,
-                                                                                       "log_grad_norms": False},
-                           data_options=data_options, train_options=train)
-        row["train_time_s"] = round(time.perf_counter() - start, 2)
-        metrics = evaluate(run, extras=False, options={"beam": plan["beam"]})["metrics"]
+    return (plan["model"] | {"layers": layers, "norm": norm, "log_grad_norms": False}
+            | dict(plan["data_options"]) | train)
+
+
+def arms(full: dict) -> list[Setting]:
+    """Every arm, trained on ``full`` (``QUICK`` with --quick) with the per-layer gradient-norm hook; a
+    diverged arm is recorded, not fatal."""
+    return [Setting(run_name(layers, norm, warmup), "translator", arm_options(full, layers, norm, warmup),
+                    quick=arm_options(QUICK, layers, norm, warmup), data=full["data"], quick_data=QUICK["data"],
+                    step_hooks=lambda ctx, s: [grad_norm_hook], may_diverge=True)
+            for layers in DEPTHS for norm in NORMS for warmup in WARMUPS]
+
+
+def read_arm(ctx: Context, layers: int, norm: str, warmup: bool, beam: int) -> dict:
+    """One trained (or diverged) arm: its test BLEU / chrF / NLL and its logged gradient norms and losses."""
+    name = run_name(layers, norm, warmup)
+    folder = RunDir(ctx.folder(name))
+    row: dict = {"run": name, "layers": layers, "norm": norm, "warmup": warmup,
+                 "train_time_s": round(folder.read_summary().get("train_time_s", 0.0), 2)}
+    if name in ctx.runs:
+        metrics = evaluate(ctx.runs[name], extras=False, options={"beam": beam})["metrics"]
         row |= {k: round(float(metrics[k]), 4) for k in ("bleu", "chrf", "nll_nats")}
-        row["diverged"] = False
-    except TrainingDiverged as e:
-        row |= {"train_time_s": round(time.perf_counter() - start, 2), "diverged": True, "error": str(e),
-                "bleu": None, "chrf": None, "nll_nats": None}
-    steps, norms, names = read_grad_norms(out / name / "metrics.jsonl")
-    losses = [(r["step"], r["loss"]) for r in read_jsonl(out / name / "metrics.jsonl") if r.get("split") == "train"]
+        row |= {"bleu_signature": metrics["bleu_signature"], "diverged": False}
+    else:
+        row |= {"diverged": True, "error": ctx.diverged[name], "bleu": None, "bleu_signature": None,
+                "chrf": None, "nll_nats": None}
+    steps, norms, names = read_grad_norms(folder.metrics_jsonl)
+    losses = [(r["step"], r["loss"]) for r in read_jsonl(folder.metrics_jsonl) if r.get("split") == "train"]
     row["final_train_loss"] = round(losses[-1][1], 4) if losses and math.isfinite(losses[-1][1]) else None
     if len(steps):
         first = norms[0]
@@ -93,10 +101,12 @@ def train_one(out: Path, plan: dict, layers: int, norm: str, warmup: bool, data_
     return {"row": row, "steps": steps, "norms": norms, "names": names, "losses": losses}
 
 
-def figures(out: Path, results: dict, quick: bool) -> list[str]:
-    plt = _plt()
-    note = ("--quick: a few dozen steps of a tiny model on the offline toy pair; the step-1 profile by layer "
-            "is what Xiong et al. predict, later behaviour needs the full run") if quick else ""
+FIGURE_NOTE = Both(full="", quick="--quick: a few dozen steps of a tiny model on the offline toy pair; the step-1 "
+                                  "profile by layer is what Xiong et al. predict, later behaviour needs the full run")
+
+
+def figures(out: Path, results: dict, note: str) -> list[str]:
+    plt = pyplot()
     paths = []
     for layers in DEPTHS:   # a shallow (5 layers) and a deep (12 layers) model, with the warm-up arm added
         fig, axes = plt.subplots(2, 4, figsize=(16, 7), dpi=100, squeeze=False)
@@ -119,7 +129,7 @@ def figures(out: Path, results: dict, quick: bool) -> list[str]:
                     if r == 0 and c == 0:
                         ax.legend(fontsize=6, ncol=2)
         fig.suptitle(f"Per-layer gradient norms, {layers}-layer encoder and decoder")
-        paths.append(_save(fig, out / "figures" / f"grad_norms_{layers}_layers.png", note))
+        paths.append(save_figure(fig, out / "figures" / f"grad_norms_{layers}_layers.png", note))
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.5), dpi=100)
     for ax, layers in zip(axes, DEPTHS):
         for norm in NORMS:
@@ -128,7 +138,7 @@ def figures(out: Path, results: dict, quick: bool) -> list[str]:
                 plot_norms_vs_layer(ax, res["steps"], res["norms"], res["names"], [0],
                                     title=f"{layers} layers: gradient norm at step 1", label=f"{norm}-norm, ")
         ax.legend(fontsize=8)
-    paths.append(_save(fig, out / "figures" / "grad_norms_by_layer_step1.png",
+    paths.append(save_figure(fig, out / "figures" / "grad_norms_by_layer_step1.png",
                        "Xiong et al. 2020, Theorem 1: post-norm gradients grow towards the last layers at "
                        "initialization; pre-norm ones stay flat"))
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.5), dpi=100)
@@ -143,7 +153,7 @@ def figures(out: Path, results: dict, quick: bool) -> list[str]:
         ax.set(xlabel="step", ylabel="training loss (label-smoothed, nats/token)", title=f"{layers} layers")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    paths.append(_save(fig, out / "figures" / "loss_curves.png", note))
+    paths.append(save_figure(fig, out / "figures" / "loss_curves.png", note))
     return [str(p) for p in paths]
 
 
@@ -163,44 +173,28 @@ def findings(rows: list[dict]) -> dict:
     return out
 
 
-def one_thread(fn, *args):
-    """Run ``fn`` with one intra-op thread (tiny networks are faster so on 2 busy cores), then restore."""
-    import torch
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return fn(*args)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def analyze_prenorm_vs_postnorm(ctx, full: dict = FULL) -> dict:
-    plan = QUICK if ctx.quick else full
-    results = {}
-    for layers in DEPTHS:
-        for norm in NORMS:
-            for warmup in WARMUPS:
-                results[run_name(layers, norm, warmup)] = train_one(ctx.out / "runs", plan, layers, norm, warmup,
-                                                                    ctx.data_dir)
+def analyze_prenorm_vs_postnorm(ctx: Context, plan: Both) -> dict:
+    p = plan(ctx)
+    results = {run_name(layers, norm, warmup): read_arm(ctx, layers, norm, warmup, p["beam"])
+               for layers in DEPTHS for norm in NORMS for warmup in WARMUPS}
     rows = [r["row"] for r in results.values()]
-    return {"data": plan["data"], "model": plan["model"], "train": {k: v for k, v in plan["train"].items()},
-            "beam": plan["beam"], "table": rows, "findings": findings(rows),
-            "figures": figures(ctx.out, results, ctx.quick)}
+    return {"data": p["data"], "model": p["model"], "train": {k: v for k, v in p["train"].items()},
+            "beam": p["beam"], "table": rows, "findings": findings(rows),
+            "figures": figures(ctx.out, results, FIGURE_NOTE(ctx))}
 
 
 declare(Experiment(
     name="prenorm-vs-postnorm", family=FAMILY,
     description="pre-norm vs post-norm translators, {5,12} layers x {warm-up, none}: per-layer gradient "
                 "norms, loss curves, BLEU (Xiong et al. 2020)",
-    analyze=analyze_prenorm_vs_postnorm, data="multi30k", quick_data="synthetic-pairs",
-    one_thread_quick=True,
+    runs=arms(FULL), analyze=lambda ctx: analyze_prenorm_vs_postnorm(ctx, Both(full=FULL, quick=QUICK)),
+    data="multi30k", quick_data="synthetic-pairs", one_thread_quick=True,
     quick_note="8 runs of 40 steps with a 32-wide model on the offline toy pair: shows the step-1 gradient "
                "profile by layer and the first steps; BLEU after 40 steps is not the converged comparison"))
 
 declare(Experiment(
     name="prenorm-vs-postnorm-toy", family=FAMILY,
     description="prenorm-vs-postnorm on the offline toy pair, 200 steps per arm (about 75 CPU-seconds)",
-    analyze=lambda ctx: one_thread(analyze_prenorm_vs_postnorm, ctx, TOY), data="synthetic-pairs",
-    quick_data="synthetic-pairs",
-    one_thread_quick=True,
+    runs=arms(TOY), analyze=lambda ctx: analyze_prenorm_vs_postnorm(ctx, Both(full=TOY, quick=QUICK)),
+    data="synthetic-pairs", quick_data="synthetic-pairs", one_thread=True,
     quick_note="the same 40-step runs as prenorm-vs-postnorm --quick"))

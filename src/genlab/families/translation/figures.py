@@ -19,7 +19,7 @@ import numpy as np
 from genlab.errors import GenlabError
 from genlab.families.translation.model import TranslatorSampleConfig
 from genlab.train.logger import read_jsonl
-from genlab.viz.figures import _plt, _save
+from genlab.viz.figures import pyplot, save_figure
 from genlab.viz.report import register_figures
 
 
@@ -45,7 +45,7 @@ def smooth(y: np.ndarray, window: int) -> np.ndarray:
 
 def plot_norms_vs_step(ax_enc, ax_dec, steps, norms, names, window: int = 1, title: str = "") -> None:
     """One line per layer on the encoder and decoder axes (colour darkens with depth)."""
-    plt = _plt()
+    plt = pyplot()
     for ax, prefix in ((ax_enc, "enc"), (ax_dec, "dec")):
         cols = [i for i, n in enumerate(names) if n.startswith(prefix)]
         cmap = plt.get_cmap("viridis")
@@ -88,17 +88,17 @@ def grad_norm_figures(run, out: Path) -> list[Path]:
     steps, norms, names = read_grad_norms(run.folder.metrics_jsonl)
     if len(steps) == 0:
         return []
-    plt = _plt()
+    plt = pyplot()
     cfg = run.model.cfg
     label = f"{cfg.norm}-norm, {cfg.layers} layers: "
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4), dpi=110)
     plot_norms_vs_step(a, b, steps, norms, names, window=max(1, len(steps) // 100), title=label)
-    paths = [_save(fig, Path(out) / "grad_norms_vs_step.png",
+    paths = [save_figure(fig, Path(out) / "grad_norms_vs_step.png",
                    note="gradient norm of each layer's parameters at every optimizer step "
                         "(moving average over 1% of the steps)")]
     fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
     plot_norms_vs_layer(ax, steps, norms, names, chosen_steps(steps), title=f"{label}norm by layer")
-    paths.append(_save(fig, Path(out) / "grad_norms_vs_layer.png"))
+    paths.append(save_figure(fig, Path(out) / "grad_norms_vs_layer.png"))
     return paths
 
 
