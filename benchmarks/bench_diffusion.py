@@ -193,14 +193,14 @@ def samplers(args) -> None:
 def bpd(args) -> None:
     """The variational bound (Ho et al. 2020, Eq. 5) in bits/dim on 8-bit MNIST test images, with its standard
     error over images (the KL terms by --vlb-samples stratified timesteps per image, unbiased)."""
-    from genlab.families.diffusion.schedule import bits_per_dim
+    from genlab.maths.densities import bits_per_dim
     model, _, _, test_images = load_trained(args)
     x = test_images[: args.n] if args.n else test_images
     g = torch.Generator().manual_seed(0)
     start = time.perf_counter()
     nats = torch.cat([model.vlb_nats(x[i:i + args.batch], args.vlb_samples, generator=g)
                       for i in range(0, len(x), args.batch)])
-    b = bits_per_dim(nats, math.prod(x.shape[1:]))
+    b = bits_per_dim(nats, x.shape[1:])
     emit({"bench": "bpd", "bpd": round(b.mean().item(), 4), "stderr": round((b.std() / math.sqrt(len(b))).item(), 4),
           "nll_nats": round(nats.mean().item(), 2), "images": len(x), "vlb_samples": args.vlb_samples,
           "seconds": round(time.perf_counter() - start, 1), "threads": torch.get_num_threads()})

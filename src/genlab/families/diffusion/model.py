@@ -24,8 +24,9 @@ from genlab.data.registry import DataInfo
 from genlab.errors import ConfigError
 from genlab.families.diffusion.guidance import class_names, classifier_free_guidance, resolve_prompt
 from genlab.families.diffusion.samplers import SAMPLERS, make_sampler, sample_loop
-from genlab.families.diffusion.schedule import NoiseSchedule, bits_per_dim, to_model_range
+from genlab.families.diffusion.schedule import NoiseSchedule, to_model_range
 from genlab.families.diffusion.unet import UNet, UNetConfig
+from genlab.maths.densities import bits_per_dim
 from genlab.model import Avg, GenerativeModel, register_model
 
 
@@ -158,7 +159,7 @@ class DDPM(GenerativeModel):
         y = batch[1].long() if self.num_classes else None
         nll = self.vlb_nats(x, vlb_samples, y)
         loss, _ = self.loss(batch)
-        return {"nll_nats": nll, "bpd": bits_per_dim(nll, math.prod(self.data_info.shape)),
+        return {"nll_nats": nll, "bpd": bits_per_dim(nll, self.data_info.shape),
                 "loss": Avg(loss * len(x), len(x))}
 
     # ------------------------------------------------------------- sampling

@@ -334,11 +334,6 @@ def prediction_from_diffusers_config(config: Mapping[str, Any]) -> str:
     return prediction
 
 
-def bits_per_dim(nats: torch.Tensor, dims: int) -> torch.Tensor:
-    """bits/dim = nats / (D log 2)."""
-    return nats / (dims * math.log(2))
-
-
 def to_model_range(x01: torch.Tensor, bins: int = 256) -> torch.Tensor:
     """Pixels in [0, 1] -> the 8-bit levels 2k/(bins-1) - 1 in [-1, 1] that the bound is defined on."""
     return torch.round(x01.clamp(0, 1) * (bins - 1)) / (bins - 1) * 2 - 1
