@@ -111,11 +111,13 @@ class WindowBatches:
         return windows[:, :-1], windows[:, 1:]               # [B, T] inputs, [B, T] targets
 
 
-def pad_batch(seqs: Sequence[torch.Tensor], pad_id: int) -> torch.Tensor:
-    """[len(seqs), max length] of ``seqs`` right-padded with ``pad_id``."""
-    out = torch.full((len(seqs), max(len(s) for s in seqs)), pad_id, dtype=torch.long)
+def pad_batch(seqs: Sequence[torch.Tensor | Sequence[int]], pad_id: int) -> torch.Tensor:
+    """A LongTensor [len(seqs), max length] of ``seqs`` (tensors or lists of token ids) right-padded
+    with ``pad_id``; at least one column, so a batch of empty sequences is all padding."""
+    width = max((len(s) for s in seqs), default=0)
+    out = torch.full((len(seqs), max(width, 1)), pad_id, dtype=torch.long)
     for i, s in enumerate(seqs):
-        out[i, :len(s)] = s
+        out[i, :len(s)] = torch.as_tensor(s, dtype=torch.long)
     return out
 
 

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genlab.config import field, require
+from genlab.data.batches import pad_batch
 from genlab.data.registry import DataInfo
 from genlab.errors import ConfigError, GenlabError
 from genlab.families.translation.data import BOS, EOS, PAD, SubwordTokenizer
@@ -108,21 +109,12 @@ def label_smoothed_nll(logits: torch.Tensor, target: torch.Tensor, eps: float,
 
 
 # ----------------------------------------------------------------- batching sentence pairs
-def pad_batch(seqs: list[list[int]], pad: int = PAD) -> torch.Tensor:
-    """Right-pad token lists into a LongTensor [B, max length]."""
-    width = max((len(s) for s in seqs), default=0)
-    out = torch.full((len(seqs), max(width, 1)), pad, dtype=torch.long)
-    for i, s in enumerate(seqs):
-        out[i, : len(s)] = torch.as_tensor(s, dtype=torch.long)
-    return out
-
-
 def make_batch(src_ids: list[list[int]], tgt_ids: list[list[int]] | None = None) -> dict[str, torch.Tensor]:
     """Tensors for one batch: ``src`` = x + <eos>; ``tgt`` = <bos> + y + <eos> (the decoder reads
     ``tgt[:, :-1]`` and predicts ``tgt[:, 1:]``: teacher forcing with targets shifted by one)."""
-    batch = {"src": pad_batch([s + [EOS] for s in src_ids])}
+    batch = {"src": pad_batch([s + [EOS] for s in src_ids], PAD)}
     if tgt_ids is not None:
-        batch["tgt"] = pad_batch([[BOS] + t + [EOS] for t in tgt_ids])
+        batch["tgt"] = pad_batch([[BOS] + t + [EOS] for t in tgt_ids], PAD)
     return batch
 
 
