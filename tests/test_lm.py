@@ -85,8 +85,34 @@ def test_generation_with_cache_equals_without_cache_greedy():
     b = model.generate(prompt, 8, temperature=0, use_cache=False)
     assert torch.equal(a, b) and a.shape == (2, 11)
     assert torch.equal(a[:, :3], prompt)
-    long = model.generate(prompt, 30, temperature=1.0, generator=torch.Generator().manual_seed(0))
-    assert long.shape == (2, 33)                          # past the 12-token context: the cache is rebuilt
+
+
+@unit
+@pytest.mark.parametrize("positions", ["learned", "sinusoidal", "rotary", "none"])
+@pytest.mark.parametrize("prompt_len", [3, 14])
+def test_cached_generation_equals_the_sliding_window_past_the_block(positions, prompt_len, monkeypatch):
+    """Issue 21: over 3x the 12-token block, the logits ``generate`` draws each token from equal (atol
+    1e-5) those of the last 12 tokens rerun from scratch (nanoGPT's definition), with and without the
+    cache. The draws are replaced by a fixed token stream, so both paths see the same tokens."""
+    import genlab.families.lm.gpt as gpt_module
+    model = small_gpt(positions=positions)
+    bs, n = model.cfg.block_size, 3 * model.cfg.block_size
+    stream = torch.randint(0, 11, (2, prompt_len + n), generator=torch.Generator().manual_seed(1))
+    for use_cache in (True, False):
+        seen = []
+
+        def fixed_draw(logits, *args, **kwargs):
+            seen.append(logits.clone())
+            return stream[:, prompt_len + len(seen) - 1]
+
+        monkeypatch.setattr(gpt_module, "next_token", fixed_draw)
+        assert torch.equal(model.generate(stream[:, :prompt_len], n, use_cache=use_cache), stream)
+        assert len(seen) == n
+        for t, logits in enumerate(seen):
+            end = prompt_len + t                                  # the tokens before draw t
+            window = stream[:, max(0, end - bs): end]
+            torch.testing.assert_close(logits, model(window)[:, -1], atol=1e-5, rtol=0,
+                                       msg=lambda m: f"draw {t} (context {end} tokens, cache {use_cache}): {m}")
 
 
 @unit
@@ -282,8 +308,8 @@ def test_rnnlm_gru_trains_evaluates_and_samples(tmp_path, capsys):
 
 def test_tinyshakespeare_from_a_local_folder_is_checked(tmp_path, monkeypatch, capsys):
     from genlab.cli import main
-    from genlab.families.lm import data as text
     from genlab.data.idx import sha256
+    from genlab.families.lm import data as text
     folder = tmp_path / "data" / "tinyshakespeare"
     folder.mkdir(parents=True)
     corpus = "First Citizen:\nBefore we proceed any further, hear me speak.\n" * 200

@@ -5,7 +5,8 @@ sinusoidal) or rotated into the attention (rotary), ``n_layer`` causal :class:`D
 linear head -- tied to the token embedding (Press & Wolf 2017) -- gives logits W h_t, so that
 p_theta(x_{t+1} | x_<=t) = softmax(W h_t). Training is teacher-forced on shifted targets
 (:func:`genlab.families.lm.sampling.token_nll`); generation feeds the model its own samples, reusing the keys
-and values of past positions (a KV cache) so each new token costs one position's work.
+and values of past positions (a KV cache) so each new token costs one position's work while the context fits
+the block (past it, the sliding window is rerun: see ``generate``).
 
 API
 ---
@@ -129,18 +130,34 @@ class GPT(nn.Module):
                  use_cache: bool = True) -> torch.Tensor:
         """Append ``n`` sampled tokens to ``idx`` [B, T0] -> [B, T0 + n].
 
-        The context is the last ``block_size`` tokens, as in nanoGPT. Without a cache every step reruns the
-        whole context (O(T^2) work per token for attention); with a cache a step runs one position. When
-        the cache fills the context, it is rebuilt from the last ``block_size // 2`` tokens.
+        Each token is drawn from p(x_t | the last ``block_size`` tokens), as in nanoGPT: the model only
+        ever sees windows of ``block_size`` positions numbered 0 .. block_size - 1, as in training. Without
+        a cache every step reruns the window (O(T^2) attention work per token); with a cache a step runs
+        one position while the context fits the block. Past the block the window slides and every step
+        reruns it, cache or not: when the oldest token leaves the window, the hidden state of every
+        token in it changes from the first block on (each attended to the one that left), so the cached
+        keys and values of all layers but the first no longer belong to the window. A rolling cache of
+        rotary keys would keep relative offsets right but still hold those stale deeper keys (a different
+        model, the stacked sliding windows of Beltagy et al. 2020); learned positions also renumber the
+        window. The cache is therefore exact -- equal to the uncached path at every step -- and speeds up
+        the first ``block_size - T0`` tokens.
         """
         check_decoding(temperature, top_k, top_p)
         bs = self.cfg.block_size
         out = idx
-        if not use_cache:
-            for _ in range(n):
-                logits = self(out[:, -bs:])[:, -1]                               # [B, T, V] -> [B, V]
-                out = torch.cat([out, next_token(logits, temperature, top_k, top_p, generator)[:, None]], 1)
-            return out
+        caches = self.new_caches() if use_cache else None
+        logits = self(out[:, -bs:], caches)[:, -1]                               # [B, T, V] -> [B, V]
+        for step in range(n):
+            tok = next_token(logits, temperature, top_k, top_p, generator)      # [B]
+            out = torch.cat([out, tok[:, None]], dim=1)                           # [B, T] -> [B, T+1]
+            if step == n - 1:
+                break
+            if caches is not None and len(caches[0].self_attn) < bs:          # the context still fits the block
+                logits = self(tok[:, None], caches)[:, -1]                        # [B, 1] -> [B, 1, V] -> [B, V]
+            else:                                                                 # the window slides: rerun it
+                caches = None
+                logits = self(out[:, -bs:])[:, -1]                               # [B, bs, V] -> [B, V]
+        return out
         caches = self.new_caches()
         logits = self(out[:, -bs:], caches)[:, -1]
         for step in range(n):
