@@ -629,3 +629,87 @@ def test_quickstart_never_reuses_a_folder_and_says_how_to_put_genlab_on_the_path
     assert "--out runs/quickstart-2" in (root / "runs" / "quickstart-2" / "args").read_text()
     assert "source .venv/bin/activate" in outputs[0].stdout
     assert "runs/quickstart-2/figures/" in outputs[1].stdout
+
+
+# ----------------------------------------------------------------- issue 25: values no config may take
+@pytest.mark.unit
+@pytest.mark.parametrize("argv,message", [
+    (["--betas", "1.5", "0.9"], "betas must each be in [0, 1)"),
+    (["--betas", "0.9", "0.99", "0.5"], "betas: expected 2 values, got 3"),
+    (["--betas", "nan", "0.9"], "betas: expected a finite number, got nan"),
+    (["--lr", "inf"], "lr: expected a finite number, got inf"),
+    (["--lr", "nan"], "lr: expected a finite number, got nan"),
+    (["--grad-clip", "inf"], "grad_clip: expected a finite number, got inf"),
+])
+def test_betas_and_non_finite_training_values_are_one_line(argv, message, tmp_path, capsys):
+    out = tmp_path / "new"
+    assert main(["train", "vae", "--out", str(out), *ONE_EPOCH, *argv]) == 2
+    one_line(capsys, message)
+    assert not out.exists()
+
+
+def _float_fields():
+    """(config class, field name, is a tuple) for every float field of every registered config."""
+    import dataclasses
+    import typing
+
+    from genlab import catalog
+    from genlab.config import _unwrap_optional
+    from genlab.data.registry import list_datasets
+    from genlab.model import get_model_spec
+    from genlab.train.config import TrainConfig
+    classes = {TrainConfig}
+    for name in catalog.names("model"):
+        spec = get_model_spec(name)
+        classes |= {c for c in (spec.config, spec.eval_config, spec.sample_config) if c is not None}
+    classes |= {spec.config for spec in list_datasets()}
+    out = []
+    for cls in sorted(classes, key=lambda c: c.__qualname__):
+        for f in dataclasses.fields(cls):
+            tp, _ = _unwrap_optional(typing.get_type_hints(cls)[f.name])
+            if tp is float or float in typing.get_args(tp):
+                out.append((cls, f.name, tp is not float))
+    return out
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_no_float_setting_of_any_config_takes_nan_or_infinity(value):
+    """One rule for every config (model, data, training, eval, sample): floats are finite numbers,
+    e.g. --length-penalty of translator eval and sample, --elevation of nerf sample."""
+    from genlab.config import from_dict
+    from genlab.errors import ConfigError
+    fields = _float_fields()
+    assert {"lr", "betas", "length_penalty", "elevation"} <= {n for _, n, _ in fields} and len(fields) > 20
+    for cls, name, is_tuple in fields:
+        if not cls.__dataclass_fields__[name].metadata.get("finite", True):
+            continue
+        default = getattr(cls(), name)
+        bad = tuple(value for _ in default) if is_tuple and default else ((value,) if is_tuple else value)
+        with pytest.raises(ConfigError, match=f"{name}: expected a finite number"):
+            from_dict(cls, {name: bad})
+
+
+@pytest.mark.unit
+def test_length_penalty_and_elevation_nan_are_refused_by_the_same_rule():
+    from genlab.config import from_dict
+    from genlab.errors import ConfigError
+    from genlab.model import get_model_spec
+    translator, nerf = get_model_spec("translator"), get_model_spec("nerf")
+    for cls in (translator.eval_config, translator.sample_config):
+        with pytest.raises(ConfigError, match="length_penalty: expected a finite number, got nan"):
+            from_dict(cls, {"length_penalty": "nan"})
+    with pytest.raises(ConfigError, match="elevation: expected a finite number, got nan"):
+        from_dict(nerf.sample_config, {"elevation": "nan"})
+
+
+@pytest.mark.unit
+def test_a_field_may_allow_non_finite_values():
+    from dataclasses import dataclass
+
+    from genlab.config import field, from_dict
+
+    @dataclass
+    class Bound:
+        upper: float = field(1.0, "an upper bound", finite=False)
+    assert from_dict(Bound, {"upper": "inf"}).upper == float("inf")

@@ -2,11 +2,15 @@
 
 Every model, dataset and run has a dataclass config. Fields carry their help text in
 ``field(metadata={"help": ...})``; a ``validate()`` method (optional) raises ``ConfigError``.
+Type checks come first and hold for every field: a float (alone or in a tuple) must be finite (NaN
+and infinity are refused) unless its field says ``finite=False``; a fixed-length tuple gets exactly
+its number of values.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import types
 import typing
 from typing import Any, Literal, get_args, get_origin
@@ -14,12 +18,14 @@ from typing import Any, Literal, get_args, get_origin
 from genlab.errors import ConfigError
 
 
-def field(default: Any = dataclasses.MISSING, help: str = "", **kw) -> Any:
-    """A dataclass field with a help string (shown by ``--help``)."""
+def field(default: Any = dataclasses.MISSING, help: str = "", finite: bool = True, **kw) -> Any:
+    """A dataclass field with a help string (shown by ``--help``). ``finite=False`` lets a float field
+    take NaN or infinity (refused by default)."""
+    metadata = {"help": help, "finite": finite}
     if isinstance(default, (list, dict, set)):
         value = default
-        return dataclasses.field(default_factory=lambda: type(value)(value), metadata={"help": help}, **kw)
-    return dataclasses.field(default=default, metadata={"help": help}, **kw)
+        return dataclasses.field(default_factory=lambda: type(value)(value), metadata=metadata, **kw)
+    return dataclasses.field(default=default, metadata=metadata, **kw)
 
 
 def _resolved_types(cls) -> dict[str, Any]:
@@ -34,8 +40,9 @@ def _unwrap_optional(tp):
     return tp, False
 
 
-def _coerce(name: str, tp, value):
-    """Convert a JSON / CLI value to the annotated type, with a clear error."""
+def _coerce(name: str, tp, value, finite: bool = True):
+    """Convert a JSON / CLI value to the annotated type, with a clear error. ``finite``: floats must
+    be finite numbers."""
     tp, optional = _unwrap_optional(tp)
     if value is None:
         if optional:
@@ -49,8 +56,16 @@ def _coerce(name: str, tp, value):
                 raise ConfigError(f"{name}: {value!r} is not one of {', '.join(map(str, choices))}")
             return value
         if origin in (tuple, list):
-            (inner, *rest) = get_args(tp) or (Any,)
-            seq = [_coerce(name, inner, v) for v in value]
+            args = get_args(tp)
+            if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+                raise ConfigError(f"{name}: expected a list of values, got {value!r}")
+            value = list(value)
+            fixed = origin is tuple and args and Ellipsis not in args   # e.g. tuple[float, float]
+            if fixed and len(value) != len(args):
+                raise ConfigError(f"{name}: expected {len(args)} value{'s' * (len(args) > 1)}, got {len(value)} "
+                                  f"({' '.join(map(str, value))})")
+            inner = args if fixed else [args[0] if args else Any] * len(value)
+            seq = [_coerce(name, t, v, finite) for t, v in zip(inner, value)]
             return tuple(seq) if origin is tuple else seq
         if tp is bool:
             if isinstance(value, str):
@@ -63,8 +78,11 @@ def _coerce(name: str, tp, value):
         if tp in (int, float, str):
             if tp is int and isinstance(value, float) and not value.is_integer():
                 raise ConfigError(f"{name}: expected an integer, got {value!r}")
-            return tp(value)
-    except (TypeError, ValueError) as e:
+            out = tp(value)
+            if tp is float and finite and not math.isfinite(out):
+                raise ConfigError(f"{name}: expected a finite number, got {value}")
+            return out
+    except (TypeError, ValueError, OverflowError) as e:
         if isinstance(e, ConfigError):
             raise
         raise ConfigError(f"{name}: cannot read {value!r} as {getattr(tp, '__name__', tp)}") from None
@@ -80,7 +98,8 @@ def from_dict(cls, data: dict | None, where: str = "") -> Any:
     if unknown:
         raise ConfigError(f"{where or cls.__name__}: unknown option(s) {', '.join(unknown)}; "
                           f"known: {', '.join(sorted(names))}")
-    kwargs = {k: _coerce(k, hints[k], v) for k, v in data.items()}
+    finite = {f.name: f.metadata.get("finite", True) for f in dataclasses.fields(cls)}
+    kwargs = {k: _coerce(k, hints[k], v, finite[k]) for k, v in data.items()}
     return check(cls(**kwargs))
 
 
@@ -88,7 +107,8 @@ def check(cfg):
     """Type-check every field and run the config's own ``validate()``."""
     hints = _resolved_types(type(cfg))
     for f in dataclasses.fields(cfg):
-        object.__setattr__(cfg, f.name, _coerce(f.name, hints[f.name], getattr(cfg, f.name)))
+        object.__setattr__(cfg, f.name, _coerce(f.name, hints[f.name], getattr(cfg, f.name),
+                                                f.metadata.get("finite", True)))
     validate = getattr(cfg, "validate", None)
     if validate is not None:
         validate()

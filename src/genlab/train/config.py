@@ -44,6 +44,8 @@ class TrainConfig:
         require(self.batch_size > 0, f"batch_size must be positive, got {self.batch_size}")
         require(self.grad_accum > 0, f"grad_accum must be positive, got {self.grad_accum}")
         require(self.lr > 0, f"lr must be positive, got {self.lr}")
+        require(all(0 <= b < 1 for b in self.betas),
+                f"betas must each be in [0, 1) (momentum / decay rates), got {' '.join(map(str, self.betas))}")
         require(self.warmup_steps >= 0, "warmup_steps must be >= 0")
         require(0 <= self.min_lr_ratio <= 1, "min_lr_ratio must be in [0, 1]")
         require(0 < self.lr_gamma <= 1, "lr_gamma must be in (0, 1]")
