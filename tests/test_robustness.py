@@ -713,3 +713,43 @@ def test_a_field_may_allow_non_finite_values():
     class Bound:
         upper: float = field(1.0, "an upper bound", finite=False)
     assert from_dict(Bound, {"upper": "inf"}).upper == float("inf")
+
+
+# ----------------------------------------------------------------- issue 25: a full disk, as torch reports it
+def _full_disk_as_torch_says(monkeypatch, chained: bool):
+    """Torch's zip writer: the OSError of the failed write, then (while it is handled) a RuntimeError."""
+    def save(obj, f, *a, **kw):
+        f.write(b"the first few bytes")
+        if not chained:
+            raise RuntimeError("[enforce fail at inline_container.cc:778] . PytorchStreamWriter failed "
+                               "writing file data/0: file write failed")
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError:
+            raise RuntimeError("[enforce fail at inline_container.cc:626] . unexpected pos 64 vs 0") from None
+    monkeypatch.setattr(torch, "save", save)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("chained,reason", [(True, "No space left on device"),
+                                            (False, "the write failed (is the disk full?)")])
+def test_a_full_disk_reported_by_torchs_zip_writer_keeps_the_previous_checkpoint(chained, reason, run,
+                                                                                  monkeypatch, capsys):
+    before = (run / "checkpoints" / "last.pt").read_bytes()
+    _full_disk_as_torch_says(monkeypatch, chained)
+    assert main(["train", "--resume", str(run), "--epochs", "3"]) == 2
+    one_line(capsys, "cannot write checkpoint", reason,
+             f"the previous checkpoint {run / 'checkpoints' / 'last.pt'} is kept", f"genlab train --resume {run}")
+    monkeypatch.undo()
+    assert (run / "checkpoints" / "last.pt").read_bytes() == before
+    assert [p.name for p in (run / "checkpoints").iterdir()] == ["last.pt"]
+
+
+@pytest.mark.unit
+def test_a_runtime_error_that_is_no_write_failure_is_not_called_a_full_disk(tmp_path, monkeypatch):
+    def save(obj, f, *a, **kw):
+        raise RuntimeError("some other bug")
+    monkeypatch.setattr(torch, "save", save)
+    with pytest.raises(RuntimeError, match="some other bug"):
+        checkpoint.save_atomic({"a": 1}, tmp_path / "ck.pt")
+    assert list(tmp_path.iterdir()) == []

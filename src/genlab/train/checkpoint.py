@@ -32,17 +32,35 @@ def save_atomic(obj, path: str | Path) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except OSError as e:   # full disk, quota, read-only or vanished folder
+    except (OSError, RuntimeError) as e:   # full disk, quota, read-only or vanished folder
+        reason = _write_failure(e)
+        if reason is None:
+            raise
         if path.exists():
             kept = (f"the previous checkpoint {path} is kept. Free some space (or fix the folder's "
                     f"permissions), then continue with `genlab train --resume {_run_folder(path)}`")
         else:
             kept = ("no checkpoint had been written yet. Free some space (or fix the folder's permissions), "
                     "then run the same command again with --overwrite")
-        raise CheckpointWriteError(f"cannot write checkpoint {path}: {e.strerror or e}; {kept}") from None
+        raise CheckpointWriteError(f"cannot write checkpoint {path}: {reason}; {kept}") from None
     finally:
         if tmp is not None and os.path.exists(tmp):
             os.remove(tmp)
+
+
+def _write_failure(e: BaseException) -> str | None:
+    """Why a checkpoint write failed, or None if ``e`` is no write failure. Torch's zip writer turns a
+    failed write (a full disk) into a ``RuntimeError`` ("PytorchStreamWriter failed writing file ...",
+    "unexpected pos ..."), raised while the ``OSError`` is handled."""
+    cause: BaseException | None = e
+    while cause is not None:
+        if isinstance(cause, OSError):
+            return cause.strerror or str(cause)
+        cause = cause.__cause__ or cause.__context__
+    text = str(e)
+    if isinstance(e, RuntimeError) and any(k in text for k in ("PytorchStreamWriter", "write", "unexpected pos")):
+        return "the write failed (is the disk full?)"
+    return None
 
 
 def _run_folder(path: Path) -> Path:
