@@ -9,8 +9,9 @@
   entropy rate per character has a closed form and the exact log-probability of any text is computable.
   That gives ``data_nll_nats``: the best per-token loss any model can reach on the data.
 
-Both are :class:`TokenStream` s of a tokenizer (``--tokenizer char|byte|bpe``, BPE trained on the
-training split) whose JSON travels in ``DataInfo.extras["tokenizer"]``, saved with every run.
+Both are :class:`TokenStream` s of a tokenizer (``--tokenizer char|byte|bpe``: characters of the
+corpus's whole alphabet, so every split encodes; BPE trained on the training split) whose JSON travels
+in ``DataInfo.extras["tokenizer"]``, saved with every run.
 """
 from __future__ import annotations
 
@@ -235,10 +236,24 @@ def corpus_text(name: str, cfg, split: str) -> str:
     return synthetic_text(split, cfg.corpus_seed, _split_words(cfg, split))
 
 
+def corpus_alphabet(name: str, cfg) -> str:
+    """Every character the corpus can hold, so a character vocabulary covers each split: for
+    ``tinyshakespeare`` the characters of the whole text (as nanoGPT's shakespeare_char builds its
+    vocabulary); for ``synthetic-text`` every spelling of the source (a small training split need not
+    show each capital letter its validation split has)."""
+    if name == "tinyshakespeare":
+        return read_tinyshakespeare(cfg.data_dir)
+    i, j = np.nonzero(SOURCE.transition)                       # the word pairs the source can emit
+    return "".join(SOURCE.spell(a, b) for a, b in zip(i.tolist(), j.tolist()))
+
+
 @lru_cache(maxsize=8)
 def _tokenizer(name: str, cfg_items: tuple):
-    """The tokenizer fitted to the training split (built once per process and configuration)."""
+    """The tokenizer fitted to the training split (built once per process and configuration); a
+    character vocabulary is the corpus's whole alphabet (:func:`corpus_alphabet`)."""
     cfg = (TextDataConfig if name == "tinyshakespeare" else SyntheticTextConfig)(**dict(cfg_items))
+    if cfg.tokenizer == "char":
+        return build_tokenizer("char", corpus_alphabet(name, cfg))
     return build_tokenizer(cfg.tokenizer, corpus_text(name, cfg, "train"), cfg.vocab_size)
 
 
