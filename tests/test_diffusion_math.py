@@ -172,7 +172,7 @@ def test_snr_weighted_loss_is_the_kl_term_of_the_bound(prediction):
     mp, _ = sch.posterior_mean_variance(x0_hat, xt, t)
     kl = kl_divergence(Normal(mq, vq.sqrt()), Normal(mp, vq.sqrt())).sum(1)
     torch.testing.assert_close(loss, kl, rtol=1e-8, atol=1e-10)
-    torch.testing.assert_close(sch.vlb_term(out, x0, xt, t, prediction), kl, rtol=1e-8, atol=1e-10)
+    torch.testing.assert_close(sch.vlb_term(out, x0, xt, t, prediction, levels=256), kl, rtol=1e-8, atol=1e-10)
 
 
 @pytest.mark.parametrize("prediction", ["epsilon", "sample", "v_prediction"])
@@ -199,7 +199,7 @@ def test_discretized_gaussian_matches_scipy_and_normalises():
     levels = torch.arange(256, dtype=torch.float64) / 255 * 2 - 1
     for mean, std in ((0.1, 0.05), (-0.98, 0.01), (0.999, 0.002), (0.3, 3.0)):
         ll = discretized_gaussian_log_likelihood(levels, torch.tensor(mean, dtype=torch.float64),
-                                                 torch.tensor(std, dtype=torch.float64))
+                                                 torch.tensor(std, dtype=torch.float64), 256)
         edges = np.concatenate([[-np.inf], (levels.numpy()[:-1] + levels.numpy()[1:]) / 2, [np.inf]])
         p = norm.cdf(edges[1:], mean, std) - norm.cdf(edges[:-1], mean, std)
         ok = p > 1e-10
@@ -209,16 +209,97 @@ def test_discretized_gaussian_matches_scipy_and_normalises():
 
 def test_prior_term_matches_torch_distributions():
     sch = f64()
-    x0 = to_model_range(torch.rand(3, 1, 4, 4, generator=torch.Generator().manual_seed(6), dtype=torch.float64))
+    x0 = to_model_range(torch.rand(3, 1, 4, 4, generator=torch.Generator().manual_seed(6), dtype=torch.float64), 256)
     m, v = sch.q_mean_variance(x0, torch.full((3,), 999))
     ref = kl_divergence(Normal(m, v.sqrt()), Normal(torch.zeros_like(m), torch.ones_like(v))).flatten(1).sum(1)
     torch.testing.assert_close(sch.prior_kl(x0), ref)
     assert float(sch.prior_kl(x0).max()) < 1e-3      # the linear schedule ends near N(0, I)
 
 
-def test_to_model_range_gives_8bit_levels():
-    x = to_model_range(torch.tensor([0.0, 0.5, 1.0, 1.2]))
+def test_to_model_range_gives_the_datas_levels():
+    x = to_model_range(torch.tensor([0.0, 0.5, 1.0, 1.2]), 256)
     torch.testing.assert_close(x, torch.tensor([-1.0, 1 / 255, 1.0, 1.0]))
+    torch.testing.assert_close(to_model_range(torch.tensor([0.0, 3 / 16, 0.5, 1.0]), 17),
+                               torch.tensor([-1.0, -5 / 8, 0.0, 1.0]))
+    torch.testing.assert_close(to_model_range(torch.tensor([0.0, 0.4, 0.6, 1.0]), 2),
+                               torch.tensor([-1.0, -1.0, 1.0, 1.0]))
+
+
+# ----------------------------------------------------------------- the decoder term on K levels
+def brute_force_decoder_nll(x0: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, levels: int) -> torch.Tensor:
+    """-sum_i log P(x0_i), [B]: P the mass of N(mean_i, std_i^2) on the bin of x0_i among K levels
+    2k/(K-1) - 1, bins split halfway between neighbouring levels, the outer edges at -inf and +inf (Ho et al.
+    2020, Eq. 13 with 255 -> K-1); masses from torch.distributions' normal CDF at the bin edges."""
+    centres = torch.linspace(-1, 1, levels, dtype=torch.float64)
+    inf = torch.tensor([math.inf], dtype=torch.float64)
+    edges = torch.cat([-inf, (centres[1:] + centres[:-1]) / 2, inf])                # K + 1 edges
+    k = torch.argmin((x0.unsqueeze(-1) - centres).abs(), dim=-1)                   # the level of each pixel
+    normal = Normal(mean, std)
+    mass = normal.cdf(edges[k + 1]) - normal.cdf(edges[k])
+    return -mass.log().flatten(1).sum(1)                                            # [B, *event] -> [B]
+
+
+def k_level_images(levels: int, seed: int) -> torch.Tensor:
+    """[3, 1, 4, 4] images k / (K-1) with random levels k, both end levels present (the open bins)."""
+    k = torch.randint(0, levels, (3, 1, 4, 4), generator=torch.Generator().manual_seed(seed)).double()
+    k[:, 0, 0, 0], k[:, 0, 0, 1] = 0, levels - 1
+    return k / (levels - 1)
+
+
+@pytest.mark.parametrize("levels", [2, 17, 256])
+def test_decoder_term_is_the_k_level_likelihood_of_the_last_step(levels):
+    """L_0 = -log p(x_0 | x_1) of ``vlb_term`` at t = 1 equals the brute-force K-level likelihood, and the
+    K bins' masses sum to one (nothing leaks past the open end bins)."""
+    sch = f64()
+    g = torch.Generator().manual_seed(levels)
+    x0 = to_model_range(k_level_images(levels, seed=levels), levels)
+    eps = torch.randn(x0.shape, generator=g, dtype=torch.float64)
+    t = torch.zeros(3, dtype=torch.long)
+    xt = sch.q_sample(x0, t, eps)
+    out = eps + 0.5 * torch.randn(x0.shape, generator=g, dtype=torch.float64)   # an imperfect eps-prediction
+    mean_p, var_p = sch.p_mean_variance(out, xt, t)
+    expected = brute_force_decoder_nll(x0, mean_p, var_p.sqrt(), levels)
+    torch.testing.assert_close(sch.vlb_term(out, x0, xt, t, levels=levels), expected, rtol=1e-7, atol=1e-7)
+    grid = torch.linspace(-1, 1, levels, dtype=torch.float64).reshape(-1, 1)     # [K] -> [K, 1]
+    for mean, std in ((0.1, 0.05), (-0.98, 0.01), (0.999, 0.3)):
+        ll = discretized_gaussian_log_likelihood(grid, torch.tensor(mean, dtype=torch.float64),
+                                                 torch.tensor(std, dtype=torch.float64), levels)
+        assert float(ll.exp().sum()) == pytest.approx(1.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("view, extras, levels", [("binarized", {}, 2), ("continuous", {"grey_levels": 17}, 17),
+                                                  ("continuous", {"grey_levels": 256}, 256)])
+def test_ddpm_scores_its_bound_on_the_datas_own_levels(view, extras, levels):
+    """The model's L_0 on data of K grey levels (binary pixels, the 8x8 digits, 8-bit images) equals the
+    brute-force K-level likelihood of the same draw of x_1 through its network."""
+    from genlab.data.registry import DataInfo
+    from genlab.families.diffusion.model import DDPM, DDPMConfig
+    torch.manual_seed(0)
+    info = DataInfo(kind="image", shape=(1, 4, 4), view=view, extras={"dataset": "test", **extras})
+    model = DDPM(DDPMConfig(channels=8, mults=(1,), attention=False, timesteps=10), info).double()
+    model.schedule = model.schedule.to(torch.float64)
+    for p in model.parameters():                 # leave the zero initialisation so the outputs are not all 0
+        torch.nn.init.normal_(p, std=0.05)
+    x01 = k_level_images(levels, seed=3)
+    t = torch.zeros(3, dtype=torch.long)
+    with torch.no_grad():
+        ours = model.vlb_terms(x01, t, generator=torch.Generator().manual_seed(7))
+        x0 = 2 * x01 - 1
+        eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+        xt = model.schedule.q_sample(x0, t, eps)
+        mean_p, var_p = model.schedule.p_mean_variance(model.net(xt, t), xt, t)
+    torch.testing.assert_close(ours, brute_force_decoder_nll(x0, mean_p, var_p.sqrt(), levels), rtol=1e-7, atol=1e-7)
+
+
+def test_ddpm_refuses_quantized_levels_and_unknown_levels():
+    from genlab.data.registry import DataInfo
+    from genlab.families.diffusion.model import DDPM, DDPMConfig
+    cfg = DDPMConfig(channels=8, mults=(1,), attention=False, timesteps=10)
+    with pytest.raises(ConfigError, match="--view continuous"):
+        DDPM(cfg, DataInfo(kind="image", shape=(1, 4, 4), view="quantized", levels=16))
+    model = DDPM(cfg, DataInfo(kind="image", shape=(1, 4, 4), extras={"dataset": "fake"}))
+    with pytest.raises(ConfigError, match="grey levels of fake is unknown"):
+        model.vlb_nats(torch.rand(2, 1, 4, 4), 1)
 
 
 # ----------------------------------------------------------------- the oracle

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one intra-op
 
 def tiny(conditional=False, **kw) -> DDPM:
     torch.manual_seed(0)
-    info = DataInfo(kind="image", shape=(1, 8, 8), num_classes=10, extras={"dataset": "digits"})
+    info = DataInfo(kind="image", shape=(1, 8, 8), num_classes=10, extras={"dataset": "digits", "grey_levels": 17})
     cfg = DDPMConfig(channels=8, mults=(1, 2), timesteps=kw.pop("timesteps", 20), conditional=conditional,
                      sample_steps=4, **kw)
     cfg.validate()
@@ -68,7 +68,7 @@ def test_vlb_with_every_timestep_equals_brute_force_sum_of_its_terms():
     x01 = torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     with torch.no_grad():
         ours = model.vlb_nats(x01, 11, generator=torch.Generator().manual_seed(5))
-        x0 = to_model_range(x01)
+        x0 = to_model_range(x01, 17)                                                       # the digits' 17 levels
         g = torch.Generator().manual_seed(5)
         m, v = sch.alphas_cumprod[-1] ** 0.5 * x0, 1 - sch.alphas_cumprod[-1]
         total = kl_divergence(Normal(m, v ** 0.5), Normal(0.0, 1.0)).flatten(1).sum(1)
@@ -81,10 +81,10 @@ def test_vlb_with_every_timestep_equals_brute_force_sum_of_its_terms():
             eps_hat = model.net(xt, t)
             mean_p = (xt - b / (1 - ab) ** 0.5 * eps_hat) / a ** 0.5                          # Eq. 11
             var_p = sch.posterior_variance[max(i, 1)]                                        # beta~ (beta~_2 at t = 1)
-            if i == 0:                                                                       # Eq. 13
+            if i == 0:                                                                       # Eq. 13, K = 17
                 p = Normal(mean_p, var_p ** 0.5)
-                upper = torch.where(x0 > 0.999, torch.ones_like(x0), p.cdf(x0 + 1 / 255))
-                lower = torch.where(x0 < -0.999, torch.zeros_like(x0), p.cdf(x0 - 1 / 255))
+                upper = torch.where(x0 > 0.999, torch.ones_like(x0), p.cdf(x0 + 1 / 16))
+                lower = torch.where(x0 < -0.999, torch.zeros_like(x0), p.cdf(x0 - 1 / 16))
                 term = -torch.log((upper - lower).clamp(min=1e-12)).flatten(1).sum(1)
             else:                                                                            # Eq. 6-7
                 mean_q = ab_prev ** 0.5 * b / (1 - ab) * x0 + a ** 0.5 * (1 - ab_prev) / (1 - ab) * xt

@@ -12,6 +12,7 @@ from torch import nn
 
 import genlab
 from genlab import catalog
+from genlab.errors import GenlabError
 from genlab.experiments import report as xreport
 from genlab.experiments.registry import Context, Experiment
 from genlab.maths.densities import grey_levels
@@ -91,6 +92,23 @@ def test_a_models_own_bpd_is_checked_and_a_missing_model_is_noted(uniform_model,
     assert first["bpd"] == pytest.approx(math.log2(17), abs=1e-4) and "disagrees" in first["warning"]
     assert second["bpd"] is None and second["note"].startswith("not available")
     assert [s.name for s in xreport.table_settings([UNIFORM_ROW, missing], quick=True)] == ["uniform"]
+
+
+def test_rows_on_different_grey_levels_are_refused(uniform_model, tmp_path):
+    """Bits/dim of binary pixels (uniform: 1) and of the 17-level digits (uniform: 4.09) in one table are
+    refused, in one line naming each row's levels; eval.json says the levels beside every bits/dim."""
+    grey = train_uniform(tmp_path, "digits", own_bpd=math.log2(17))
+    binary = genlab.train("uniform-test", "digits", tmp_path / "uniform-binary", report=False, max_steps=1,
+                          batch_size=16, progress=False, view="binarized", own_bpd=1.0)
+    assert genlab.evaluate(grey, extras=False)["metrics"].items() >= {"bpd_levels": 17, "uniform_bpd": 4.0875}.items()
+    assert genlab.evaluate(binary, extras=False)["metrics"].items() >= {"bpd_levels": 2, "uniform_bpd": 1.0}.items()
+    rows = [UNIFORM_ROW, xreport.Row("binary", "uniform-test", "exact (uniform)", {}, {}, {}, {}, "none")]
+    ctx = Context(tmp_path / "table", quick=True, data_dir=None, runs={"uniform": grey, "binary": binary})
+    ctx.out.mkdir()
+    with pytest.raises(GenlabError, match=r"different grey levels \(uniform 17, binary 2\)"):
+        xreport.analyze_table(ctx, rows=rows)
+    ctx.runs["binary"] = grey                                   # the same levels: the table is made
+    assert {t["grey_levels"] for t in xreport.analyze_table(ctx, rows=rows)["table"]} == {17}
 
 
 def test_table_rows_name_their_estimate_and_references():

@@ -9,6 +9,7 @@ not switch it off (``genlab eval --no-NAME``).
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from genlab import catalog
 from genlab.abilities import can
 from genlab.config import from_dict, to_dict
 from genlab.errors import ConfigError
+from genlab.maths.densities import grey_levels
 from genlab.train.loop import evaluate_model
 from genlab.train.run import Run, load_run
 from genlab.train.rundir import eval_record
@@ -90,8 +92,20 @@ def evaluate(run: Run | str | Path, split: str = "test", seed: int = 0, batch_si
                 torch.manual_seed(seed)
                 metrics |= spec.fn(run, data, {"seed": seed, "split": split, "data_dir": data_dir,
                                                "progress": progress}) or {}
+    metrics |= bpd_levels(data.info, metrics)
     return eval_record(run.model_name, run.data_name, split, len(data), seed,
                        dataclasses.asdict(cfg), metrics, time.perf_counter() - start)
+
+
+def bpd_levels(info, metrics: dict) -> dict:
+    """Beside any bits/dim: ``bpd_levels``, the number K of grey levels of the discrete data they are
+    measured on, and ``uniform_bpd`` = log2 K, the uniform distribution's bits/dim on those levels
+    (bpd = NLL / (D ln 2) of the discrete pixels, van den Oord et al. 2016). Bits/dim on different K do not
+    compare (log2 2 = 1 on binary pixels, log2 17 = 4.09 on the 8x8 digits, 8 on 8-bit images)."""
+    if not any(name == "bpd" or name.endswith("_bpd") for name in metrics):
+        return {}
+    levels = grey_levels(info)
+    return {"bpd_levels": levels, "uniform_bpd": round(math.log2(levels), 4)}
 
 
 def _check_new_files(paths: dict[str, Path]) -> None:

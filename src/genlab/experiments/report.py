@@ -122,6 +122,7 @@ def analyze_table(ctx: Context, rows: list[Row] = ROWS) -> dict:
             table.append({"row": r.name, "model": r.model, "bpd": None, "estimate": r.estimate,
                           "reference": r.reference, "note": f"not available: model {r.model!r} is not in this version"})
     measured = [t for t in table if t.get("bpd") is not None]
+    check_same_levels(measured)
     data = measured[0]["data"] if measured else TABLE_DATA(ctx)
     levels = measured[0]["grey_levels"] if measured else GREY_LEVELS(ctx)
     summary = {"data": data, "split": "test", "grey_levels": levels, "units": "bits/dim of the discrete test images",
@@ -131,6 +132,16 @@ def analyze_table(ctx: Context, rows: list[Row] = ROWS) -> dict:
         summary |= {"best": best["row"], "bpd": best["bpd"]}
     write_table(ctx.out, summary)
     return summary
+
+
+def check_same_levels(rows: list[dict]) -> None:
+    """Refuse a table whose rows are bits/dim on data of different numbers of grey levels: log2 K bits/dim
+    is the uniform distribution on K levels, so such rows do not compare."""
+    levels = {t["grey_levels"] for t in rows}
+    if len(levels) > 1:
+        each = ", ".join(f"{t['row']} {t['grey_levels']}" for t in rows)
+        raise GenlabError(f"the likelihood table's rows are on data of different grey levels ({each}); "
+                          "bits/dim compare only on the same levels: give every row the same data and view")
 
 
 def write_table(out: Path, summary: dict) -> None:

@@ -7,8 +7,9 @@ class y is replaced by the null token with probability ``p_uncond`` (Ho & Salima
 so one network is both conditional and unconditional for classifier-free guidance.
 
 Sampling: any sampler of ``samplers.SAMPLERS`` (``--sampler``, ``--steps``). Evaluation: the
-variational bound in nats and bits/dim on the 8-bit data (Ho et al. 2020, Eq. 5 with the decoder of
-Eq. 13), estimated per image with stratified timesteps (``--vlb-samples``; T gives the exact sum).
+variational bound in nats and bits/dim on the data's own K grey levels (Ho et al. 2020, Eq. 5 with the
+decoder of Eq. 13, their 255 replaced by K - 1: K = 256 on MNIST, 17 on the 8x8 digits, 2 on binarized
+pixels), estimated per image with stratified timesteps (``--vlb-samples``; T gives the exact sum).
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from genlab.families.diffusion.guidance import class_names, classifier_free_guid
 from genlab.families.diffusion.samplers import SAMPLERS, make_sampler, sample_loop
 from genlab.families.diffusion.schedule import NoiseSchedule, to_model_range
 from genlab.families.diffusion.unet import UNet, UNetConfig
-from genlab.maths.densities import bits_per_dim
+from genlab.maths.densities import bits_per_dim, grey_levels, to_levels
 from genlab.model import Avg, GenerativeModel, register_model
 
 
@@ -100,6 +101,8 @@ class DDPM(GenerativeModel):
             raise ConfigError(f"images of {h}x{w} cannot be halved {levels} times; use fewer --mults")
         if config.conditional and not data_info.num_classes:
             raise ConfigError("--conditional needs labelled data (digits, mnist, fashion-mnist)")
+        if data_info.view == "quantized":
+            raise ConfigError("ddpm models pixels in [0, 1]; use --view continuous (or binarized)")
         self.num_classes = data_info.num_classes if config.conditional else 0
         self.schedule = NoiseSchedule.make(config.beta_schedule, config.timesteps, variance=config.variance)
         self.net = UNet(UNetConfig(config.channels, tuple(config.mults), config.attention, config.heads,
@@ -123,13 +126,23 @@ class DDPM(GenerativeModel):
         return loss, {"loss": loss.detach()}
 
     # ------------------------------------------------------------- the variational bound
+    @property
+    def levels(self) -> int:
+        """K, the number of grey levels of the data the bound is scored on (``grey_levels``)."""
+        return grey_levels(self.data_info)
+
+    def bound_x0(self, x: torch.Tensor) -> torch.Tensor:
+        """Images in the data's view -> x_0 on the data's K levels 2k/(K-1) - 1 in [-1, 1] (the points the
+        discretized decoder of Ho et al. 2020, Eq. 13 scores, with 255 replaced by K - 1)."""
+        return to_model_range(to_levels(x, self.data_info) / (self.levels - 1), self.levels)
+
     def vlb_terms(self, x01: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None,
                   generator: torch.Generator | None = None) -> torch.Tensor:
         """L_{t-1} (or L_0 at index 0) of Ho et al. 2020, Eq. 5 for one draw of x_t per image, [B] nats."""
-        x0 = to_model_range(x01)
+        x0 = self.bound_x0(x01)
         noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
         xt = self.schedule.q_sample(x0, t, noise)
-        return self.schedule.vlb_term(self.net(xt, t, y), x0, xt, t, self.config.prediction)
+        return self.schedule.vlb_term(self.net(xt, t, y), x0, xt, t, self.config.prediction, levels=self.levels)
 
     def vlb_nats(self, x01: torch.Tensor, samples: int, y: torch.Tensor | None = None,
                  generator: torch.Generator | None = None) -> torch.Tensor:
@@ -141,7 +154,7 @@ class DDPM(GenerativeModel):
         are drawn (nearly) exactly instead of rarely with a large weight."""
         T = self.config.timesteps
         b = x01.shape[0]
-        total = self.schedule.prior_kl(to_model_range(x01))
+        total = self.schedule.prior_kl(self.bound_x0(x01))
         total = total + self.vlb_terms(x01, torch.zeros(b, dtype=torch.long, device=x01.device), y, generator)
         k = max(1, min(samples, T - 1))
         if k == T - 1:

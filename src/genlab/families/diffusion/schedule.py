@@ -15,7 +15,7 @@ Notation (Ho et al. 2020, "Denoising Diffusion Probabilistic Models"):
 
 Indexing. Tensors are indexed like diffusers' schedulers: index ``i = 0..T-1`` holds the paper's
 ``t = i + 1`` (so ``abar[0] = alpha_1`` and the "abar_0 = 1" of the paper is the value before index 0).
-Data live in [-1, 1]; 8-bit images map level k to 2k/255 - 1.
+Data live in [-1, 1]; images of K grey levels map level k to 2k/(K-1) - 1 (2k/255 - 1 for 8 bits).
 """
 from __future__ import annotations
 
@@ -81,11 +81,14 @@ def _log_sub_exp(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def discretized_gaussian_log_likelihood(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
-                                        bins: int = 256) -> torch.Tensor:
-    """log p(x) per element for data on ``bins`` levels in [-1, 1] under a Gaussian integrated over each
-    level's bin (Ho et al. 2020, Eq. 13): the integral of N(mean, std^2) from delta_-(x) to delta_+(x),
-    delta_+ = x + 1/(bins-1) (+inf at x = 1), delta_- = x - 1/(bins-1) (-inf at x = -1)."""
-    half = 1.0 / (bins - 1)
+                                        levels: int) -> torch.Tensor:
+    """log p(x) per element for data on K = ``levels`` levels 2k/(K-1) - 1 in [-1, 1] under a Gaussian
+    integrated over each level's bin (Ho et al. 2020, Eq. 13, with their 255 replaced by K - 1): the integral
+    of N(mean, std^2) from delta_-(x) to delta_+(x), delta_+ = x + 1/(K-1) (+inf at x = 1),
+    delta_- = x - 1/(K-1) (-inf at x = -1); bins of width 2/(K-1)."""
+    if levels < 2:
+        raise ConfigError(f"a discretized decoder needs at least 2 levels, got {levels}")
+    half = 1.0 / (levels - 1)
     upper = (x + half - mean) / std                     # standardized bin edges
     lower = (x - half - mean) / std
     log_cdf_upper = torch.special.log_ndtr(upper)       # log Phi(upper): the bin at x = -1
@@ -314,14 +317,15 @@ class NoiseSchedule:
         return gaussian_kl(mean, var, torch.zeros_like(mean), torch.ones_like(var)).flatten(1).sum(1)  # -> [B]
 
     def vlb_term(self, output: torch.Tensor, x0: torch.Tensor, xt: torch.Tensor, t: torch.Tensor,
-                 prediction: str = "epsilon", bins: int = 256) -> torch.Tensor:
+                 prediction: str = "epsilon", *, levels: int) -> torch.Tensor:
         """One term of the bound for a draw x_t ~ q(x_t | x_0), in nats, [B] (Ho et al. 2020, Eq. 5):
         L_{t-1} = KL(q(x_{t-1} | x_t, x_0) || p(x_{t-1} | x_t)) for t > 1, and
-        L_0 = -log p(x_0 | x_1) with the discretized Gaussian decoder of Eq. 13 at t = 1 (index 0)."""
+        L_0 = -log p(x_0 | x_1) with the discretized Gaussian decoder of Eq. 13 at t = 1 (index 0), on the
+        data's own K = ``levels`` levels (x_0 = 2k/(K-1) - 1, see ``to_model_range``)."""
         mean_p, var_p = self.p_mean_variance(output, xt, t, prediction)
         mean_q, var_q = self.posterior_mean_variance(x0, xt, t)
         kl = gaussian_kl(mean_q, var_q.clamp(min=1e-20), mean_p, var_p).flatten(1).sum(1)  # -> [B]
-        nll = -discretized_gaussian_log_likelihood(x0, mean_p, var_p ** 0.5, bins).flatten(1).sum(1)  # -> [B]
+        nll = -discretized_gaussian_log_likelihood(x0, mean_p, var_p ** 0.5, levels).flatten(1).sum(1)  # -> [B]
         return torch.where(t.long() == 0, nll, kl)
 
 
@@ -334,6 +338,8 @@ def prediction_from_diffusers_config(config: Mapping[str, Any]) -> str:
     return prediction
 
 
-def to_model_range(x01: torch.Tensor, bins: int = 256) -> torch.Tensor:
-    """Pixels in [0, 1] -> the 8-bit levels 2k/(bins-1) - 1 in [-1, 1] that the bound is defined on."""
-    return torch.round(x01.clamp(0, 1) * (bins - 1)) / (bins - 1) * 2 - 1
+def to_model_range(x01: torch.Tensor, levels: int) -> torch.Tensor:
+    """Pixels k/(K-1) in [0, 1] of data with K = ``levels`` grey levels -> the levels 2k/(K-1) - 1 in [-1, 1]
+    that the bound is defined on (k = round(x (K-1)); K = 256 for 8-bit images, 17 for the 8x8 digits,
+    2 for binary pixels)."""
+    return torch.round(x01.clamp(0, 1) * (levels - 1)) / (levels - 1) * 2 - 1
