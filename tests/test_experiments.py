@@ -343,3 +343,17 @@ def test_the_cli_refuses_a_taken_folder_in_one_line(tmp_path, capsys):
     assert main(["experiment", "run", "kl-check", "--quick", "--out", str(own)]) == 2
     assert "--overwrite" in capsys.readouterr().err
     assert main(["experiment", "run", "kl-check", "--quick", "--out", str(own), "--overwrite"]) == 0
+
+
+@pytest.mark.unit
+def test_a_start_that_wrote_nothing_leaves_a_folder_it_may_use_again(declare_for_test, tmp_path):
+    def fails(ctx):
+        raise GenlabError("no data here")
+    declare_for_test(Experiment("test-fails", "test", "fails before writing anything", fails))
+    out = tmp_path / "out"
+    for _ in range(2):     # the second start is not refused: the folder holds only the first one's marker
+        with pytest.raises(GenlabError, match="no data here"):
+            run_experiment("test-fails", out, quick=True)
+    assert sorted(p.name for p in out.iterdir()) == ["experiment.json", "figures"]
+    with pytest.raises(GenlabError, match="the output of experiment test-fails"):
+        run_experiment("kl-check", out, quick=True)

@@ -171,6 +171,17 @@ def owner(folder: Path) -> str | None:
     return None
 
 
+def _unused(folder: Path, name: str) -> bool:
+    """Nothing in ``folder``, or only what a start of experiment ``name`` that wrote nothing else left
+    (its marker and an empty ``figures/``)."""
+    left = {p.name: p for p in folder.iterdir()}
+    if left and owner(folder) != name:
+        return False
+    figures = left.pop("figures", None)
+    left.pop(MARKER, None)
+    return not left and (figures is None or (figures.is_dir() and not any(figures.iterdir())))
+
+
 def prepare_output(name: str, out: str | Path | None, overwrite: bool = False) -> Path:
     """The experiment's output folder, ready to write: a new or empty folder, or (``overwrite``) its own
     earlier output, cleared. A folder holding anything else is refused before anything is written."""
@@ -179,7 +190,7 @@ def prepare_output(name: str, out: str | Path | None, overwrite: bool = False) -
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise GenlabError(f"--out {out} is a file, not a folder; choose another --out")
-    if out.is_dir() and any(out.iterdir()):
+    if out.is_dir() and not _unused(out, name):
         own = owner(out) == name
         if not (own and overwrite):
             if own:
