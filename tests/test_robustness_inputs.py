@@ -32,3 +32,133 @@ def test_small_synthetic_text_encodes_every_split(words):
     val = load_dataset("synthetic-text", "val", words=words)
     assert train.tokenizer.chars == val.tokenizer.chars
     assert set(val.tokenizer.decode(val.tokens.tolist())) <= set(train.tokenizer.chars)
+
+
+# ------------------------------------------------------------------ NeRF scene files
+def _blender(root, **meta):
+    """A 2-view NeRF-synthetic folder whose transforms_train.json holds ``meta`` (None: the field is absent)."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+    root.mkdir(parents=True, exist_ok=True)
+    frames = []
+    for i in range(2):
+        Image.fromarray(np.full((4, 4, 4), 200, np.uint8), "RGBA").save(root / f"r_{i}.png")
+        pose = np.eye(4)
+        pose[2, 3] = 4.0 + i
+        frames.append({"file_path": f"./r_{i}", "transform_matrix": pose.tolist()})
+    fields = {"camera_angle_x": 0.69} | meta
+    text = json.dumps({"frames": frames, **fields}).replace('"__nan__"', "NaN")
+    (root / "transforms_train.json").write_text(text)
+    return root
+
+
+@pytest.mark.parametrize("meta, needle", [
+    ({"camera_angle_x": 0}, "'camera_angle_x' is 0"),
+    ({"camera_angle_x": "wide"}, "'camera_angle_x' is 'wide'"),
+    ({"camera_angle_x": None}, "'camera_angle_x' is null"),
+    ({"camera_angle_x": "__nan__"}, "'camera_angle_x' is NaN"),
+    ({"camera_angle_x": 4.0}, "'camera_angle_x' is 4"),
+    ({"fl_x": "abc"}, "'fl_x' is 'abc'"),
+    ({"fl_x": 50, "cy": None}, "'cy' is null"),
+    ({"fl_x": -3}, "'fl_x' is -3"),
+])
+def test_blender_camera_fields_are_finite_numbers(tmp_path, capsys, meta, needle):
+    root = _blender(tmp_path / "scene", **meta)
+    out = tmp_path / "run"
+    one_line_error(capsys, ["train", "nerf-grid", "--data", "blender", "--scene-dir", str(root), "--out", str(out)],
+                   "transforms_train.json", needle, "expected a finite number")
+    assert not (out / "config.json").exists()   # (train prepares the folder before it reads the data)
+
+
+def _npz(path, n=3, **override):
+    import numpy as np
+    arrays = {"images": np.full((n, 4, 4, 3), 0.5, np.float32), "poses": np.tile(np.eye(4), (n, 1, 1)),
+              "focal": np.float64(5.0)} | override
+    np.savez(path, **arrays)
+    return path
+
+
+def _nan_pixel():
+    import numpy as np
+    images = np.full((3, 4, 4, 3), 0.5, np.float32)
+    images[2, 1, 1, 0] = np.nan
+    return images
+
+
+@pytest.mark.parametrize("override, needle", [
+    ({"n": 1}, "1 view(s); a scene needs at least 2"),
+    ({"n": 0}, "0 view(s)"),
+    ({"focal": 0.0}, "'focal' is 0"),
+    ({"focal": float("nan")}, "'focal' is NaN"),
+    ({"focal": [1.0, 2.0]}, "'focal' is '[1.0, 2.0]'"),
+    ({"images": "IMAGES"}, "images"),
+    ({"images": _nan_pixel()}, "'images' has non-finite values (NaN or inf) in view 2"),
+    ({"poses": __import__("numpy").full((3, 4, 4), float("inf"))}, "'poses' has non-finite values"),
+])
+def test_tiny_nerf_files_are_checked(tmp_path, capsys, override, needle):
+    n = override.pop("n", 3)
+    path = _npz(tmp_path / "scene.npz", n, **override)
+    out = tmp_path / "run"
+    one_line_error(capsys, ["train", "nerf-grid", "--data", "tiny-nerf", "--file", str(path), "--out", str(out)],
+                   "scene.npz", needle)
+    assert not (out / "config.json").exists()
+
+
+def test_valid_scene_files_still_load(tmp_path):
+    from genlab.data.registry import load_dataset
+    root = _blender(tmp_path / "scene", camera_angle_x=0.69)
+    assert len(load_dataset("blender", "train", scene_dir=str(root))) == 1
+    root = _blender(tmp_path / "ngp", fl_x=5, cx=2.0, cy=2.0)
+    assert float(load_dataset("blender", "val", scene_dir=str(root)).scene.K[0, 0]) == 5.0
+    assert len(load_dataset("tiny-nerf", "train", file=str(_npz(tmp_path / "s.npz", 2)))) == 1
+
+
+# ------------------------------------------------------------------ datasets that fit a model
+def test_a_dataset_of_another_kind_is_refused_before_anything_is_written(tmp_path, capsys):
+    out = tmp_path / "run"
+    one_line_error(capsys, ["train", "vae", "--data", "tinyshakespeare", "--out", str(out)],
+                   "model vae models image or points data", "tinyshakespeare is text data", "digits")
+    assert not out.exists()
+    one_line_error(capsys, ["train", "gpt", "--data", "digits", "--help"], "pass --data with one of synthetic-text")
+    import genlab
+    with pytest.raises(genlab.errors.ConfigError, match="rays data"):
+        genlab.train("nerf", "moons", tmp_path / "api")
+    assert not (tmp_path / "api").exists()
+
+
+def test_train_help_lists_only_the_datasets_that_fit(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "gpt", "--help"])
+    line = next(s for s in capsys.readouterr().out.splitlines() if s.startswith("datasets"))
+    assert line == "datasets that fit gpt: synthetic-text, tinyshakespeare"
+
+
+def test_every_model_declares_kinds_its_default_data_has():
+    from genlab import catalog
+    from genlab.data.registry import DATA_KINDS, get_spec
+    from genlab.model import fitting_datasets, get_model_spec
+    for name in catalog.names("model"):
+        spec = get_model_spec(name)
+        assert spec.data_kinds and set(spec.data_kinds) <= set(DATA_KINDS), name
+        assert spec.default_data in fitting_datasets(name), name
+    for name in catalog.names("dataset"):
+        assert get_spec(name).kind in DATA_KINDS, name
+
+
+@pytest.mark.parametrize("name, options", [
+    ("digits", {}), ("moons", {}), ("gmm1d", {}), ("torus", {}), ("synthetic-text", {"words": 100}),
+    ("synthetic-pairs", {}), ("synthetic-scene", {"size": 8, "views": 1, "supersample": 1}),
+])
+def test_a_dataset_declares_the_kind_its_splits_have(name, options):
+    from genlab.data.registry import get_spec, load_dataset
+    assert load_dataset(name, "val", **options).info.kind == get_spec(name).kind
+
+
+def test_register_model_needs_its_data_kinds():
+    from genlab.model import register_model
+    with pytest.raises(TypeError, match="data_kinds"):
+        register_model("not-a-model", object, "")
+    with pytest.raises(TypeError, match="data_kinds"):
+        register_model("not-a-model", object, "", data_kinds=("sound",))

@@ -18,6 +18,7 @@ from genlab.abilities import Samples, can
 from genlab.config import from_dict
 from genlab.errors import ConfigError, GenlabError
 from genlab.eval.evaluate import evaluate
+from genlab.model import check_data_fits, get_model_spec
 from genlab.train.run import Run, load_run
 from genlab.train.run import train as train_run
 from genlab.viz import make_figures
@@ -34,7 +35,10 @@ def train(model: str, data: str | None = None, out: str | Path | None = None, *,
           model_options: dict | None = None, data_options: dict | None = None,
           train_options: dict | None = None, **options) -> Run:
     """Train ``model`` on ``data`` into ``out``; then (``report``) write ``eval.json`` on the test split
-    and every figure that applies. Keywords go to the config that owns them (model, data, training)."""
+    and every figure that applies. Keywords go to the config that owns them (model, data, training).
+    A dataset the model does not fit is refused before anything is loaded or written."""
+    if not resume:
+        check_data_fits(model, data or get_model_spec(model).default_data)
     run = train_run(model, data, out, callbacks=callbacks, step_hooks=step_hooks, resume=resume,
                     overwrite=overwrite, model_options=model_options, data_options=data_options,
                     train_options=train_options, **options)

@@ -175,7 +175,7 @@ def train_parser(model: str | None, data: str | None) -> tuple[argparse.Argument
     from genlab import catalog
     from genlab.config import add_config_flags
     from genlab.data.registry import get_spec
-    from genlab.model import get_model_spec
+    from genlab.model import check_data_fits, fitting_datasets, get_model_spec
     from genlab.train.config import TrainConfig
     models = "\n".join(f"  {n:<16} {get_model_spec(n).description}" for n in catalog.names("model")) \
         if model is None else ""
@@ -183,7 +183,8 @@ def train_parser(model: str | None, data: str | None) -> tuple[argparse.Argument
         prog="genlab train", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Train a model into a run folder; then write its test metrics (eval.json) and figures.",
         epilog=(f"models:\n{models}\n\n" if models else "") +
-               f"datasets: {', '.join(catalog.names('dataset'))}\n\n"
+               (f"datasets that fit {model}: {', '.join(fitting_datasets(model))}\n\n" if model else
+                f"datasets: {', '.join(catalog.names('dataset'))}\n\n") +
                "Any config field is a flag: `genlab train MODEL --data NAME --help` lists them.\n"
                "A run folder that holds a run is never overwritten: continue it with\n"
                "`genlab train --resume RUN_DIR`, or start again with --overwrite.")
@@ -200,6 +201,7 @@ def train_parser(model: str | None, data: str | None) -> tuple[argparse.Argument
         spec = get_model_spec(model)
         data = data or spec.default_data
         dspec = get_spec(data)
+        check_data_fits(model, data)   # before --help lists the flags of data the model cannot take
         groups["model"] = (spec.config, add_config_flags(p, spec.config, f"model: {model}", taken, "model-"))
         groups["data"] = (dspec.config, add_config_flags(p, dspec.config, f"data: {data}", taken, "data-",
                                                          defaults=spec.data_defaults))

@@ -37,7 +37,8 @@ from torch import nn
 from genlab import catalog
 from genlab.abilities import check_abilities
 from genlab.config import from_dict
-from genlab.data.registry import DataInfo
+from genlab.data.registry import DATA_KINDS, DataInfo, get_spec
+from genlab.errors import ConfigError
 
 
 @dataclass
@@ -125,6 +126,7 @@ class ModelSpec:
     train_defaults: dict = field(default_factory=dict)   # e.g. {"schedule": "warmup-cosine", "ema": 0.999}
     sample_example: str = ""   # flags of a typical `genlab sample RUN ...` (shown after training)
     abilities: frozenset = frozenset()   # e.g. frozenset({Samples, Encodes, Decodes})
+    data_kinds: tuple = ()   # the DataInfo kinds it models, e.g. ("image", "points")
 
     def sample_writer(self) -> Callable | None:
         """The family's ``sample`` writer, imported on first use (None when the family declares none)."""
@@ -138,25 +140,43 @@ class ModelSpec:
 def register_model(name: str, config: type, description: str, data_defaults: dict | None = None,
                    default_data: str = "digits", eval_config: type = NoOptions,
                    sample_config: type = NoOptions, sample: str | None = None, family: str = "",
-                   train_defaults: dict | None = None, sample_example: str = "", abilities=()):
-    """Class decorator declaring ``genlab train NAME`` (list NAME in ``genlab.catalog.MODELS``) and what
-    the model can do (``abilities``: classes of ``genlab.abilities``, stored as ``cls.ABILITIES``)."""
+                   train_defaults: dict | None = None, sample_example: str = "", abilities=(), *,
+                   data_kinds: tuple[str, ...] | None = None):
+    """Class decorator declaring ``genlab train NAME`` (list NAME in ``genlab.catalog.MODELS``), what
+    the model can do (``abilities``: classes of ``genlab.abilities``, stored as ``cls.ABILITIES``) and
+    the data it models (``data_kinds``: ``DataInfo`` kinds; the datasets of those kinds fit it)."""
     declared = check_abilities(abilities)
     if sample is not None and (not isinstance(sample, str) or ":" not in sample):
         raise TypeError(f"model {name}: sample= names the writer as 'module:function', got {sample!r}")
+    if not data_kinds or any(k not in DATA_KINDS for k in data_kinds):
+        raise TypeError(f"model {name}: data_kinds= names some of {', '.join(DATA_KINDS)}, got {data_kinds!r}")
 
     def deco(cls):
         cls.ABILITIES = declared
         catalog.register("model", name, ModelSpec(name, cls, config, description, dict(data_defaults or {}),
                                                   default_data, eval_config, sample_config, sample,
                                                   family or cls.__module__.split(".")[2], dict(train_defaults or {}),
-                                                  sample_example, declared))
+                                                  sample_example, declared, tuple(data_kinds)))
         return cls
     return deco
 
 
 def get_model_spec(name: str) -> ModelSpec:
     return catalog.get("model", name)
+
+
+def fitting_datasets(model: str) -> list[str]:
+    """The datasets model ``model`` can train on: those whose declared kind it models."""
+    kinds = get_model_spec(model).data_kinds
+    return [n for n in catalog.names("dataset") if catalog.get("dataset", n).kind in kinds]
+
+
+def check_data_fits(model: str, data: str) -> None:
+    """ConfigError (one line) when dataset ``data`` is not of a kind model ``model`` declares."""
+    kinds, kind = get_model_spec(model).data_kinds, get_spec(data).kind
+    if kind not in kinds:
+        raise ConfigError(f"model {model} models {' or '.join(kinds)} data, and --data {data} is {kind} data; "
+                          f"pass --data with one of {', '.join(fitting_datasets(model))}")
 
 
 def build_model(name: str, data_info: DataInfo, config=None, **overrides) -> GenerativeModel:

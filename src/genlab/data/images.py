@@ -138,7 +138,7 @@ def _mnist_details(name):
 
 for _name, _desc in (("mnist", "MNIST handwritten digits, 28x28 grey (original idx files)"),
                      ("fashion-mnist", "Fashion-MNIST clothing images, 28x28 grey (original idx files)")):
-    register_dataset(_name, ImageDataConfig, _desc, "images", _mnist_details(_name))(_mnist_loader(_name))
+    register_dataset(_name, ImageDataConfig, _desc, "images", _mnist_details(_name), kind="image")(_mnist_loader(_name))
 
 
 # ----------------------------------------------------------------- digits (offline default)
@@ -149,7 +149,8 @@ DIGITS_SPLIT = {"test": 360, "val": 180}   # of 1,797 images; the rest (1,257) t
                   "scikit-learn's bundled 8x8 handwritten digits (offline, the built-in default)", "images",
                   lambda cfg: {"splits": "train 1,257 / val 180 / test 360 (a fixed random split)",
                                "shape": "1x8x8, 10 classes, 17 grey levels",
-                               "source": "UCI optical digits, bundled with scikit-learn (no download)"})
+                               "source": "UCI optical digits, bundled with scikit-learn (no download)"},
+                  kind="image")
 def load_digits(cfg: ImageDataConfig, split: str) -> TensorData:
     from sklearn.datasets import load_digits as sk_digits
     d = sk_digits()

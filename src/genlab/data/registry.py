@@ -148,14 +148,23 @@ class DatasetSpec:
     description: str
     group: str
     details: Callable[[Any], dict] | None = None   # extra lines for `genlab data info`
+    kind: str = ""                                  # the DataInfo.kind its splits have: what models it fits
+
+
+DATA_KINDS = ("image", "points", "text", "pairs", "rays")
 
 
 def register_dataset(name: str, config: type, description: str, group: str,
-                     details: Callable[[Any], dict] | None = None):
+                     details: Callable[[Any], dict] | None = None, *, kind: str):
     """Decorator declaring ``loader(cfg, split) -> dataset`` as ``name`` (list it in
-    ``genlab.catalog.DATASETS``)."""
+    ``genlab.catalog.DATASETS``). ``kind`` is the ``DataInfo.kind`` of its splits (one of
+    ``DATA_KINDS``): a model trains on the datasets whose kind it declares (``register_model(...,
+    data_kinds=...)``), so a misfit is refused before anything is loaded or written."""
+    if kind not in DATA_KINDS:
+        raise TypeError(f"dataset {name}: kind= is one of {', '.join(DATA_KINDS)}, got {kind!r}")
+
     def deco(loader):
-        catalog.register("dataset", name, DatasetSpec(name, config, loader, description, group, details))
+        catalog.register("dataset", name, DatasetSpec(name, config, loader, description, group, details, kind))
         return loader
     return deco
 

@@ -200,4 +200,4 @@ def _details(name: str):
 
 
 for _name in SAMPLERS:
-    register_dataset(_name, ToyDataConfig, DESCRIPTIONS[_name], "toy", _details(_name))(_loader(_name))
+    register_dataset(_name, ToyDataConfig, DESCRIPTIONS[_name], "toy", _details(_name), kind="points")(_loader(_name))

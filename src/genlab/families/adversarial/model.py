@@ -125,7 +125,8 @@ class AAEConfig:
 
 @register_model("aae", AAEConfig, "adversarial autoencoder (Makhzani et al. 2015): deterministic / Gaussian / "
                 "universal encoder, normal or mixture prior, lambda-weighted L_AAE",
-                data_defaults={"view": "continuous"}, abilities={Samples, Encodes, Decodes, Reconstructs})
+                data_defaults={"view": "continuous"}, abilities={Samples, Encodes, Decodes, Reconstructs},
+                data_kinds=("image",))
 class AAE(GenerativeModel):
     def __init__(self, config: AAEConfig, data_info: DataInfo):
         super().__init__(config, data_info)
@@ -298,7 +299,7 @@ class GANConfig:
 
 
 @register_model("gan", GANConfig, "GAN (Goodfellow 2014): MLP or DCGAN, min-max / non-saturating loss, f-GAN",
-                data_defaults={"view": "continuous"}, abilities={Samples})
+                data_defaults={"view": "continuous"}, abilities={Samples}, data_kinds=("image",))
 class GAN(GenerativeModel):
     def __init__(self, config: GANConfig, data_info: DataInfo):
         super().__init__(config, data_info)

@@ -89,7 +89,7 @@ class DDPMSampleConfig:
                 "classifier-free guidance, variational bound in bits/dim", data_defaults={"view": "continuous"},
                 default_data="digits", eval_config=DDPMEvalConfig, sample_config=DDPMSampleConfig,
                 sample="figures:sample_images", family="diffusion", abilities={Samples},
-                sample_example="--sampler dpm++2m --steps 20 --seed 42")
+                sample_example="--sampler dpm++2m --steps 20 --seed 42", data_kinds=("image",))
 class DDPM(GenerativeModel):
     def __init__(self, config: DDPMConfig, data_info: DataInfo):
         super().__init__(config, data_info)

@@ -168,7 +168,7 @@ class CNFEvalConfig:
 
 @register_model("cnf", CNFConfig, "continuous normalizing flow (FFJORD): neural ODE, exact or Hutchinson trace",
                 data_defaults={}, default_data="8gaussians", eval_config=CNFEvalConfig,
-                abilities={Samples, LogProb, HasStages, HasTrajectory})
+                abilities={Samples, LogProb, HasStages, HasTrajectory}, data_kinds=("image", "points"))
 class CNF(ExactLikelihoodModel):
     def __init__(self, config: CNFConfig, data_info: DataInfo):
         super().__init__(config, data_info)

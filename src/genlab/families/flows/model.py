@@ -96,7 +96,7 @@ class InvertibleMLPConfig:
 @register_model("invertible-mlp", InvertibleMLPConfig,
                 "normalizing flow of triangular LeakyReLU layers y = sigma(Wx+b), exact NLL",
                 data_defaults={}, default_data="8gaussians",
-                abilities={Samples, LogProb, HasStages})
+                abilities={Samples, LogProb, HasStages}, data_kinds=("image", "points"))
 class InvertibleMLPFlow(FlowModel):
     def __init__(self, config: InvertibleMLPConfig, data_info: DataInfo):
         super().__init__(config, data_info, config.logit_alpha)
@@ -135,7 +135,7 @@ class RealNVPConfig:
 @register_model("realnvp", RealNVPConfig,
                 "RealNVP: affine couplings + ActNorm (points: MLP, images: checkerboard CNN), exact NLL / bpd",
                 data_defaults=REALNVP_DATA_DEFAULTS, default_data="8gaussians",
-                abilities={Samples, LogProb, HasStages})
+                abilities={Samples, LogProb, HasStages}, data_kinds=("image", "points"))
 class RealNVP(FlowModel):
     def __init__(self, config: RealNVPConfig, data_info: DataInfo):
         super().__init__(config, data_info, config.logit_alpha)

@@ -118,7 +118,7 @@ def _details(cfg: TorusConfig) -> dict:
 
 
 @register_dataset("torus", TorusConfig, "points on a torus, uniform by surface area (offline)",
-                  "geometry", _details)
+                  "geometry", _details, kind="points")
 def load_torus(cfg: TorusConfig, split: str) -> TensorData:
     n = {"train": cfg.n_train, "val": cfg.n_val, "test": cfg.n_test}[split]
     rng = np.random.default_rng([cfg.data_seed, SPLIT_OFFSETS[split]])

@@ -179,7 +179,7 @@ class IWAEEvalConfig:
 
 @register_model("torus-vae", TorusVAEConfig, "VAE with a toroidal latent S1 x S1: von Mises posterior, uniform "
                 "prior, analytic KL, implicit reparameterization (Figurnov et al. 2018)", default_data="torus",
-                eval_config=IWAEEvalConfig, abilities={Samples, Encodes, Decodes, Reconstructs})
+                eval_config=IWAEEvalConfig, abilities={Samples, Encodes, Decodes, Reconstructs}, data_kinds=("points",))
 class TorusVAE(GenerativeModel):
     """q(theta|x) = prod_c vM(mu_c(x), kappa_c(x)), p(theta) uniform, p(x|theta) Gaussian on points."""
 

@@ -274,7 +274,7 @@ def token_stream(name: str, cfg, split: str) -> TokenStream:
                   "Tiny Shakespeare (char-rnn), 1.1M characters; first 90% train, last 10% val = test (nanoGPT)",
                   group="text",
                   details=lambda cfg: {"source": TINYSHAKESPEARE["urls"][0], "sha256": TINYSHAKESPEARE["sha256"],
-                                       "local layout": "DIR/tinyshakespeare/input.txt"})
+                                       "local layout": "DIR/tinyshakespeare/input.txt"}, kind="text")
 def load_tinyshakespeare(cfg: TextDataConfig, split: str) -> TokenStream:
     return token_stream("tinyshakespeare", cfg, split)
 
@@ -283,6 +283,7 @@ def load_tinyshakespeare(cfg: TextDataConfig, split: str) -> TokenStream:
                   "offline sentences from a hidden word-level Markov source of known entropy rate "
                   f"({SOURCE.entropy_rate() / math.log(2):.3f} bits/char)", group="text",
                   details=lambda cfg: {"entropy rate": f"{SOURCE.entropy_rate():.4f} nats/char",
-                                       "words": f"{cfg.words} train, {_split_words(cfg, 'val')} val and test"})
+                                       "words": f"{cfg.words} train, {_split_words(cfg, 'val')} val and test"},
+                  kind="text")
 def load_synthetic_text(cfg: SyntheticTextConfig, split: str) -> TokenStream:
     return token_stream("synthetic-text", cfg, split)

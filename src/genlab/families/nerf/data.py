@@ -21,6 +21,7 @@ raises ``DataError`` with one line naming the file and what to do.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -216,6 +217,18 @@ def as_pose(m, where: str) -> np.ndarray:
     return a
 
 
+def finite_number(value, where: str, name: str, advice: str, positive: bool = True, below: float | None = None):
+    """``value`` as a float, or DataError naming the file and field: a number (not a string, null or bool),
+    finite, > 0 when ``positive`` and < ``below`` when given."""
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+    x = float(value) if ok else math.nan
+    if not (ok and math.isfinite(x) and (not positive or x > 0) and (below is None or x < below)):
+        need = "a finite number" + (" > 0" if positive else "") + (f" and < {below:.6g}" if below else "")
+        raise DataError(f"{where}: '{name}' is {json.dumps(value) if ok or value is None else repr(value)}, "
+                        f"expected {need}; {advice}")
+    return x
+
+
 # ----------------------------------------------------------------- the Blender / NeRF-synthetic layout
 def _blender_frames(folder: Path, split: str) -> tuple[dict, list[dict]]:
     path = folder / f"transforms_{split}.json"
@@ -269,12 +282,19 @@ def load_blender(cfg: BlenderConfig, split: str) -> Scene:
         raise DataError(f"{folder}: the images of split {split!r} differ in size {sorted(shapes)}; "
                         "all views need one size")
     H, W = images[0].shape[:2]
+    where = str(folder / f"transforms_{source}.json")
     if "fl_x" in meta:   # instant-NGP style intrinsics, in pixels of the original image
         s = cfg.downscale
-        K = intrinsics(float(meta["fl_x"]) / s, W, H, float(meta.get("fl_y", meta["fl_x"])) / s,
-                       float(meta.get("cx", W * s / 2)) / s, float(meta.get("cy", H * s / 2)) / s)
+        fix = "give the focal length and principal point in pixels"
+        fx = finite_number(meta["fl_x"], where, "fl_x", fix)
+        fy = finite_number(meta.get("fl_y", fx), where, "fl_y", fix)
+        cx = finite_number(meta.get("cx", W * s / 2), where, "cx", fix, positive=False)
+        cy = finite_number(meta.get("cy", H * s / 2), where, "cy", fix, positive=False)
+        K = intrinsics(fx / s, W, H, fy / s, cx / s, cy / s)
     else:
-        K = intrinsics(focal_from_fov(float(meta["camera_angle_x"]), W), W, H)
+        fov = finite_number(meta["camera_angle_x"], where, "camera_angle_x",
+                            "give the horizontal field of view in radians (NeRF-synthetic: 0.6911)", below=math.pi)
+        K = intrinsics(focal_from_fov(fov, W), W, H)
     return Scene(torch.from_numpy(np.stack(images)), torch.from_numpy(np.stack(poses)).float(), K,
                  cfg.near, cfg.far, BACKGROUNDS[cfg.background], [names[i] for i in index])
 
@@ -304,11 +324,20 @@ def load_tiny_nerf(cfg: TinyNerfConfig, split: str) -> Scene:
     if images.ndim != 4 or images.shape[-1] not in (3, 4):
         raise DataError(f"{path}: images have shape {images.shape}, expected [N, H, W, 3]")
     n = images.shape[0]
+    if n < 2:
+        raise DataError(f"{path}: {n} view(s); a scene needs at least 2 (training views and a held-out one)")
     if poses.shape == (n, 3, 4):
         poses = np.concatenate([poses, np.broadcast_to([[[0.0, 0.0, 0.0, 1.0]]], (n, 1, 4))], axis=1)
     if poses.shape != (n, 4, 4):
         raise DataError(f"{path}: poses have shape {poses.shape}, expected [{n}, 4, 4] (one camera-to-world per image)")
+    if not np.issubdtype(images.dtype, np.number) or not np.issubdtype(poses.dtype, np.number):
+        raise DataError(f"{path}: images and poses must be numeric arrays (got {images.dtype}, {poses.dtype})")
     images = images.astype(np.float32)
+    for key, a in (("images", images), ("poses", poses), ("alphas", arrays.get("alphas"))):
+        if a is not None and np.issubdtype(a.dtype, np.number) and not np.all(np.isfinite(a)):
+            view = int(np.argwhere(~np.isfinite(a))[0][0])
+            raise DataError(f"{path}: '{key}' has non-finite values (NaN or inf) in view {view}; "
+                            "repair or drop that view")
     if images.max() > 1.0 + 1e-6:
         images = images / 255.0
     alphas = arrays.get("alphas")
@@ -323,10 +352,9 @@ def load_tiny_nerf(cfg: TinyNerfConfig, split: str) -> Scene:
             raise DataError(f"{path}: alphas have shape {alphas.shape}, expected {images.shape[:3]}")
         background = BACKGROUNDS[cfg.background]
         images = images + (1.0 - alphas[..., None]) * np.asarray(background, dtype=np.float32)
-    try:
-        focal = float(np.asarray(arrays["focal"]).reshape(-1)[0])
-    except (TypeError, ValueError, IndexError):
-        raise DataError(f"{path}: 'focal' is not a number") from None
+    focal = np.asarray(arrays["focal"]).reshape(-1)
+    focal = finite_number(focal[0] if focal.size == 1 else str(focal.tolist()), str(path), "focal",
+                          "store the focal length in pixels as one number")
     names = [str(i) for i in range(n)]
     index = split_views(n, parse_views(cfg.holdout, names, str(path)), split)
     if cfg.limit:
@@ -523,19 +551,19 @@ def _details(cfg) -> dict:
 
 
 @register_dataset("blender", BlenderConfig, "a scene in the NeRF-synthetic layout (transforms_*.json + RGBA PNGs), "
-                  "--scene-dir DIR", group="scenes", details=_details)
+                  "--scene-dir DIR", group="scenes", details=_details, kind="rays")
 def blender(cfg: BlenderConfig, split: str) -> RayData:
     return ray_data(load_blender(cfg, split), "blender", 1.5)
 
 
 @register_dataset("tiny-nerf", TinyNerfConfig, "the tiny-NeRF .npz (images, poses, focal), --file PATH.npz",
-                  group="scenes", details=_details)
+                  group="scenes", details=_details, kind="rays")
 def tiny_nerf(cfg: TinyNerfConfig, split: str) -> RayData:
     return ray_data(load_tiny_nerf(cfg, split), "tiny-nerf", 1.5)
 
 
 @register_dataset("synthetic-scene", SyntheticSceneConfig, "offline: spheres and boxes rendered by an exact "
-                  "ray caster (known geometry and depth)", group="scenes", details=_details)
+                  "ray caster (known geometry and depth)", group="scenes", details=_details, kind="rays")
 def synthetic_scene(cfg: SyntheticSceneConfig, split: str) -> RayData:
     data = ray_data(load_synthetic_scene(cfg, split), "synthetic-scene", SCENE_BOUND)
     data.info.extras["target"] = [0.0, 0.0, 0.2]

@@ -296,7 +296,7 @@ def multi30k_text(cfg: Multi30kConfig, split: str) -> TextPairs:
 
 
 @register_dataset("multi30k", Multi30kConfig, "Multi30k task 1 English-German image captions (official raw files)",
-                  "translation", lambda cfg: multi30k_details(cfg))
+                  "translation", lambda cfg: multi30k_details(cfg), kind="pairs")
 def load_multi30k(cfg: Multi30kConfig, split: str) -> PairData:
     return pair_data("multi30k", cfg, split, multi30k_text(cfg, split),
                      train_tokenizer("multi30k", cfg, lambda: multi30k_text(cfg, "train")))
@@ -435,7 +435,7 @@ def synthetic_text(cfg: SyntheticPairsConfig, split: str) -> TextPairs:
 
 @register_dataset("synthetic-pairs", SyntheticPairsConfig,
                   "toy language pair with reordering and agreement (offline, generated; the built-in default)",
-                  "translation", lambda cfg: synthetic_details(cfg))
+                  "translation", lambda cfg: synthetic_details(cfg), kind="pairs")
 def load_synthetic_pairs(cfg: SyntheticPairsConfig, split: str) -> PairData:
     return pair_data("synthetic-pairs", cfg, split, synthetic_text(cfg, split),
                      train_tokenizer("synthetic-pairs", cfg, lambda: synthetic_text(cfg, "train")))

@@ -20,7 +20,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from genlab.abilities import Decodes, Encodes, GaussianPrior, Reconstructs, Samples
+from genlab.abilities import Decodes, Encodes, GaussianPrior, MeanSamples, Reconstructs, Samples
 from genlab.config import field, require
 from genlab.data.registry import DataInfo
 from genlab.families.vae.likelihoods import Likelihood, make_likelihood
@@ -56,7 +56,7 @@ class AEConfig:
 
 
 @register_model("ae", AEConfig, "deterministic autoencoder (MLP or CNN)", data_defaults={"view": "continuous"},
-                abilities={Encodes, Decodes, Reconstructs})
+                abilities={Encodes, Decodes, Reconstructs}, data_kinds=("image", "points"))
 class AE(GenerativeModel):
     """x -> z = enc(x) -> x_hat = dec(z); loss = reconstruction error summed over pixels."""
 
@@ -145,7 +145,8 @@ class VAEEvalConfig:
 
 @register_model("vae", VAEConfig, "variational autoencoder: MLP/CNN, Bernoulli/categorical/(discretized) Gaussian "
                 "p(x|z), analytic-KL or SGVB ELBO", data_defaults={"view": "binarized"}, eval_config=VAEEvalConfig,
-                abilities={Samples, Encodes, Decodes, Reconstructs, GaussianPrior})
+                abilities={Samples, MeanSamples, Encodes, Decodes, Reconstructs, GaussianPrior},
+                data_kinds=("image", "points"))
 class VAE(GenerativeModel):
     """q(z|x) = N(mu(x), diag sigma^2(x)), p(z) = N(0, I), p(x|z) from the decoder.
 
@@ -265,7 +266,8 @@ class VAE(GenerativeModel):
 
     @torch.no_grad()
     def sample(self, n: int, draw: bool = False) -> torch.Tensor:
-        """n samples from the model: z ~ N(0, I), then E[x|z] (``draw=True``: x ~ p(x|z))."""
+        """n samples from the model: z ~ N(0, I), then E[x|z] (``draw=True``: x ~ p(x|z) in data space, e.g.
+        binary pixels for a Bernoulli decoder; ``MeanSamples``)."""
         z = torch.randn(n, self.latent_dim, device=next(self.parameters()).device)
         out = self.decoder_params(z)
         return self._unflatten(self.likelihood.sample(out) if draw else self.likelihood.mean(out))
