@@ -162,3 +162,36 @@ def test_register_model_needs_its_data_kinds():
         register_model("not-a-model", object, "")
     with pytest.raises(TypeError, match="data_kinds"):
         register_model("not-a-model", object, "", data_kinds=("sound",))
+
+
+# ------------------------------------------------------------------ report: one damaged run does not sink the rest
+def _fake_run(root, name, rows: list[str]):
+    from genlab.train.rundir import RunDir
+    folder = RunDir(root / name)
+    folder.ensure_layout()
+    folder.write_config({"model": "vae", "data": "digits", "model_config": {}, "data_config": {},
+                         "train_config": {}, "data_info": {"kind": "image", "shape": [1, 8, 8]}})
+    folder.write_summary({"model": "vae", "data": "digits", "status": "finished", "steps": 2, "epochs_done": 1})
+    folder.metrics_jsonl.write_text("".join(r + "\n" for r in rows))
+    return folder
+
+
+GOOD = ['{"split": "train", "epoch": 0, "step": 1, "loss": 2.0}', '{"split": "train", "epoch": 0, "step": 2, "loss": 1.0}']
+
+
+@pytest.mark.parametrize("damage, reason", [
+    ([GOOD[0], "{broken", GOOD[1]], "line 2 is not valid JSON"),
+    ([GOOD[0], "\x00\xff\xfe garbage", GOOD[1]], "line 2 is not valid JSON"),
+    ([GOOD[0], '{"split": "train", "step": "abc", "loss": [1]}', '[1, 2]', GOOD[1]], None),
+    ([GOOD[0], '{"split": "train", "step": 3, "loss": NaN}', '{"split": "train", "step": 4, "loss": 1e308}'], None),
+])
+def test_report_shows_a_run_with_a_damaged_metrics_log(tmp_path, capsys, damage, reason):
+    runs = tmp_path / "runs"
+    _fake_run(runs, "good", GOOD)
+    _fake_run(runs, "bad", damage)
+    assert main(["report", str(runs)]) == 0, capsys.readouterr().err
+    assert "Traceback" not in capsys.readouterr().err
+    assert "good" in (runs / "report" / "index.html").read_text()
+    page = (runs / "report" / "run-bad.html").read_text()
+    if reason:
+        assert reason in page and "metrics.jsonl" in page

@@ -194,6 +194,8 @@ def read_run(path: Path, name: str, slug: str) -> RunView:
         view.problems.append(str(e))
     try:
         view.rows = read_jsonl(folder.metrics_jsonl)
+    except GenlabError as e:   # a damaged line: this run is shown without curves, with the reason
+        view.problems.append(f"{e}; the curves are not drawn")
     except (ValueError, OSError) as e:
         view.problems.append(f"{folder.metrics_jsonl}: unreadable ({e})")
     return view
