@@ -753,3 +753,19 @@ def test_a_runtime_error_that_is_no_write_failure_is_not_called_a_full_disk(tmp_
     with pytest.raises(RuntimeError, match="some other bug"):
         checkpoint.save_atomic({"a": 1}, tmp_path / "ck.pt")
     assert list(tmp_path.iterdir()) == []
+
+
+# ----------------------------------------------------------------- issue 25: damaged step counters
+@pytest.mark.unit
+@pytest.mark.parametrize("command", ["resume", "eval", "sample"])
+def test_a_checkpoint_with_a_damaged_step_counter_is_one_line(command, run, capsys):
+    path = run / "checkpoints" / "last.pt"
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["global_step"] = "abc"
+    torch.save(ckpt, path)
+    argv = {"resume": ["train", "--resume", str(run), "--epochs", "2"], "eval": ["eval", str(run), "--no-fid"],
+            "sample": ["sample", str(run), "-n", "4"]}[command]
+    before = snapshot(run)
+    assert main(argv) == 2
+    one_line(capsys, str(path), "global_step", "'abc'")
+    assert snapshot(run) == before

@@ -196,3 +196,68 @@ def test_mid_epoch_resume_of_a_token_budget_run_is_exact(tmp_path):
     assert resumed.state.global_step == full.state.global_step
     assert torch.equal(params(full.model), params(resumed.model))
     assert losses(tmp_path / "full") == losses(tmp_path / "cut")
+
+
+# ----------------------------------------------------------------- two-process resume (issue 25)
+DRIVER = '''
+import os, signal, sys
+from pathlib import Path
+from genlab.cli import main
+from genlab.train import loop
+
+CUT_AT = int(os.environ.get("CUT_AT", "0"))
+step = loop.Trainer.train_step
+
+
+def train_step(self, batches):
+    logs = step(self, batches)
+    if CUT_AT and self.dist.rank == 0 and self.state.global_step + 1 == CUT_AT:
+        os.kill(os.getppid(), signal.SIGINT)   # Ctrl-C reaches the launcher (workers run in their own sessions)
+    return logs
+
+
+loop.Trainer.train_step = train_step
+code = main(sys.argv[1:])
+Path(os.environ["EXIT_DIR"], "rank" + os.environ["RANK"]).write_text(str(code))
+sys.exit(code)
+'''
+TWO_RANKS = {
+    "gpt": ["gpt", "--dropout", "0.1", "--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--block-size", "16",
+            "--words", "1000"],
+    "ddpm": ["ddpm", "--channels", "8", "--mults", "1", "2", "--timesteps", "20", "--sample-steps", "3"],
+}
+
+
+def _torchrun_driver(tmp_path, args, cut_at=0):
+    exits = tmp_path / f"exits-{cut_at}-{len(list(tmp_path.iterdir()))}"
+    exits.mkdir()
+    (tmp_path / "driver.py").write_text(DRIVER)
+    env = dict(os.environ, OMP_NUM_THREADS="1", CUT_AT=str(cut_at), EXIT_DIR=str(exits))
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           str(tmp_path / "driver.py"), *args], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=300, start_new_session=True)   # the Ctrl-C stays in its group
+    return proc, {p.name: int(p.read_text()) for p in exits.iterdir()}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", sorted(TWO_RANKS))
+def test_two_process_ctrl_c_and_resume_equal_an_unbroken_run(model, tmp_path):
+    """Dropout (gpt) and diffusion noise (ddpm) draw from each rank's own generator: the checkpoint
+    keeps every rank's, so a resume after Ctrl-C under torchrun gives the same weights, bit for bit."""
+    train = ["train", *TWO_RANKS[model], "--batch-size", "8", "--max-steps", "20", "--eval-every", "0",
+             "--log-every", "1", "--no-progress", "--no-report"]
+    proc, exits = _torchrun_driver(tmp_path, [*train, "--out", str(tmp_path / "full")])
+    assert proc.returncode == 0 and exits == {"rank0": 0, "rank1": 0}, proc.stderr[-3000:]
+    proc, exits = _torchrun_driver(tmp_path, [*train, "--out", str(tmp_path / "cut")], cut_at=8)
+    assert exits == {"rank0": 130, "rank1": 130}, proc.stderr[-3000:]   # saved, then 130
+    assert proc.returncode != 0 and proc.stderr.count("interrupted at epoch") == 1   # torch's launcher: 1
+    ckpt = checkpoint.load(tmp_path / "cut" / "checkpoints" / "last.pt")
+    assert 8 <= ckpt["global_step"] < 20 and len(ckpt["rng"]) == 2
+    assert not torch.equal(ckpt["rng"][0]["cpu"], ckpt["rng"][1]["cpu"])   # each rank its own stream
+    proc, exits = _torchrun_driver(tmp_path, ["train", "--resume", str(tmp_path / "cut"), "--no-report"])
+    assert proc.returncode == 0 and exits == {"rank0": 0, "rank1": 0}, proc.stderr[-3000:]
+    full = checkpoint.load(tmp_path / "full" / "checkpoints" / "last.pt")["model"]
+    resumed = checkpoint.load(tmp_path / "cut" / "checkpoints" / "last.pt")["model"]
+    assert full.keys() == resumed.keys()
+    assert [k for k in full if not torch.equal(full[k], resumed[k])] == []
+    assert losses(tmp_path / "full") == losses(tmp_path / "cut")

@@ -7,9 +7,10 @@ length-bucketed pairs); each epoch is as long as the source's ``steps_in(epoch)`
 AdamW / SGD / Muon, learning-rate schedules (``schedules.lr_factor``), EMA of the weights (used by
 eval and sampling), gradient accumulation, bf16 autocast, gradient clipping, validation per epoch or
 every N steps, per-step hooks, progress bar, JSON-lines + CSV metrics, atomic checkpoints, exact
-resume (batches are a function of (seed, epoch, step, rank); RNG, optimizers and EMA are
-checkpointed; schedules are pure functions of the step), Ctrl-C and SIGTERM save and stop, NaN/inf
-losses stop the run keeping the last good checkpoint, DDP under torchrun.
+resume (batches are a function of (seed, epoch, step, rank); every rank's RNG, the optimizers and EMA
+are checkpointed; schedules are pure functions of the step), Ctrl-C and SIGTERM save and stop (under
+torchrun every rank stops after the same step), NaN/inf losses stop the run keeping the last good
+checkpoint, DDP under torchrun.
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ from genlab.errors import GenlabError, TrainingDiverged
 from genlab.model import Avg, Texts
 from genlab.train import checkpoint
 from genlab.train.config import TrainConfig
-from genlab.train.distributed import DistInfo, all_true, barrier, pick_device, setup
+from genlab.train.distributed import DistInfo, all_gather, all_max, all_true, barrier, pick_device, setup
 from genlab.train.ema import EMA
 from genlab.train.logger import MetricsLogger
 from genlab.train.schedules import lr_factor
@@ -204,8 +205,32 @@ class Trainer:
     def checkpoint_path(self) -> Path | None:
         return self.out / "checkpoints" / "last.pt" if self.out else None
 
+    def _rng_state(self) -> dict[str, torch.Tensor]:
+        """This process's generators: torch's CPU one and, on a GPU, its CUDA one. (Batches draw from
+        generators seeded by (seed, epoch, step, rank), so the sources keep no state.)"""
+        state = {"cpu": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            state["cuda"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def _set_rng_state(self, saved) -> None:
+        """Give this rank its own generators back (a checkpoint from before per-rank states holds
+        rank 0's CPU state alone)."""
+        if isinstance(saved, torch.Tensor):
+            saved = [{"cpu": saved}]
+        mine = saved[self.dist.rank % len(saved)]
+        torch.set_rng_state(mine["cpu"])
+        if self.device.type == "cuda" and "cuda" in mine:
+            torch.cuda.set_rng_state(mine["cuda"], self.device)
+
     def save(self) -> None:
-        if not (self.out and self.dist.is_main):
+        """Write ``out/checkpoints/last.pt`` (rank 0). Under torchrun every rank must call it: the
+        ranks' RNG states are gathered to rank 0, which writes them all into the one checkpoint."""
+        if not self.out:
+            return
+        rng = all_gather(self._rng_state(), self.dist)   # [one dict per rank]
+        self._saved = True
+        if not self.dist.is_main:
             return
         s = self.state
         checkpoint.save_atomic({
@@ -213,10 +238,9 @@ class Trainer:
             "ema": self.ema.state_dict() if self.ema else None,
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
             "epoch": s.epoch, "step_in_epoch": s.step_in_epoch, "global_step": s.global_step,
-            "rng": torch.get_rng_state(), "history": s.history,
+            "rng": rng, "history": s.history,
             "running": {k: float(v) for k, v in self._running.items()}, "running_count": self._count,
         }, self.checkpoint_path)
-        self._saved = True
 
     def resume(self) -> Trainer:
         """Continue from ``out/checkpoints/last.pt`` exactly where it stopped."""
@@ -231,9 +255,11 @@ class Trainer:
                     g["base_lr"], g["lr"], g["weight_decay"] = lr, lr, wd
             if self.ema is not None and ckpt.get("ema"):
                 self.ema.load_state_dict(ckpt["ema"])
-            self.state = TrainState(ckpt["epoch"], ckpt["step_in_epoch"], ckpt["global_step"],
-                                    history=list(ckpt["history"]))
-            torch.set_rng_state(ckpt["rng"])
+            counters = [ckpt[k] for k in ("epoch", "step_in_epoch", "global_step", "running_count")]
+            if not all(type(c) is int and c >= 0 for c in counters):
+                raise TypeError(f"epoch, step_in_epoch, global_step, running_count are {counters}, not counts")
+            self.state = TrainState(*counters[:3], history=list(ckpt["history"]))
+            self._set_rng_state(ckpt["rng"])
             self._running, self._count = dict(ckpt["running"]), ckpt["running_count"]
         except (KeyError, ValueError, RuntimeError, TypeError) as e:   # optimizer / EMA / state do not fit
             raise GenlabError(f"{self.checkpoint_path} cannot continue the run that {config} describes "
@@ -279,8 +305,9 @@ class Trainer:
 
     def fit(self) -> TrainState:
         cfg, s = self.cfg, self.state
-        stop = _StopFlag()
+        stop = _StopFlag(abort_on_second=not self.dist.enabled)
         epochs = cfg.epochs if cfg.max_steps is None else math.inf
+        completed = False
         try:
             with stop:
                 if s.global_step == 0 and s.epoch == 0 and s.step_in_epoch == 0:
@@ -295,12 +322,16 @@ class Trainer:
                         break
                     s.epoch, s.step_in_epoch = s.epoch + 1, 0
                     self._end_epoch(seen, time.perf_counter() - t0)
+                self._agree_on_stop(stop)   # a signal after the last step: every rank hears of it
+            completed = True
         finally:
             if stop.raised:
                 s.interrupted, s.signal = True, stop.signum
-                self.save()
-                self.logger.note(f"interrupted at epoch {s.epoch} step {s.global_step}; checkpoint saved; "
-                                 f"continue with: genlab train --resume {self.out}")
+                if completed or not self.dist.enabled:   # (a collective after an error could hang)
+                    self.save()
+                if self.dist.is_main:
+                    self.logger.note(f"interrupted at epoch {s.epoch} step {s.global_step}; checkpoint saved; "
+                                     f"continue with: genlab train --resume {self.out}")
             self.logger.close()
         return s
 
@@ -337,10 +368,19 @@ class Trainer:
                 self.model.train()
             for hook in self.step_hooks:
                 hook(self)
+            self._agree_on_stop(stop)
             if stop.raised or self._budget_spent() or self.stop_requested:
                 break
         bar.close()
         return seen
+
+    def _agree_on_stop(self, stop: _StopFlag) -> None:
+        """Under torchrun a signal may reach the ranks between different steps: after each step the
+        ranks agree, so all stop after the same one (and save the same state)."""
+        if self.dist.enabled:
+            signum = all_max(stop.signum or 0, self.dist)
+            if signum and not stop.raised:
+                stop.raised, stop.signum = True, signum
 
     def _check_finite(self, means: dict[str, float]) -> None:
         bad = [k for k, v in means.items() if not math.isfinite(v)]
@@ -421,11 +461,15 @@ def evaluate_model(model, data, batch_size: int, device, progress: bool = False,
 
 class _StopFlag:
     """Turns the first Ctrl-C (SIGINT) or SIGTERM into a flag checked between steps, so the run saves
-    and stops cleanly; a second one aborts at once."""
+    and stops cleanly; a second one aborts at once. Under torchrun (workers run in sessions of their
+    own: a Ctrl-C reaches the launcher, which sends each worker SIGINT) a second one does not abort, as
+    one rank leaving mid-step would leave the others waiting; the launcher kills workers that have not
+    stopped within its shutdown timeout (30 s)."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-    def __init__(self):
+    def __init__(self, abort_on_second: bool = True):
+        self.abort_on_second = abort_on_second
         self.raised = False
         self.signum: int | None = None
         self._old: dict = {}
@@ -439,8 +483,10 @@ class _StopFlag:
         return self
 
     def _handle(self, signum, frame):
-        if self.raised:
+        if self.raised and self.abort_on_second:
             raise KeyboardInterrupt
+        if self.raised:
+            return
         self.raised, self.signum = True, signum
 
     def __exit__(self, *exc):

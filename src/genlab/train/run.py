@@ -227,4 +227,9 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> Run:
     dcfg = data_config(cfg["data"], cfg["data_config"])
     tcfg = from_dict(TrainConfig, cfg["train_config"], where=f"{folder.config}")
     state = {k: ckpt.get(k, [] if k == "history" else 0) for k in ("epoch", "global_step", "history")}
+    if not (all(type(state[k]) is int and state[k] >= 0 for k in ("epoch", "global_step"))
+            and isinstance(state["history"], list)):
+        raise GenlabError(f"{folder.checkpoint}: the checkpoint's step counters are damaged (epoch "
+                          f"{state['epoch']!r}, global_step {state['global_step']!r}); restore it from a copy, "
+                          f"or train again into a new folder")
     return Run(folder.path, net, cfg["model"], cfg["data"], dcfg, tcfg, info, state)
