@@ -1,11 +1,15 @@
 """The Frechet distance and the local-classifier sample-quality metric."""
+import types
+
 import numpy as np
 import pytest
 import scipy.linalg
 import torch
 
-from genlab.data.registry import data_config
+from genlab.abilities import MeanSamples, Samples
+from genlab.data.registry import data_config, load_dataset
 from genlab.eval.fid import (
+    REFERENCE_SEED,
     classifier_path,
     classifier_score,
     fid_metric,
@@ -14,7 +18,10 @@ from genlab.eval.fid import (
     get_classifier,
     prepare_fid,
     reference_subset,
+    sample_quality,
 )
+
+pytestmark = pytest.mark.unit
 
 
 @pytest.fixture(autouse=True)
@@ -101,7 +108,6 @@ def test_fid_metric_is_deterministic_and_ranks_data_above_noise(tmp_path, monkey
     assert "fid_real_floor" not in fid_metric(run, data, {"seed": 0, "fid_real_floor": False})
 
 
-@pytest.mark.unit
 def test_reference_subset_is_random_fixed_and_keeps_order():
     images = torch.arange(100).float().view(100, 1, 1, 1)
     a, b = reference_subset(images, 10), reference_subset(images, 10)
@@ -122,3 +128,69 @@ def test_data_prepare_fid_command(capsys):
     assert main(["data", "prepare-fid", "digits"]) == 0
     assert "test_accuracy" in capsys.readouterr().out and classifier_path("digits").exists()
     assert main(["data", "prepare-fid", "nope"]) == 2
+
+
+# ----------------------------------------------------------------- FID in the data's own space
+class ImageSampler:
+    """A stand-in model whose samples are given images; with ``means``, it declares ``MeanSamples``: the
+    images are its means and ``sample(n, draw=True)`` draws Bernoulli pixels from them."""
+    training = False
+
+    def __init__(self, images: torch.Tensor, means: bool = False):
+        self.images = images
+        self.ABILITIES = frozenset({Samples, MeanSamples} if means else {Samples})
+
+    def sample(self, n, draw=False):
+        return torch.bernoulli(self.images[:n], generator=torch.Generator().manual_seed(5)) if draw else self.images[:n]
+
+    def eval(self):
+        return self
+
+    def train(self, mode=True):
+        return self
+
+
+def quality(view: str, model) -> dict:
+    run = types.SimpleNamespace(data_name="digits", data_config=data_config("digits", {"view": view}), model=model)
+    return sample_quality(run, progress=False)
+
+
+def floor_images(view: str) -> torch.Tensor:
+    """The real train images the floor is computed on (360 of them, drawn with the floor's seed)."""
+    return reference_subset(load_dataset("digits", "train", view=view).tensors[0], 360, REFERENCE_SEED + 1)
+
+
+@pytest.fixture(scope="module")
+def classifier_cache(tmp_path_factory):
+    """One local digits classifier for the tests below (trained once, in a private cache)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GENLAB_CACHE", str(tmp_path_factory.mktemp("cache")))
+        yield
+
+
+COLUMNS = {"fid", "fid_real_floor", "fid_samples", "fid_space", "classifier_score", "classifier_score_data",
+           "classifier_test_acc"}
+
+
+@pytest.mark.parametrize("view", ["binarized", "continuous"])
+def test_samples_that_are_real_images_score_the_real_floor(classifier_cache, view):
+    """A "model" whose samples are the floor's own real images (in the data's view: binary pixels for the
+    binarized digits) gets exactly the real-vs-real floor; the other split's real images land near it."""
+    q = quality(view, ImageSampler(floor_images(view)))
+    assert q["fid"] == pytest.approx(q["fid_real_floor"], abs=1e-6) and set(q) == COLUMNS
+    assert q["fid_space"] == ("binary samples" if view == "binarized" else "continuous samples")
+    near = quality(view, ImageSampler(load_dataset("digits", "val", view=view).tensors[0]))
+    assert near["fid"] < 1.8 * near["fid_real_floor"]
+    if view == "binarized":      # grey images are not the binary data: far above the floor
+        assert quality(view, ImageSampler(floor_images("continuous")))["fid"] > 2 * q["fid_real_floor"]
+
+
+def test_a_bernoulli_model_whose_means_are_the_data_is_scored_on_its_draws(classifier_cache):
+    """On the dynamically binarized digits (pixels ~ Bernoulli(grey)), a MeanSamples model whose means are
+    grey real images is scored on Bernoulli draws: near the floor; the same grey means compared as they
+    are with the binary data would be far above it. Every model gets the same columns."""
+    drawn = quality("dynamic", ImageSampler(floor_images("continuous"), means=True))
+    means = quality("dynamic", ImageSampler(floor_images("continuous")))
+    assert drawn["fid_space"] == "binary samples" and set(drawn) == set(means) == COLUMNS
+    assert drawn["fid"] < 1.2 * drawn["fid_real_floor"]
+    assert means["fid"] > 1.4 * means["fid_real_floor"]

@@ -26,6 +26,17 @@ class Samples(Protocol):
         ...
 
 
+class MeanSamples(Protocol):
+    """A latent-variable model whose ``sample(n)`` gives the decoder's mean E[x|z] of each prior draw z (a
+    smooth image, what sample figures show) rather than a draw, and whose ``sample(n, draw=True)`` draws
+    x ~ p(x|z) in the data's own space (binary pixels for a Bernoulli decoder on binary data). Sample
+    quality on binary data (FID) compares such draws with the binary test images."""
+
+    def sample(self, n: int, draw: bool = False) -> torch.Tensor:
+        """``n`` examples ``[n, *shape]``: decoder means, or with ``draw`` draws of p(x|z) in data space."""
+        ...
+
+
 class Encodes(Protocol):
     """Maps data to a latent code of ``latent_dim`` numbers (the posterior mean for a VAE, the
     mean angles for a VAE on a torus): not any other summary of the input."""
@@ -112,7 +123,7 @@ class HasAttentionMaps(Protocol):
         ...
 
 
-ABILITIES: tuple[type, ...] = (Samples, Encodes, Decodes, Reconstructs, GaussianPrior, LogProb, HasStages,
+ABILITIES: tuple[type, ...] = (Samples, MeanSamples, Encodes, Decodes, Reconstructs, GaussianPrior, LogProb, HasStages,
                                HasTrajectory, RendersViews, HasAttentionMaps)
 
 

@@ -26,6 +26,7 @@ from genlab.abilities import (
     HasStages,
     HasTrajectory,
     LogProb,
+    MeanSamples,
     Reconstructs,
     RendersViews,
     Samples,
@@ -212,6 +213,16 @@ def _check_samples(model, run):
     assert torch.isfinite(x).all()
 
 
+def _check_mean_samples(model, run):
+    """sample(n, draw=True) draws in data space: binary pixels on a binary view, and not the means."""
+    x = model.sample(3, draw=True)
+    assert isinstance(x, torch.Tensor) and tuple(x.shape) == (3, *run.data_info.shape)
+    assert torch.isfinite(x).all()
+    if run.data_info.view in ("binarized", "dynamic"):
+        assert set(x.unique().tolist()) <= {0.0, 1.0}
+        assert not set(model.sample(3).unique().tolist()) <= {0.0, 1.0}, "sample(n) gives the means"
+
+
 def _check_encodes(model, run):
     z = model.encode(_examples(run))
     assert isinstance(z, torch.Tensor) and tuple(z.shape) == (3, model.latent_dim)
@@ -284,7 +295,7 @@ def _check_attention_maps(model, run):
     torch.testing.assert_close(maps.sum(-1), torch.ones(maps.shape[:3]))   # softmax rows over the keys
 
 
-CHECKS = {Samples: _check_samples, Encodes: _check_encodes, Decodes: _check_decodes,
+CHECKS = {Samples: _check_samples, MeanSamples: _check_mean_samples, Encodes: _check_encodes, Decodes: _check_decodes,
           Reconstructs: _check_reconstructs, GaussianPrior: _check_gaussian_prior, LogProb: _check_log_prob,
           HasStages: _check_stages, HasTrajectory: _check_trajectory, RendersViews: _check_renders_views,
           HasAttentionMaps: _check_attention_maps}

@@ -7,6 +7,12 @@ between models of the same dataset in genlab, not with published Inception FIDs.
 
   FD(N(mu1, C1), N(mu2, C2)) = ||mu1 - mu2||^2 + tr(C1 + C2 - 2 (C1 C2)^{1/2})     (Frechet / 2-Wasserstein)
   score = exp(E_x KL(p(y|x) || p(y)))   with p(y) = E_x p(y|x)       (the Inception-Score formula)
+
+Samples and reference images are compared in the data's own space (``fid_space`` in eval.json): on binary
+views (binarized, dynamic) the reference and real-floor images are the binary pixels the model was trained on,
+and a model whose ``sample(n)`` gives decoder means (``MeanSamples``: a Bernoulli VAE's sigmoid outputs)
+is scored on its draws ``sample(n, draw=True)``, binary pixels like the data ("binary samples"); on
+continuous views both are grey images in [0, 1] ("continuous samples").
 """
 from __future__ import annotations
 
@@ -19,8 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genlab.abilities import Samples
+from genlab.abilities import MeanSamples, Samples, can
 from genlab.data.idx import cache_dir
+from genlab.data.images import apply_view
 from genlab.data.registry import TensorData, load_dataset
 from genlab.errors import GenlabError
 from genlab.eval.evaluate import register_metric
@@ -170,11 +177,33 @@ def features_and_probs(model: Classifier, x: torch.Tensor, batch: int = 500) -> 
     return torch.cat(feats), torch.cat(probs)
 
 
+BINARY_VIEWS = ("binarized", "dynamic")
+SPLIT_SEEDS = {"train": 0, "val": 1, "test": 2}      # the fixed Bernoulli draws of genlab.data.images
+
+
+def fid_space(data_config) -> str:
+    """Where samples and reference images meet: "binary samples" on binary views, else "continuous samples"."""
+    return "binary samples" if getattr(data_config, "view", "continuous") in BINARY_VIEWS else "continuous samples"
+
+
+def data_space_images(data_name: str, data_config, split: str) -> torch.Tensor:
+    """The split's images (no example limit) in the data's own space: binary pixels on binary views (the
+    fixed-seed Bernoulli draws of the dynamic view, the same as its val/test splits), else grey in [0, 1]."""
+    images = unit_view(data_name, data_config, split).tensors[0]
+    if fid_space(data_config) == "binary samples":
+        return apply_view(images, data_config, seed=SPLIT_SEEDS[split])
+    return images
+
+
 @torch.no_grad()
-def draw_samples(model, n: int, batch: int = 500) -> torch.Tensor:
+def draw_samples(model, n: int, binary: bool = False, batch: int = 500) -> torch.Tensor:
+    """``n`` samples in [0, 1]; with ``binary``, draws in data space from a model whose ``sample(n)`` gives
+    means (``MeanSamples``), so that binary data meets binary samples."""
     was_training = model.training
     model.eval()
-    out = torch.cat([model.sample(min(batch, n - i)).cpu() for i in range(0, n, batch)])
+    draw = binary and can(model, MeanSamples)
+    out = torch.cat([(model.sample(k, draw=True) if draw else model.sample(k)).cpu()
+                     for k in (min(batch, n - i) for i in range(0, n, batch))])
     model.train(was_training)
     return out.clamp(0, 1)
 
@@ -191,27 +220,30 @@ def reference_subset(images: torch.Tensor, n: int, seed: int = REFERENCE_SEED) -
 def sample_quality(run, split: str = "test", n: int = FID_SAMPLES, seed: int = 0, limit: int | None = None,
                    real_floor: bool = True, data_dir: str | None = None, progress: bool = True) -> dict:
     """FID (local classifier features) and classifier scores of ``n`` samples vs ``n`` split images drawn
-    at random with the fixed ``REFERENCE_SEED``; with ``real_floor``, ``fid_real_floor``: the FID of ``n``
-    real images of another split against the same reference set, the value a perfect sampler would get
-    at this size (FID is biased upwards for finite n); the real images come from the train split (from
-    the test split when ``split`` is train)."""
+    at random with the fixed ``REFERENCE_SEED``, both in the data's own space (``fid_space``); with
+    ``real_floor``, ``fid_real_floor``: the FID of ``n`` real images of another split against the same
+    reference set, the value a perfect sampler would get at this size (FID is biased upwards for finite n);
+    the real images come from the train split (from the test split when ``split`` is train). Every model
+    gets the same columns: fid, fid_real_floor (when computed), fid_samples, fid_space, classifier_score,
+    classifier_score_data (of the reference images) and classifier_test_acc."""
     config = _with_data_dir(run.data_config, data_dir)
     classifier, acc = get_classifier(run.data_name, config, progress=progress)
-    images = unit_view(run.data_name, config, split).tensors[0]
+    space = fid_space(config)
+    images = data_space_images(run.data_name, config, split)
     n = min(n, len(images), limit or len(images))
     reference = reference_subset(images, n)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        samples = draw_samples(run.model, n)
+        samples = draw_samples(run.model, n, binary=space == "binary samples")
     if tuple(samples.shape[1:]) != tuple(reference.shape[1:]):
         raise GenlabError(f"samples have shape {tuple(samples.shape[1:])} but the data {tuple(reference.shape[1:])}")
     f_gen, p_gen = features_and_probs(classifier, samples)
     f_ref, p_ref = features_and_probs(classifier, reference)
     ref_stats = gaussian_stats(f_ref)
-    out = {"fid": frechet_distance(*gaussian_stats(f_gen), *ref_stats), "fid_samples": n}
+    out = {"fid": frechet_distance(*gaussian_stats(f_gen), *ref_stats), "fid_samples": n, "fid_space": space}
     if real_floor:
         other = "test" if split == "train" else "train"
-        real = reference_subset(unit_view(run.data_name, config, other).tensors[0], n, REFERENCE_SEED + 1)
+        real = reference_subset(data_space_images(run.data_name, config, other), n, REFERENCE_SEED + 1)
         out["fid_real_floor"] = frechet_distance(*gaussian_stats(features_and_probs(classifier, real)[0]), *ref_stats)
     return out | {"classifier_score": classifier_score(p_gen), "classifier_score_data": classifier_score(p_ref),
                   "classifier_test_acc": acc}
