@@ -179,7 +179,7 @@ def test_a_token_budget_gives_epochs_of_different_lengths_and_each_is_trained_to
     assert [s for e, s in seen if e == 1] == list(range(1, lengths[1] + 1))
 
 
-@pytest.mark.unit
+@pytest.mark.slow
 def test_mid_epoch_resume_of_a_token_budget_run_is_exact(tmp_path):
     """Ctrl-C in the second (shorter) epoch, then resume: the same parameters, bit for bit, and the
     same losses as an unbroken run (the cosine schedule's length is the sum of the epochs' lengths)."""
