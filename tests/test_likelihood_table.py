@@ -52,7 +52,8 @@ def uniform_model(monkeypatch):
     """Declare the uniform model for this test only (catalog entry and declaration both restored)."""
     monkeypatch.setitem(catalog.MODELS, "uniform-test", __name__)
     monkeypatch.setitem(catalog._REGISTRY["model"], "uniform-test",
-                        ModelSpec("uniform-test", Uniform, UniformConfig, "uniform over grey levels", family="test"))
+                        ModelSpec("uniform-test", Uniform, UniformConfig, "uniform over grey levels", family="test",
+                                  data_kinds=("image",)))
 
 
 def train_uniform(tmp_path, data, **options):
