@@ -78,6 +78,11 @@ def barrier(info: DistInfo) -> None:
         dist.barrier()
 
 
+def _collective_device() -> torch.device:
+    """NCCL reduces GPU tensors only (this rank's GPU, set in :func:`setup`); gloo CPU tensors."""
+    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
 def all_gather(obj, info: DistInfo) -> list:
     """``[obj of rank 0, obj of rank 1, ...]`` on every rank (``[obj]`` in a single process)."""
     if not info.enabled:
@@ -91,7 +96,7 @@ def all_max(value: int, info: DistInfo) -> int:
     """The largest of every rank's ``value``."""
     if not info.enabled:
         return value
-    t = torch.tensor([int(value)])
+    t = torch.tensor([int(value)], device=_collective_device())
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return int(t.item())
 
@@ -100,6 +105,6 @@ def all_true(flag: bool, info: DistInfo) -> bool:
     """True only if ``flag`` holds on every rank (so all ranks stop together)."""
     if not info.enabled:
         return flag
-    t = torch.tensor([0 if flag else 1])
+    t = torch.tensor([0 if flag else 1], device=_collective_device())
     dist.all_reduce(t)
     return int(t.item()) == 0
