@@ -195,3 +195,56 @@ def test_report_shows_a_run_with_a_damaged_metrics_log(tmp_path, capsys, damage,
     page = (runs / "report" / "run-bad.html").read_text()
     if reason:
         assert reason in page and "metrics.jsonl" in page
+
+
+# ------------------------------------------------------------------ unbounded work is refused before it starts
+@pytest.fixture(scope="module")
+def tiny_runs(tmp_path_factory):
+    """One-step runs of an image model, a text model and a translator (no report)."""
+    root = tmp_path_factory.mktemp("runs")
+    common = ["--max-steps", "1", "--no-progress", "--no-report"]
+    assert main(["train", "pixelcnn", "--channels", "4", "--layers", "1", "--out", str(root / "pixelcnn"), *common]) == 0
+    assert main(["train", "gpt", "--words", "100", "--batch-size", "2", "--n-layer", "1", "--n-embd", "8",
+                 "--n-head", "1", "--block-size", "8", "--out", str(root / "gpt"), *common]) == 0
+    assert main(["train", "translator", "--n-train", "20", "--n-val", "4", "--n-test", "4", "--vocab-size", "120",
+                 "--d-model", "8", "--heads", "1", "--layers", "1", "--out", str(root / "tr"), *common]) == 0
+    return root
+
+
+@pytest.mark.parametrize("run, argv, needle", [
+    ("pixelcnn", ["-n", "999999999999"], "at most 4,096 samples"),
+    ("pixelcnn", ["-n", "4097"], "at most 4,096 samples"),
+    ("gpt", ["-n", "99999999999"], "at most 100,000"),
+    ("tr", ["--text", "a man", "--beam", "100000"], "beam must be in 1..64"),
+])
+def test_sample_requests_beyond_the_bound_are_refused(tiny_runs, capsys, run, argv, needle):
+    before = sorted(p.relative_to(tiny_runs) for p in tiny_runs.rglob("*"))
+    one_line_error(capsys, ["sample", str(tiny_runs / run), *argv], needle)
+    assert sorted(p.relative_to(tiny_runs) for p in tiny_runs.rglob("*")) == before
+
+
+def test_sample_within_the_bound_still_works(tiny_runs, capsys):
+    assert main(["sample", str(tiny_runs / "gpt"), "-n", "5"]) == 0
+    assert main(["sample", str(tiny_runs / "tr"), "--text", "a man", "--beam", "64"]) == 0
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["gpt", "--n-layer", "99999999999999999999"], "more than 20,000 modules"),
+    (["gpt", "--n-embd", "4000000", "--n-head", "1"], "GiB for weights, gradients and Adam moments"),
+])
+def test_a_model_too_large_is_refused_before_it_is_allocated(tmp_path, capsys, argv, needle):
+    import resource
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    one_line_error(capsys, ["train", *argv, "--out", str(tmp_path / "run")], needle)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak < 500_000   # KiB: nothing big was allocated
+    assert not (tmp_path / "run" / "config.json").exists()
+
+
+def test_the_size_check_counts_parameters_exactly():
+    from genlab.config import from_dict
+    from genlab.data.registry import load_dataset
+    from genlab.model import check_model_size, get_model_spec
+    for name, data in [("vae", "digits"), ("pixelcnn", "digits"), ("realnvp", "moons")]:
+        spec, info = get_model_spec(name), load_dataset(data, "val").info
+        cfg = from_dict(spec.config, {})
+        assert check_model_size(spec, cfg, info) == sum(p.numel() for p in spec.cls(cfg, info).parameters())

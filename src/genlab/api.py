@@ -55,6 +55,28 @@ def write_report(run: Run, eval_options: dict | None = None, extras: bool | set 
     return record, make_figures(run)
 
 
+MAX_SAMPLES = 4096          # draws of one `genlab sample` (images, points): a 64 x 64 grid
+MAX_SAMPLE_TOKENS = 100_000  # tokens of one text sample
+
+
+def check_sample_size(run: Run, n: int) -> None:
+    """Refuse ``-n`` beyond one command's bound (checked before anything is drawn): ``MAX_SAMPLE_TOKENS``
+    for text models, else ``MAX_SAMPLES`` draws, and their tensor at most a quarter of the memory."""
+    import math
+
+    from genlab.model import memory_limit
+    if run.data_info.kind == "text":
+        if n > MAX_SAMPLE_TOKENS:
+            raise ConfigError(f"-n {n} tokens is more than one sample command writes (at most "
+                              f"{MAX_SAMPLE_TOKENS:,}); draw several with different --seed values")
+        return
+    nbytes = n * math.prod(run.data_info.shape) * 4
+    if n > MAX_SAMPLES or nbytes > memory_limit() // 4:
+        raise ConfigError(f"-n {n} is more than one sample command draws (at most {MAX_SAMPLES:,} samples, "
+                          f"their tensor at most a quarter of the memory); draw several with different --seed "
+                          f"values")
+
+
 def sample(run: Run | str | Path, n: int = 64, seed: int = 0, out: str | Path | None = None,
            device: str = "cpu", options: dict | None = None, **sample_options) -> list[str]:
     """Draw from a run as its family declares (image grid, points, text, renders); returns the lines
@@ -63,6 +85,7 @@ def sample(run: Run | str | Path, n: int = 64, seed: int = 0, out: str | Path | 
         raise ConfigError(f"-n must be a positive number of samples, got {n}")
     if not isinstance(run, Run):
         run = load_run(run, device)
+    check_sample_size(run, n)
     spec = run.spec
     cfg = from_dict(spec.sample_config, (options or {}) | sample_options, where=f"sample options of {run.model_name}")
     with torch.random.fork_rng(devices=[]), torch.no_grad():

@@ -27,6 +27,7 @@ Models never import the trainer, the CLI or the figures.
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,7 +39,7 @@ from genlab import catalog
 from genlab.abilities import check_abilities
 from genlab.config import from_dict
 from genlab.data.registry import DATA_KINDS, DataInfo, get_spec
-from genlab.errors import ConfigError
+from genlab.errors import ConfigError, GenlabError
 
 
 @dataclass
@@ -179,9 +180,71 @@ def check_data_fits(model: str, data: str) -> None:
                           f"pass --data with one of {', '.join(fitting_datasets(model))}")
 
 
+# weights, their gradients and Adam's two moments, float32 each: what training holds per parameter
+BYTES_PER_PARAMETER = 16
+MAX_MODULES = 20_000   # genlab's largest defaults have about 100; each module costs Python memory and calls
+
+
+def memory_limit() -> int:
+    """Bytes of this machine's physical memory (what a model and its optimizer state must fit in)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 16 * 2 ** 30
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def check_model_size(spec: ModelSpec, config, data_info: DataInfo) -> int | None:
+    """Refuse a model that cannot fit before any of it is allocated: build it on the meta device (shapes
+    only, no memory), counting every parameter, buffer and submodule as it is registered, and stop as
+    soon as the parameters' training state (``BYTES_PER_PARAMETER`` each) plus the buffers exceed
+    :func:`memory_limit`, or the submodules exceed ``MAX_MODULES``. Returns the parameter count (None
+    when the model does not build on the meta device; the real build then reports its own error)."""
+    from torch.nn.modules import module as torch_module
+    limit, counts = memory_limit(), {"bytes": 0, "parameters": 0, "modules": 0}
+
+    def tensor_added(module, name, tensor):
+        if tensor is not None:
+            parameter = isinstance(tensor, nn.Parameter)
+            counts["parameters"] += tensor.numel() if parameter else 0
+            counts["bytes"] += tensor.numel() * (BYTES_PER_PARAMETER if parameter else tensor.element_size())
+            if counts["bytes"] > limit:
+                raise _TooLarge
+
+    def module_added(module, name, submodule):
+        counts["modules"] += 1
+        if counts["modules"] > MAX_MODULES:
+            raise _TooLarge
+
+    hooks = [torch_module.register_module_parameter_registration_hook(tensor_added),
+             torch_module.register_module_buffer_registration_hook(tensor_added),
+             torch_module.register_module_module_registration_hook(module_added)]
+    try:
+        with torch.random.fork_rng(devices=[]), torch.device("meta"):
+            spec.cls(config, data_info)
+    except _TooLarge:
+        need = (f"more than {MAX_MODULES:,} modules (the limit; genlab's largest defaults have about 100)"
+                if counts["modules"] > MAX_MODULES else
+                f"more than {counts['parameters']:,} parameters, over {counts['bytes'] / 2 ** 30:,.1f} GiB for "
+                f"weights, gradients and Adam moments (the limit: this machine's memory)")
+        raise GenlabError(f"model {spec.name}: these settings need {need}; choose smaller sizes (e.g. fewer "
+                          f"layers or a narrower width)") from None
+    except Exception:   # noqa: BLE001 -- a model that needs real tensors to build: the real build decides
+        return None
+    finally:
+        for h in hooks:
+            h.remove()
+    return counts["parameters"]
+
+
 def build_model(name: str, data_info: DataInfo, config=None, **overrides) -> GenerativeModel:
-    """Build registered model ``name`` for data described by ``data_info``."""
+    """Build registered model ``name`` for data described by ``data_info``, after
+    :func:`check_model_size` has seen that it fits."""
     spec = get_model_spec(name)
     if config is None:
         config = from_dict(spec.config, overrides, where=f"model {name}")
+    check_model_size(spec, config, data_info)
     return spec.cls(config, data_info)

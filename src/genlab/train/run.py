@@ -20,7 +20,7 @@ from genlab import __version__
 from genlab.config import from_dict, to_dict
 from genlab.data.registry import DataInfo, data_config, get_spec, load_dataset
 from genlab.errors import ConfigError, GenlabError
-from genlab.model import get_model_spec
+from genlab.model import check_model_size, get_model_spec
 from genlab.train import checkpoint
 from genlab.train.config import TrainConfig
 from genlab.train.distributed import pick_device
@@ -109,6 +109,7 @@ def _load_splits(data: str, dcfg, check_test: bool = True):
 
 
 def _build(spec, mcfg, info: DataInfo):
+    check_model_size(spec, mcfg, info)   # a model that cannot fit is refused before it is allocated
     try:
         return spec.cls(mcfg, info)
     except (ValueError, RuntimeError) as e:   # a config that builds no valid network

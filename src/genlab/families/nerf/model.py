@@ -92,7 +92,7 @@ class NeRFSampleConfig:
     fps: int = field(20, "frames per second of the GIF")
 
     def validate(self):
-        require(self.orbit >= 1, f"--orbit must be >= 1 frame, got {self.orbit}")
+        require(1 <= self.orbit <= 3600, f"--orbit must be in 1..3600 frames, got {self.orbit}")
         require(self.size is None or 8 <= self.size <= 2048, f"--size must be in 8..2048, got {self.size}")
         require(1 <= self.fps <= 100, f"--fps must be in 1..100, got {self.fps}")
 

@@ -38,6 +38,8 @@ from genlab.nn.norms import make_norm
 from genlab.nn.positions import SinusoidalPositions
 from genlab.nn.transformer import BlockConfig, DecoderBlock, EncoderBlock, LayerCache
 
+MAX_BEAM = 64   # beam search keeps this many hypotheses per sentence; published systems use 4..12
+
 
 @dataclass
 class TranslatorConfig:
@@ -74,7 +76,8 @@ class TranslatorEvalConfig:
     decode: bool = field(True, "translate the split for BLEU and chrF (--no-decode: per-token NLL only)")
 
     def validate(self):
-        require(self.beam >= 1, f"beam must be at least 1, got {self.beam}")
+        require(1 <= self.beam <= MAX_BEAM, f"beam must be in 1..{MAX_BEAM} (it keeps beam hypotheses per "
+                                            f"sentence), got {self.beam}")
         require(self.length_penalty >= 0, f"length_penalty must be >= 0, got {self.length_penalty}")
 
 
@@ -85,7 +88,8 @@ class TranslatorSampleConfig:
     length_penalty: float = field(0.6, "alpha of the GNMT length penalty (Wu et al. 2016)")
 
     def validate(self):
-        require(self.beam >= 1, f"beam must be at least 1, got {self.beam}")
+        require(1 <= self.beam <= MAX_BEAM, f"beam must be in 1..{MAX_BEAM} (it keeps beam hypotheses per "
+                                            f"sentence), got {self.beam}")
 
 
 # ----------------------------------------------------------------- the loss
