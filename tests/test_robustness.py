@@ -22,6 +22,7 @@ import torch
 
 import genlab
 from genlab.cli import main
+from genlab.errors import DataError
 from genlab.train import checkpoint
 from genlab.train.logger import read_jsonl
 from genlab.train.rundir import RunDir, dumps, write_json_atomic
@@ -769,3 +770,23 @@ def test_a_checkpoint_with_a_damaged_step_counter_is_one_line(command, run, caps
     assert main(argv) == 2
     one_line(capsys, str(path), "global_step", "'abc'")
     assert snapshot(run) == before
+
+
+@pytest.mark.parametrize("chars", [None, [], ["a", "a"], ["ab"], 3])
+def test_a_damaged_character_vocabulary_is_one_line(chars):
+    from genlab.data.tokenizers import tokenizer_from_dict
+    with pytest.raises(DataError, match="chars"):
+        tokenizer_from_dict({"kind": "char", "chars": chars})
+    assert tokenizer_from_dict({"kind": "char", "chars": ["a", "b"]}).chars == ["a", "b"]
+
+
+def test_sample_out_a_folder_is_one_line_for_a_family_writer(tmp_path, capsys):
+    """Families with their own sample writer (text here) check --out as the generic path does."""
+    out = tmp_path / "gpt"
+    assert main(["train", "gpt", "--max-steps", "2", "--n-layer", "1", "--n-embd", "16", "--n-head", "2",
+                 "--block-size", "16", "--out", str(out), "--no-report"]) == 0
+    capsys.readouterr()
+    before = snapshot(out)
+    assert main(["sample", str(out), "-n", "8", "--out", str(tmp_path)]) == 2
+    one_line(capsys, "is a folder; name a file")
+    assert snapshot(out) == before

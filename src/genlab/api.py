@@ -88,21 +88,21 @@ def sample(run: Run | str | Path, n: int = 64, seed: int = 0, out: str | Path | 
     check_sample_size(run, n)
     spec = run.spec
     cfg = from_dict(spec.sample_config, (options or {}) | sample_options, where=f"sample options of {run.model_name}")
+    if out:
+        out = Path(out)
+        if out.is_dir():
+            raise ConfigError(f"--out {out} is a folder; name a file in it, e.g. {out / 'samples.png'}")
+        if not out.parent.is_dir():
+            raise ConfigError(f"--out {out}: the folder {out.parent} does not exist; create it or choose "
+                              f"another --out")
     with torch.random.fork_rng(devices=[]), torch.no_grad():
         torch.manual_seed(seed)
         writer = spec.sample_writer()
         if writer is not None:
-            return list(writer(run, cfg, n, Path(out) if out else None, seed))
+            return list(writer(run, cfg, n, out or None, seed))
         if not can(run.model, Samples):
             raise GenlabError(f"model {run.model_name} cannot sample (it has no generative prior); "
                               f"try `genlab report {run.dir}` for its figures")
-        if out:
-            out = Path(out)
-            if out.is_dir():
-                raise ConfigError(f"--out {out} is a folder; name a file, e.g. {out / 'samples.png'}")
-            if not out.parent.is_dir():
-                raise ConfigError(f"--out {out}: the folder {out.parent} does not exist; create it or choose "
-                                  f"another --out")
         x = run.model.sample(n)
         try:
             return [str(write_samples(run, x, out or None))]

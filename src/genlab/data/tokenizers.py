@@ -121,9 +121,16 @@ def build_tokenizer(kind: str, text: str, vocab_size: int = 512) -> Tokenizer:
 
 
 def tokenizer_from_dict(d: dict) -> Tokenizer:
+    if not isinstance(d, dict):
+        raise DataError("a saved tokenizer is not a JSON object; was it written by genlab?")
     kind = d.get("kind")
     if kind == "char":
-        return CharTokenizer(d["chars"])
+        chars = d.get("chars")
+        if (not isinstance(chars, (list, str)) or not chars or len(set(chars)) != len(chars)
+                or not all(isinstance(c, str) and len(c) == 1 for c in chars)):
+            raise DataError(f"a saved character tokenizer has no valid 'chars' (got {type(chars).__name__}: "
+                            f"{str(chars)[:40]!r}); the run's config.json was edited or damaged")
+        return CharTokenizer(chars)
     if kind == "byte":
         return ByteTokenizer()
     if kind == "bpe":
