@@ -790,3 +790,11 @@ def test_sample_out_a_folder_is_one_line_for_a_family_writer(tmp_path, capsys):
     assert main(["sample", str(out), "-n", "8", "--out", str(tmp_path)]) == 2
     one_line(capsys, "is a folder; name a file")
     assert snapshot(out) == before
+
+
+def test_a_resumed_no_report_run_stays_without_a_report(tmp_path, capsys):
+    out = tmp_path / "vae"
+    assert main(["train", "vae", "--max-steps", "2", "--out", str(out), "--no-report"]) == 0
+    assert main(["train", "--resume", str(out), "--max-steps", "4"]) == 0
+    assert not (out / "eval.json").exists()
+    assert json.loads((out / "config.json").read_text())["no_report"] is True

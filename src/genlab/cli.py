@@ -242,9 +242,16 @@ def cmd_train(argv: list[str]) -> int:
         out = args.out or RunDir.fresh_default("runs", f"{args.model}-{data}").path
         run = train(args.model, data, out, report=False, overwrite=args.overwrite, model_options=ov.get("model"),
                     data_options=ov.get("data"), train_options=ov["train"])
+    no_report = args.no_report
+    if run.dir is not None and _is_main():   # --no-report is part of the run: a resume keeps it
+        folder = RunDir(run.dir)
+        config = folder.read_config()
+        no_report = no_report or bool(config.get("no_report", False))
+        if no_report and not config.get("no_report"):
+            folder.write_config(config | {"no_report": True})
     if run.state.interrupted:
         return 143 if run.state.signal == signal.SIGTERM else 130
-    if not args.no_report and _is_main() and run.dir is not None and not run.state.idle:
+    if not no_report and _is_main() and run.dir is not None and not run.state.idle:
         record, figures = write_report(run, eval_options=ov.get("eval"), extras=extras)
         print(f"\nrun folder: {run.dir}")
         print("test metrics:", ", ".join(f"{k}={v:.4g}" for k, v in record["metrics"].items()
@@ -264,7 +271,8 @@ def _run_parser(command: str, description: str, run_dir: str | None, group: str)
     p = _Parser(prog=f"genlab {command}", description=description)
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by `genlab train`")
     p.add_argument("--seed", type=int, default=0, help="seed for every random draw (default 0)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto (default cpu)")
+    p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps "
+                   "(default: auto, as `genlab train`)")
     p.add_argument("--data-dir", default=None, help="where the run's dataset lives now (else the folder it was "
                    "trained from, $GENLAB_DATA, or a download)")
     cls = None
