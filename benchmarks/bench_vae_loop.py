@@ -2,20 +2,22 @@
 
 Both train the same architecture (the PyTorch examples' VAE: 784-400-20, batch 128, Adam 1e-3,
 Bernoulli likelihood, analytic KL) on the same binarized images, one epoch per repeat, alternating
-genlab / bare so that machine noise hits both alike. Prints medians of images/s and their ratio.
+genlab / bare so that machine noise hits both alike. Prints the images/s of every repeat, their medians
+and ratio, on the chosen clock (``--clock``, default the process CPU time), with the load average at start
+and end and the peak resident memory.
 
-    python benchmarks/bench_vae_loop.py --data mnist --data-dir DIR --repeats 5
+    python benchmarks/bench_vae_loop.py --data mnist --data-dir DIR --repeats 5 --threads 1
 """
 from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from _clock import Timer, add_clock_option, report_env
 from genlab.data import load_dataset
 from genlab.families.vae.model import VAE, VAEConfig
 from genlab.train import TrainConfig, Trainer
@@ -39,23 +41,23 @@ class BareVAE(nn.Module):
         return (rec + kl) / len(x)
 
 
-def bare_epoch(model, opt, x, batch_size, seed) -> float:
+def bare_epoch(model, opt, x, batch_size, seed, timer: Timer) -> float:
     x = x.flatten(1)
     perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
-    start = time.perf_counter()
-    for idx in perm.split(batch_size):
-        opt.zero_grad()
-        loss = model(x[idx])
-        loss.backward()
-        opt.step()
-    return len(x) / (time.perf_counter() - start)
+    with timer:
+        for idx in perm.split(batch_size):
+            opt.zero_grad()
+            loss = model(x[idx])
+            loss.backward()
+            opt.step()
+    return len(x) / timer.last
 
 
-def genlab_epoch(trainer) -> float:
+def genlab_epoch(trainer, timer: Timer) -> float:
     trainer.cfg.epochs += 1
-    start = time.perf_counter()
-    trainer.fit()
-    return len(trainer.train_data) / (time.perf_counter() - start)
+    with timer:
+        trainer.fit()
+    return len(trainer.train_data) / timer.last
 
 
 def main():
@@ -64,7 +66,13 @@ def main():
     p.add_argument("--data-dir", default=None)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--limit", type=int, default=None, help="use only N training images")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's own)")
+    add_clock_option(p)
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    report_env("start", args.clock)
+    timer = Timer(args.clock)
     opts = {"data_dir": args.data_dir} if args.data_dir else {}
     data = load_dataset(args.data, "train", view="binarized", limit=args.limit, **opts)
     torch.manual_seed(0)
@@ -73,16 +81,19 @@ def main():
                                               log_every=100, checkpoint_every=10**6))
     bare = BareVAE(d=data.tensors[0][0].numel())
     bare_opt = torch.optim.Adam(bare.parameters(), lr=1e-3)
-    genlab_epoch(trainer), bare_epoch(bare, bare_opt, data.tensors[0], 128, 0)   # warm-up
+    genlab_epoch(trainer, timer), bare_epoch(bare, bare_opt, data.tensors[0], 128, 0, timer)   # warm-up
     g, b = [], []
     for r in range(args.repeats):
-        g.append(genlab_epoch(trainer))
-        b.append(bare_epoch(bare, bare_opt, data.tensors[0], 128, r + 1))
+        g.append(genlab_epoch(trainer, timer))
+        b.append(bare_epoch(bare, bare_opt, data.tensors[0], 128, r + 1, timer))
     mg, mb = statistics.median(g), statistics.median(b)
-    print(f"data={args.data} n={len(data)} threads={torch.get_num_threads()} repeats={args.repeats}")
+    print(f"data={args.data} n={len(data)} threads={torch.get_num_threads()} repeats={args.repeats} "
+          f"clock={args.clock}")
     print(f"genlab trainer: median {mg:,.0f} images/s  (runs: {', '.join(f'{v:,.0f}' for v in g)})")
     print(f"bare loop:      median {mb:,.0f} images/s  (runs: {', '.join(f'{v:,.0f}' for v in b)})")
     print(f"ratio genlab/bare: {mg / mb:.3f}  (per-run ratios: {', '.join(f'{x / y:.3f}' for x, y in zip(g, b))})")
+    end = report_env("end", args.clock)
+    print(f"peak RSS {end['peak_rss_mb']:.0f} MB (both loops in one process)")
 
 
 if __name__ == "__main__":
