@@ -84,7 +84,7 @@ def _write_blender(root, n=5, size=8, splits=("train",), seed=0):
             rgba = rng.integers(0, 256, (size, size, 4), dtype=np.uint8)
             Image.fromarray(rgba, "RGBA").save(root / split / f"r_{i}.png")
             pose = np.eye(4)
-            pose[:3, 3] = [0.0, 0.0, 4.0 + i]
+            pose[:3, 3] = [0.0, 0.0, 4.0 + i + 100 * ("train", "val", "test").index(split)]   # a pose per view
             frames.append({"file_path": f"./{split}/r_{i}", "rotation": 0.1, "transform_matrix": pose.tolist()})
         (root / f"transforms_{split}.json").write_text(json.dumps({"camera_angle_x": 0.69, "frames": frames}))
     return root
@@ -94,8 +94,9 @@ def test_blender_loader_composites_downscales_and_holds_out(tmp_path):
     root = _write_blender(tmp_path / "scene", n=5, size=8)
     cfg = scenes.BlenderConfig(scene_dir=str(root), background="white", downscale=2, holdout="r_1,4")
     train, test = scenes.load_blender(cfg, "train"), scenes.load_blender(cfg, "test")
-    assert train.names == ["r_0", "r_2", "r_3"] and test.names == ["r_1", "r_4"]
-    assert train.images.shape == (3, 4, 4, 3)
+    assert train.names == ["r_0", "r_2"] and test.names == ["r_1", "r_4"]
+    assert scenes.load_blender(cfg, "val").names == ["r_3"]       # the last view that is not a test view
+    assert train.images.shape == (2, 4, 4, 3)
     raw = np.asarray(Image.open(root / "train" / "r_2.png"), dtype=np.float64) / 255
     prem = raw[..., :3] * raw[..., 3:]
     expect = prem.reshape(4, 2, 4, 2, 3).mean((1, 3)) + (1 - raw[..., 3].reshape(4, 2, 4, 2).mean((1, 3)))[..., None]
@@ -106,7 +107,8 @@ def test_blender_loader_composites_downscales_and_holds_out(tmp_path):
     assert np.allclose(black.images[0].numpy(),
                        (lambda r: r[..., :3] * r[..., 3:])(np.asarray(Image.open(root / "train" / "r_0.png")) / 255),
                        atol=1e-6)
-    assert black.names == ["r_0", "r_1", "r_2", "r_3"]          # default hold-out: the last 10% (one view)
+    assert black.names == ["r_0", "r_1", "r_2"]                 # default: test the last 10%, val the 10% before
+    assert scenes.load_blender(scenes.BlenderConfig(scene_dir=str(root)), "val").names == ["r_3"]
 
 
 def test_blender_loader_uses_its_own_splits(tmp_path):
@@ -139,12 +141,15 @@ def test_blender_loader_rejects_bad_folders(tmp_path):
     _one_line_error(load(root), "transforms_train.json", "malformed JSON")
     root = _write_blender(tmp_path / "d")
     meta = json.loads((root / "transforms_train.json").read_text())
-    meta["frames"][3]["transform_matrix"] = [[1, 0, 0], [0, 1, 0], [0, 0, 1]]
+    meta["frames"][2]["transform_matrix"] = [[1, 0, 0], [0, 1, 0], [0, 0, 1]]
     (root / "transforms_train.json").write_text(json.dumps(meta))
-    _one_line_error(load(root), "frame 3", "shape (3, 3)")
+    _one_line_error(load(root), "frame 2", "shape (3, 3)")
     root = _write_blender(tmp_path / "e")
     _one_line_error(load(root, holdout="r_77"), "r_77", "--holdout")
-    _one_line_error(load(root, holdout="0-4"), "all 5 views")
+    _one_line_error(load(root, val_holdout="9"), "index 9", "--val-holdout")
+    _one_line_error(load(root, holdout="0-2", val_holdout="3,4"), "all 5 views")
+    _one_line_error(load(root, holdout="0-3"), "none for the val split", "--val-holdout")
+    _one_line_error(load(root, holdout="1,2", val_holdout="2"), "view 2", "both a validation and a test view")
 
 
 # ----------------------------------------------------------------- tiny-NeRF npz
@@ -164,11 +169,13 @@ def test_tiny_nerf_loader_holds_out_and_composites(tmp_path):
     path = _write_npz(tmp_path / "tiny.npz")
     train = scenes.load_tiny_nerf(scenes.TinyNerfConfig(file=str(path)), "train")
     test = scenes.load_tiny_nerf(scenes.TinyNerfConfig(file=str(path)), "test")
-    assert len(train.images) == 18 and test.names == ["18", "19"] and train.background == (0.0, 0.0, 0.0)
+    assert len(train.images) == 16 and test.names == ["18", "19"] and train.background == (0.0, 0.0, 0.0)
     assert train.K[0, 0].item() == 7.5 and train.K[0, 2].item() == 3.0
-    white = scenes.load_tiny_nerf(scenes.TinyNerfConfig(file=str(path), background="white", holdout="0-9"), "val")
+    white = scenes.load_tiny_nerf(scenes.TinyNerfConfig(file=str(path), background="white", holdout="15-19",
+                                                        val_holdout="0-9"), "val")
     z = np.load(path)
     assert np.allclose(white.images.numpy(), np.clip(z["images"][:10] + 1 - z["alphas"][:10, ..., None], 0, 1))
+    assert torch.equal(white.alpha, torch.from_numpy(z["alphas"][:10]))
 
 
 def test_tiny_nerf_loader_rejects_bad_files(tmp_path):
@@ -181,3 +188,51 @@ def test_tiny_nerf_loader_rejects_bad_files(tmp_path):
     _one_line_error(load(_write_npz(tmp_path / "a.npz", focal=None)), "'focal'")
     _one_line_error(load(_write_npz(tmp_path / "b.npz", poses=np.zeros((20, 4, 3)))), "poses have shape")
     _one_line_error(load(_write_npz(tmp_path / "c.npz", alphas=False), background="white"), "alphas")
+
+
+# ----------------------------------------------------------------- disjoint splits (issue 21, item 3)
+def _splits(load) -> dict[str, scenes.Scene]:
+    return {s: load(s) for s in scenes.SPLIT_NAMES}
+
+
+def _assert_disjoint(splits: dict[str, scenes.Scene], by_name: bool = True):
+    """No view in two splits: neither a view name (an index into one list of views) nor a camera pose."""
+    for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
+        A, B = splits[a], splits[b]
+        assert len(A.images) and len(B.images)
+        if by_name:
+            assert not set(A.names) & set(B.names), (a, b, sorted(set(A.names) & set(B.names)))
+        same_pose = (A.poses[:, None] - B.poses[None]).abs().flatten(2).amax(-1) < 1e-6     # [NA, NB]
+        assert not same_pose.any(), (a, b)
+
+
+def test_tiny_nerf_lego_style_splits_are_disjoint(tmp_path):
+    n = 100
+    poses = np.tile(np.eye(4, dtype=np.float32), (n, 1, 1))
+    poses[:, 2, 3] = 4.0 + np.arange(n)                                     # one camera per view
+    path = _write_npz(tmp_path / "lego.npz", n=n, size=4, poses=poses)
+    for options, val in (({"holdout": "90-99"}, list(range(80, 90))), ({}, list(range(80, 90))),
+                         ({"holdout": "0-9", "val_holdout": "10-14"}, list(range(10, 15)))):
+        splits = _splits(lambda s: scenes.load_tiny_nerf(scenes.TinyNerfConfig(file=str(path), **options), s))
+        _assert_disjoint(splits)
+        assert splits["val"].names == [str(i) for i in val]
+        assert sum(len(x.images) for x in splits.values()) == n                 # every view in exactly one split
+    assert splits["test"].names == [str(i) for i in range(10)]
+
+
+def test_blender_splits_are_disjoint_with_and_without_their_own_files(tmp_path):
+    for files in (("train",), ("train", "test"), ("train", "val", "test")):
+        root = _write_blender(tmp_path / "-".join(files), n=10, size=4, splits=files)
+        splits = _splits(lambda s, r=root: scenes.load_blender(scenes.BlenderConfig(scene_dir=str(r)), s))
+        # names repeat across transforms files (r_0 in train and in test); poses do not
+        _assert_disjoint(splits, by_name=len(files) == 1)
+        for split in ("val", "test"):
+            own = split in files
+            assert len(splits[split].images) == (10 if own else 1)
+        assert len(splits["train"].images) == 10 - sum(s not in files for s in ("val", "test"))
+
+
+def test_synthetic_scene_splits_are_disjoint():
+    for seed in (0, 1):
+        cfg = scenes.SyntheticSceneConfig(size=8, views=6, supersample=1, seed=seed)
+        _assert_disjoint(_splits(lambda s, c=cfg: scenes.load_synthetic_scene(c, s)), by_name=False)

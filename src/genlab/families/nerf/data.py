@@ -8,9 +8,11 @@ background colour the images were composited over):
 * ``blender``: a folder in the NeRF-synthetic layout (Mildenhall et al. 2020): ``transforms_{train,val,
   test}.json`` (``camera_angle_x`` and ``frames`` of ``file_path`` + 4x4 ``transform_matrix``) beside
   RGBA PNGs, composited over a white or black background after an exact K x K box downscale of the
-  premultiplied colours. A split whose JSON is missing is made of held-out training views.
+  premultiplied colours. A split whose JSON is missing is made of held-out training views
+  (``--holdout`` for test, ``--val-holdout`` for val; never the same views).
 * ``tiny-nerf``: the ``.npz`` of the tiny-NeRF notebook: ``images`` [N, H, W, 3], ``poses`` [N, 4, 4],
-  ``focal``, and optionally ``alphas`` [N, H, W]; the last views are held out for val/test.
+  ``focal``, and optionally ``alphas`` [N, H, W]; the last 10% of the views are test, the 10% before them
+  val (``--holdout``, ``--val-holdout``), the rest train: three disjoint sets of views.
 * ``synthetic-scene``: generated here, offline: coloured spheres and boxes on a checkered slab, lit by a
   directional light, seen from cameras on the upper hemisphere, rendered by an exact analytic ray caster
   (ray-sphere roots and ray-box slabs) that shares no code with the NeRF renderer.
@@ -49,8 +51,10 @@ class BlenderConfig:
                                            "(e.g. nerf_synthetic/lego)")
     background: Literal["white", "black"] = field("white", "colour the RGBA images are composited over")
     downscale: int = field(1, "shrink the images K times (exact K x K box average; 8 turns 800 px into 100 px)")
-    holdout: str = field("", "training views held out for a missing val/test split: indices, ranges (90-99) or "
-                             "names (r_90), comma-separated; empty: the last 10% of the views")
+    holdout: str = field("", "training views held out as the test split when transforms_test.json is missing: "
+                             "indices, ranges (90-99) or names (r_90), comma-separated; empty: the last 10% of views")
+    val_holdout: str = field("", "training views held out as the validation split when transforms_val.json is "
+                                 "missing (as --holdout); empty: the 10% of the views just before the test views")
     near: float = field(2.0, "near bound t_n of the rays")
     far: float = field(6.0, "far bound t_f of the rays")
     limit: int | None = field(None, "use at most this many views per split (quick runs)")
@@ -67,8 +71,10 @@ class TinyNerfConfig:
     data_dir: str | None = field(None, "folder where a relative --file is looked up (also in its nerf/ subfolder)")
     background: Literal["auto", "white", "black"] = field(
         "auto", "auto: as stored; white/black: composite with the file's alphas (needs alphas)")
-    holdout: str = field("", "views held out for val and test: indices or ranges (90-99), comma-separated; "
+    holdout: str = field("", "views held out as the test split: indices or ranges (90-99), comma-separated; "
                              "empty: the last 10% of the views")
+    val_holdout: str = field("", "views held out as the validation split (as --holdout, none of them test views); "
+                                 "empty: the 10% of the views just before the test views (80-89 of 100)")
     near: float = field(2.0, "near bound t_n of the rays")
     far: float = field(6.0, "far bound t_f of the rays")
     limit: int | None = field(None, "use at most this many views per split (quick runs)")
@@ -103,6 +109,7 @@ class Scene:
     background: tuple[float, float, float]
     names: list[str] = dc_field(default_factory=list)
     depth: torch.Tensor | None = None    # [N, H, W] ground-truth ray distance (synthetic scene only; inf: missed)
+    alpha: torch.Tensor | None = None    # [N, H, W] the object's opacity in [0, 1], where the data has alpha
 
     @property
     def height(self) -> int:
@@ -123,16 +130,20 @@ class Scene:
         index = list(index)
         return Scene(self.images[index], self.poses[index], self.K, self.near, self.far, self.background,
                      [self.names[i] for i in index] if self.names else [],
-                     None if self.depth is None else self.depth[index])
+                     None if self.depth is None else self.depth[index],
+                     None if self.alpha is None else self.alpha[index])
 
 
 # ----------------------------------------------------------------- held-out views
-def parse_views(spec: str, names: list[str], what: str) -> list[int]:
-    """Indices named by ``spec`` ("90-99,3,r_5"); empty: the last 10% (at least one) of ``names``."""
+def parse_views(spec: str, names: list[str], what: str, flag: str = "--holdout",
+                taken: list[int] = ()) -> list[int]:
+    """Indices named by ``spec`` ("90-99,3,r_5"); empty: the last 10% (at least one) of the views of ``names``
+    that are not ``taken`` (so the default validation views sit just before the test views: 80-89 of 100)."""
     n = len(names)
     if not spec.strip():
+        free = [i for i in range(n) if i not in set(taken)]
         k = max(1, round(0.1 * n))
-        return list(range(n - k, n))
+        return free[-k:] if len(free) > k else []
     out: list[int] = []
     for part in (p.strip() for p in spec.split(",") if p.strip()):
         if re.fullmatch(r"\d+-\d+", part):
@@ -144,18 +155,34 @@ def parse_views(spec: str, names: list[str], what: str) -> list[int]:
             out.append(names.index(part))
         else:
             raise DataError(f"{what}: held-out view {part!r} is neither an index nor a view name "
-                            f"(names look like {names[0]!r}); fix --holdout")
+                            f"(names look like {names[0]!r}); fix {flag}")
     bad = [i for i in out if not 0 <= i < n]
     if bad:
-        raise DataError(f"{what}: held-out view index {bad[0]} is out of range 0..{n - 1}; fix --holdout")
-    if len(set(out)) >= n:
-        raise DataError(f"{what}: --holdout would hold out all {n} views; leave some for training")
+        raise DataError(f"{what}: held-out view index {bad[0]} is out of range 0..{n - 1}; fix {flag}")
     return sorted(set(out))
 
 
-def split_views(n: int, held: list[int], split: str) -> list[int]:
-    """Training views are the others; val and test are the held-out ones."""
-    return [i for i in range(n) if i not in set(held)] if split == "train" else list(held)
+def held_out_splits(names: list[str], test_spec: str, val_spec: str, what: str,
+                    held: tuple[str, ...] = ("val", "test")) -> dict[str, list[int]]:
+    """Disjoint view indices of train, val and test, cut from one list of views: the splits in ``held``
+    are held out (test by ``--holdout``, val by ``--val-holdout``), train is the rest. A split not in
+    ``held`` (it has its own file) gets no views here."""
+    n = len(names)
+    test = parse_views(test_spec, names, what, "--holdout") if "test" in held else []
+    val = parse_views(val_spec, names, what, "--val-holdout", taken=test) if "val" in held else []
+    both = sorted(set(val) & set(test))
+    if both:
+        raise DataError(f"{what}: view {both[0]} is both a validation and a test view; --val-holdout and "
+                        "--holdout must name different views")
+    for split, views in (("val", val), ("test", test)):
+        if split in held and not views:
+            raise DataError(f"{what}: {n} views leave none for the {split} split; "
+                            f"pass --{'val-holdout' if split == 'val' else 'holdout'} or use more views")
+    rest = [i for i in range(n) if i not in set(val) | set(test)]
+    if not rest:
+        raise DataError(f"{what}: --holdout and --val-holdout would hold out all {n} views; leave some for "
+                        "training")
+    return {"train": rest, "val": val, "test": test}
 
 
 # ----------------------------------------------------------------- image helpers
@@ -255,14 +282,14 @@ def load_blender(cfg: BlenderConfig, split: str) -> Scene:
     meta, frames = _blender_frames(folder, source)
     names = [Path(str(f.get("file_path", ""))).name for f in frames]
     index = list(range(len(frames)))
-    if source != split or split == "train":
-        missing = [s for s in ("val", "test") if not (folder / f"transforms_{s}.json").exists()]
-        if missing:   # held-out training views stand in for the missing splits
-            held = parse_views(cfg.holdout, names, f"{folder / 'transforms_train.json'}")
-            index = split_views(len(frames), held, split)
+    if source == "train":
+        missing = tuple(s for s in ("val", "test") if not (folder / f"transforms_{s}.json").exists())
+        if missing:   # held-out training views, disjoint per split, stand in for the missing splits
+            index = held_out_splits(names, cfg.holdout, cfg.val_holdout, f"{folder / 'transforms_train.json'}",
+                                    missing)[split]
     if cfg.limit:
         index = index[: cfg.limit]
-    images, poses = [], []
+    images, poses, alphas = [], [], []
     for i in index:
         frame = frames[i]
         where = f"{folder / f'transforms_{source}.json'} frame {i}"
@@ -276,6 +303,7 @@ def load_blender(cfg: BlenderConfig, split: str) -> Scene:
             raise DataError(f"{path}: image of {where} not found; the scene folder is incomplete")
         rgba = box_downscale(read_rgba(path), cfg.downscale)
         images.append(composite(rgba, BACKGROUNDS[cfg.background]).astype(np.float32))
+        alphas.append(rgba[..., 3].astype(np.float32))
         poses.append(as_pose(frame["transform_matrix"], where))
     shapes = {im.shape for im in images}
     if len(shapes) > 1:
@@ -296,12 +324,13 @@ def load_blender(cfg: BlenderConfig, split: str) -> Scene:
                             "give the horizontal field of view in radians (NeRF-synthetic: 0.6911)", below=math.pi)
         K = intrinsics(focal_from_fov(fov, W), W, H)
     return Scene(torch.from_numpy(np.stack(images)), torch.from_numpy(np.stack(poses)).float(), K,
-                 cfg.near, cfg.far, BACKGROUNDS[cfg.background], [names[i] for i in index])
+                 cfg.near, cfg.far, BACKGROUNDS[cfg.background], [names[i] for i in index],
+                 alpha=torch.from_numpy(np.stack(alphas)))
 
 
 # ----------------------------------------------------------------- the tiny-NeRF .npz
 def load_tiny_nerf(cfg: TinyNerfConfig, split: str) -> Scene:
-    """One split of a tiny-NeRF ``.npz`` (the held-out views are val and test)."""
+    """One split of a tiny-NeRF ``.npz`` (disjoint held-out views are val and test)."""
     if not cfg.file:
         raise DataError("tiny-nerf: no file given; pass --file PATH.npz (images, poses, focal)")
     path = Path(cfg.file).expanduser()
@@ -356,13 +385,15 @@ def load_tiny_nerf(cfg: TinyNerfConfig, split: str) -> Scene:
     focal = finite_number(focal[0] if focal.size == 1 else str(focal.tolist()), str(path), "focal",
                           "store the focal length in pixels as one number")
     names = [str(i) for i in range(n)]
-    index = split_views(n, parse_views(cfg.holdout, names, str(path)), split)
+    index = held_out_splits(names, cfg.holdout, cfg.val_holdout, str(path))[split]
     if cfg.limit:
         index = index[: cfg.limit]
     H, W = images.shape[1:3]
     return Scene(torch.from_numpy(np.ascontiguousarray(images[index])).float().clamp(0, 1),
                  torch.from_numpy(np.ascontiguousarray(poses[index])).float(),
-                 intrinsics(focal, W, H), cfg.near, cfg.far, background, [names[i] for i in index])
+                 intrinsics(focal, W, H), cfg.near, cfg.far, background, [names[i] for i in index],
+                 alpha=torch.from_numpy(np.ascontiguousarray(alphas[index])).float().clamp(0, 1)
+                 if alphas is not None and alphas.shape == images.shape[:3] else None)
 
 
 def _guess_background(images: np.ndarray) -> tuple[float, float, float]:
