@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import re
 import types
 import typing
 from typing import Any, Literal, get_args, get_origin
@@ -130,6 +131,20 @@ def flag_name(field_name: str) -> str:
     return "--" + field_name.replace("_", "-")
 
 
+def _help_with_default(help: str, default: Any, effective: bool) -> str:
+    """``help`` with "(default: X)" appended. A help that states its own default ("(default: the model's)",
+    for a field left ``None``) keeps it, unless ``effective`` gives the value that will really be used; an
+    unset default (``None``, empty) shows none: its help says what leaving it out means."""
+    if effective:
+        help = re.sub(r"\s*\(default[^)]*\)", "", help)
+    elif "(default" in help or default is None or default == "" or default == () or default == []:
+        return help
+    shown = " ".join(map(str, default)) if isinstance(default, (tuple, list)) else default   # as typed
+    if isinstance(shown, str) and not shown.strip():
+        shown = repr(shown)   # a newline or a space, visibly
+    return f"{help} (default: {shown})"
+
+
 def add_config_flags(parser: argparse.ArgumentParser, cls, group_title: str, taken: set[str],
                      prefix: str = "", defaults: dict | None = None) -> dict[str, str]:
     """Add one ``--flag`` per field of ``cls``. Returns {dest: field name}.
@@ -153,7 +168,7 @@ def add_config_flags(parser: argparse.ArgumentParser, cls, group_title: str, tak
             f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
         if defaults and f.name in defaults:
             default = defaults[f.name]
-        help_text = f"{f.metadata.get('help', '')} (default: {default})"
+        help_text = _help_with_default(f.metadata.get("help", ""), default, bool(defaults and f.name in defaults))
         kw: dict[str, Any] = dict(dest=dest, default=None, help=help_text)
         origin = get_origin(tp)
         if tp is bool:

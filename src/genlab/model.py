@@ -140,12 +140,13 @@ class ModelSpec:
 
 def register_model(name: str, config: type, description: str, data_defaults: dict | None = None,
                    default_data: str = "digits", eval_config: type = NoOptions,
-                   sample_config: type = NoOptions, sample: str | None = None, family: str = "",
+                   sample_config: type = NoOptions, sample: str | None = None,
                    train_defaults: dict | None = None, sample_example: str = "", abilities=(), *,
                    data_kinds: tuple[str, ...] | None = None):
     """Class decorator declaring ``genlab train NAME`` (list NAME in ``genlab.catalog.MODELS``), what
     the model can do (``abilities``: classes of ``genlab.abilities``, stored as ``cls.ABILITIES``) and
-    the data it models (``data_kinds``: ``DataInfo`` kinds; the datasets of those kinds fit it)."""
+    the data it models (``data_kinds``: ``DataInfo`` kinds; the datasets of those kinds fit it). Its family
+    is the folder that lists it (``catalog.family_of``), never a name of its own."""
     declared = check_abilities(abilities)
     if sample is not None and (not isinstance(sample, str) or ":" not in sample):
         raise TypeError(f"model {name}: sample= names the writer as 'module:function', got {sample!r}")
@@ -156,7 +157,7 @@ def register_model(name: str, config: type, description: str, data_defaults: dic
         cls.ABILITIES = declared
         catalog.register("model", name, ModelSpec(name, cls, config, description, dict(data_defaults or {}),
                                                   default_data, eval_config, sample_config, sample,
-                                                  family or cls.__module__.split(".")[2], dict(train_defaults or {}),
+                                                  catalog.family_of("model", name) or "", dict(train_defaults or {}),
                                                   sample_example, declared, tuple(data_kinds)))
         return cls
     return deco

@@ -134,7 +134,11 @@ class Experiment:
 
 
 def declare(exp: Experiment) -> Experiment:
-    """Declare an experiment (list its name in ``genlab.catalog.EXPERIMENTS``)."""
+    """Declare an experiment (list its name in ``genlab.catalog.EXPERIMENTS``). Its ``family`` is the folder
+    that lists it (``catalog.family_of``; the core's cross-family experiments say "report")."""
+    listed = catalog.family_of("experiment", exp.name)
+    if listed is not None and exp.family != listed:
+        raise ValueError(f"experiment {exp.name!r}: family={exp.family!r}, but families/{listed}/ lists it")
     return catalog.register("experiment", exp.name, exp)
 
 

@@ -25,7 +25,7 @@ def sample_images(run, cfg: DDPMSampleConfig, n: int, out: Path | None, seed: in
             negative = torch.full((n,), model.prompt_label(cfg.negative_prompt), dtype=torch.long, device=device)
     sampler = cfg.sampler or model.config.sampler
     steps = cfg.steps or model.config.sample_steps
-    guidance = None if cfg.guidance < 0 else cfg.guidance
+    guidance = cfg.guidance   # None: the model's
     noise = torch.randn((n, *model.data_info.shape), generator=torch.Generator().manual_seed(seed))
     draw = dict(sampler=sampler, steps=steps, labels=labels, guidance=guidance, eta=cfg.eta, noise=noise)
     images = model.sample(n, generator=torch.Generator().manual_seed(seed + 1), negative=negative, **draw)

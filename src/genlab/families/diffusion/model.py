@@ -72,24 +72,25 @@ class DDPMEvalConfig:
 
 @dataclass
 class DDPMSampleConfig:
-    sampler: str = field("", f"sampler: {', '.join(SAMPLERS)} (default: the model's)")
-    steps: int = field(0, "sampling steps (default: the model's)")
+    sampler: str | None = field(None, f"sampler: {', '.join(SAMPLERS)} (default: the model's --sampler)")
+    steps: int | None = field(None, "sampling steps (default: the model's --sample-steps)")
     prompt: str = field("", "class to draw, by name or number (\"seven\", \"7\", \"ankle boot\")")
     negative_prompt: str = field("", "class to steer away from: replaces the unconditional branch of guidance")
-    guidance: float = field(-1.0, "classifier-free guidance scale (default: the model's; 1 = none)")
+    guidance: float | None = field(None, "classifier-free guidance scale, 1 = none (default: the model's --guidance)")
     eta: float = field(0.0, "DDIM's eta (0 deterministic, 1 like DDPM)")
 
     def validate(self):
-        require(self.sampler == "" or self.sampler in SAMPLERS,
+        require(self.sampler is None or self.sampler in SAMPLERS,
                 f"unknown sampler {self.sampler!r}; choose one of {', '.join(SAMPLERS)}")
-        require(self.steps >= 0, f"steps must be positive, got {self.steps}")
+        require(self.steps is None or 1 <= self.steps <= 10_000, f"steps must be in 1..10000, got {self.steps}")
+        require(self.guidance is None or self.guidance >= 0, f"guidance must be >= 0, got {self.guidance}")
 
 
 @register_model("ddpm", DDPMConfig, "denoising diffusion (Ho et al. 2020): compact U-Net, 8 samplers, "
                 "classifier-free guidance, variational bound in bits/dim", data_defaults={"view": "continuous"},
                 default_data="digits", eval_config=DDPMEvalConfig, sample_config=DDPMSampleConfig,
-                sample="figures:sample_images", family="diffusion", abilities={Samples},
-                sample_example="--sampler dpm++2m --steps 20 --seed 42", data_kinds=("image",))
+                sample="figures:sample_images", abilities={Samples},
+                sample_example="--sampler dpm++2m-sde --steps 20 --seed 42", data_kinds=("image",))
 class DDPM(GenerativeModel):
     def __init__(self, config: DDPMConfig, data_info: DataInfo):
         super().__init__(config, data_info)

@@ -248,7 +248,7 @@ def analyze_shakespeare(ctx) -> dict:
     series = {"train": ([r["step"] for r in train_rows], [r["loss"] for r in train_rows])}
     if val_rows:
         series["val"] = ([r["step"] for r in val_rows], [r["val/nll_nats"] for r in val_rows])
-    line_plot(series, ctx.figures / "training_curve.png", "GPT on characters", "step", "nats per token")
+    line_plot(series, ctx.figures / "training_curves.png", "GPT on characters", "step", "nats per token")
     prompt = "ROMEO:" if run.data_name == "tinyshakespeare" else "Romeo"
     samples = {}
     for t in (0.5, 0.8, 1.0):

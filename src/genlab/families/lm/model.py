@@ -98,7 +98,7 @@ class LanguageModel(GenerativeModel):
 
 @register_model("gpt", GPTConfig, "GPT language model (decoder-only transformer, KV-cache generation)",
                 default_data="synthetic-text", sample_config=TextSampleConfig, sample="figures:sample_text",
-                family="lm", abilities={HasAttentionMaps}, data_kinds=("text",))
+                abilities={HasAttentionMaps}, data_kinds=("text",))
 class GPTLanguageModel(LanguageModel):
     def build(self, config: GPTConfig, vocab_size: int) -> GPT:
         return GPT(config, vocab_size)
@@ -122,7 +122,7 @@ class GPTLanguageModel(LanguageModel):
 
 @register_model("rnnlm", RNNLMConfig, "recurrent language model (--cell lstm|gru)",
                 default_data="synthetic-text", sample_config=TextSampleConfig, sample="figures:sample_text",
-                family="lm", data_kinds=("text",))
+                data_kinds=("text",))
 class RNNLanguageModel(LanguageModel):
     def build(self, config: RNNLMConfig, vocab_size: int) -> RNNLM:
         return RNNLM(config, vocab_size)

@@ -178,7 +178,7 @@ class RadianceModel(GenerativeModel):
 @register_model("nerf", NeRFConfig, "vanilla NeRF: positional encoding, 8-layer MLP with a skip, coarse + fine "
                 "hierarchical sampling (Mildenhall et al. 2020)", default_data="synthetic-scene",
                 sample_config=NeRFSampleConfig, sample="figures:sample_orbit", abilities={RendersViews},
-                family="nerf", data_kinds=("rays",))
+                data_kinds=("rays",))
 class NeRF(RadianceModel):
     def __init__(self, config: NeRFConfig, data_info: DataInfo):
         super().__init__(config, data_info)
@@ -214,7 +214,7 @@ class NeRF(RadianceModel):
 @register_model("nerf-grid", NeRFGridConfig, "fast NeRF: factorised explicit grid (TensoRF VM) with SH colour, "
                 "occupancy grid, early ray termination, coarse-to-fine growth", default_data="synthetic-scene",
                 sample_config=NeRFSampleConfig, sample="figures:sample_orbit", abilities={RendersViews},
-                family="nerf", data_kinds=("rays",))
+                data_kinds=("rays",))
 class NeRFGrid(RadianceModel):
     def __init__(self, config: NeRFGridConfig, data_info: DataInfo):
         super().__init__(config, data_info)

@@ -95,7 +95,7 @@ class PixelCNNConfig:
 
 @register_model("pixelcnn", PixelCNNConfig,
                 "PixelCNN: masked convolutions, a 256-way (L-way) softmax per pixel, exact discrete NLL / bpd",
-                data_defaults={"view": "continuous"}, family="autoregressive",
+                data_defaults={"view": "continuous"},
                 abilities={Samples, LogProb}, data_kinds=("image",))
 class PixelCNN(GenerativeModel):
     """log P(x) = sum_i log softmax(logits_i(x_<i))[x_i] over the grey levels of an image."""

@@ -127,7 +127,7 @@ def make_batch(src_ids: list[list[int]], tgt_ids: list[list[int]] | None = None)
                 "encoder-decoder transformer for translation: pre/post-norm, beam search, BLEU",
                 default_data="synthetic-pairs", eval_config=TranslatorEvalConfig,
                 sample_config=TranslatorSampleConfig, sample="figures:sample_translation",
-                family="translation", sample_example='--text "A man is riding a bicycle."', data_kinds=("pairs",))
+                sample_example='--text "A man is riding a bicycle."', data_kinds=("pairs",))
 class Translator(GenerativeModel):
     """Encoder-decoder transformer over one joint subword vocabulary (Vaswani et al. 2017, Fig. 1).
 
