@@ -112,7 +112,9 @@ class ModelSpec:
     ``model.sample(n)`` and writes them as the data kind says. ``abilities``: what the model can do
     (classes of ``genlab.abilities``), also set on the class as ``ABILITIES`` for ``can(model, ...)``.
     ``train_defaults``: the family's preferred training settings (shown as the defaults of
-    ``genlab train MODEL --help``; flags and keywords still override them).
+    ``genlab train MODEL --help``; flags and keywords still override them). ``data_kinds``: the
+    ``DataInfo`` kinds the model models; the datasets registered with one of those kinds fit it
+    (:func:`fitting_datasets`), the others are refused before anything is written (:func:`check_data_fits`).
     """
     name: str
     cls: type
