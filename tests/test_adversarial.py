@@ -15,6 +15,8 @@ from genlab.cli import main
 from genlab.data.registry import load_dataset
 from genlab.families.adversarial.fdiv import DIVERGENCES, f_divergence, optimal_critic, variational_bound
 from genlab.model import build_model
+from genlab.train.config import TrainConfig
+from genlab.train.loop import make_optimizers
 
 
 @pytest.fixture(autouse=True)
@@ -188,7 +190,7 @@ def test_aae_discriminator_loss_falls_when_trained_alone():
 
 def test_aae_phases_and_encoders():
     model, x = _digits_aae(z_dim=2, encoder="universal", prior="mixture")
-    assert list(model.phases()) == ["reconstruction", "discriminator", "generator"]
+    assert list(model.phases()) == ["discriminator", "autoencoder"]
     assert not torch.equal(model.encode(x[:4]), model.encode(x[:4]))        # noise input: stochastic
     assert model.sample(5).shape == (5, 1, 8, 8)
     # mixture prior density integrates to one over the plane
@@ -198,8 +200,52 @@ def test_aae_phases_and_encoders():
     assert float(dens.sum() * (g[1] - g[0]) ** 2) == pytest.approx(1.0, abs=1e-3)
     ae, _ = _digits_aae(lam=1.0)
     assert list(ae.phases()) == ["reconstruction"]
-    joint, _ = _digits_aae(schedule="joint")
-    assert list(joint.phases()) == ["discriminator", "autoencoder"]
+    phased, _ = _digits_aae(schedule="phased")
+    assert list(phased.phases()) == ["reconstruction", "discriminator", "generator"]
+
+
+def _encoder_update(model, x, phases):
+    """The change of the encoder's weights after one Adam step per phase, as genlab's training loop takes them."""
+    opts = make_optimizers(model, TrainConfig(lr=1e-3))
+    before = [p.detach().clone() for p in model.encoder_net.parameters()]
+    torch.manual_seed(0)
+    for phase in phases:
+        opts[phase].zero_grad()
+        model.loss((x,), phase)[0].backward()
+        opts[phase].step()
+    return torch.cat([(p.detach() - b).flatten() for p, b in zip(model.encoder_net.parameters(), before)])
+
+
+def test_aae_joint_step_weighs_reconstruction_and_adversarial_gradients_by_lambda():
+    """The default schedule: E and R take one Adam step on lambda * Rec + (1 - lambda) * G. Against a hand
+    computation: g = lambda * dRec + (1 - lambda) * dG by autograd on the formulas, and Adam's first step
+    -lr * g / (|g| + eps) (m_hat = g, v_hat = g^2; Kingma & Ba 2015, Alg. 1)."""
+    lam = 0.9
+    model, x = _digits_aae(z_dim=3, lam=lam)
+    assert list(model.phases()) == ["discriminator", "autoencoder"]
+    params = list(model.encoder_net.parameters())
+    z = model.encoder_net(2 * x - 1)                                           # deterministic encoder on [-1, 1]
+    rec = (((2 * x - 1) - torch.tanh(model.decoder_net(z)).view_as(x)) ** 2).mean()
+    adv = -F.logsigmoid(model.discriminator(z)).mean()                         # -log D(E(x)), non-saturating
+    d_rec, d_adv = torch.autograd.grad(rec, params, retain_graph=True), torch.autograd.grad(adv, params)
+    g = torch.cat([(lam * a + (1 - lam) * b).flatten() for a, b in zip(d_rec, d_adv)])
+    torch.testing.assert_close(_encoder_update(model, x, ["autoencoder"]), -1e-3 * g / (g.abs() + 1e-8),
+                               rtol=1e-4, atol=1e-7)
+
+
+def test_aae_lambda_changes_the_encoder_step_only_in_the_joint_schedule():
+    """Why the phased schedule collapsed at lambda = 0.995 (issue 24): each phase has its own Adam, whose step
+    does not change when its loss is multiplied by a constant (Kingma & Ba 2015, Sec. 2.1), so the encoder's
+    update is the same for every lambda (up to Adam's eps on tiny gradients: ~1% of the update's norm, measured);
+    in the joint schedule lambda changes it (~110%)."""
+    change = {}
+    for schedule in ("joint", "phased"):
+        u = {}
+        for lam in (0.5, 0.9):
+            model, x = _digits_aae(z_dim=3, lam=lam, schedule=schedule)
+            u[lam] = _encoder_update(model, x, list(model.phases()))
+        change[schedule] = float((u[0.5] - u[0.9]).norm() / u[0.5].norm())
+    assert change["phased"] < 0.1 and change["joint"] > 0.5, change
 
 
 def test_gan_losses_match_003_formulas():

@@ -12,12 +12,19 @@ reconstruction loss of the course reference in docs/COURSES.md (below 0.05 for z
 lambda weighs it on that scale; ``output="sigmoid"`` keeps x in [0, 1] (Rec a quarter as large).
 The model's public ``encode``/``decode``/``sample`` take and give images in [0, 1] either way.
 
-Training follows the two phases of Makhzani et al. 2015, Sec. 2, on every batch: reconstruction (E and R minimise
-lambda * Rec), then regularization: the discriminator minimises (1 - lambda) * BCE(prior codes
-real, encoder codes fake) = -(1 - lambda) V, then the encoder minimises (1 - lambda) times the
-generator loss (-log D(E(x)), or log(1 - D(E(x))) for the min-max form). With ``schedule="joint"``
-the encoder and decoder take one step on lambda * Rec + (1 - lambda) * generator loss instead, so that
-lambda really weighs the two terms under Adam (separate Adam optimizers normalise each phase's scale).
+Training (``schedule="joint"``, the default) takes two steps on every batch: the discriminator minimises
+(1 - lambda) * BCE(prior codes real, encoder codes fake) = -(1 - lambda) V, then the encoder and the decoder,
+with one optimizer, minimise L_AAE's outer objective lambda * Rec + (1 - lambda) * G, G the encoder's
+adversarial (generator) loss -log D(E(x)) (or log(1 - D(E(x))) for the min-max form). One optimizer on the
+weighted sum is what makes lambda weigh the two gradients.
+
+``schedule="phased"`` is the literal procedure of Makhzani et al. 2015, Sec. 2: a reconstruction step (E, R on
+lambda * Rec), then the regularization phase, a discriminator step and a generator step (E on (1 - lambda) * G),
+each phase with its own optimizer. With SGD (the paper's optimizer) the weights scale the steps; Adam's step
+is invariant to a constant scale of its loss (Kingma & Ba 2015, Sec. 2.1), so lambda and 1 - lambda cancel
+and the encoder's adversarial step is as large as its reconstruction step: at z = 8, lambda = 0.995 on MNIST
+with Adam (lr 1e-3) the codes stop carrying the input and every reconstruction is the mean digit (validation
+MSE 0.23 on [-1, 1] after 600 steps, against 0.11 for the joint schedule).
 
 GAN (Goodfellow et al. 2014, Eq. 1):  min_G max_D E_data[log D(x)] + E_z[log(1 - D(G(z)))],
 generator loss min-max log(1 - D(G(z))) or non-saturating -log D(G(z)); with ``divergence`` other
@@ -103,8 +110,10 @@ class AAEConfig:
     component_std: float = field(0.5, "mixture prior: std of each component")
     disc_hidden: tuple[int, ...] = field((512, 512), "discriminator (on codes) MLP hidden sizes")
     gen_loss: Literal["non_saturating", "minmax"] = field("non_saturating", "encoder's adversarial loss")
-    schedule: Literal["phased", "joint"] = field(
-        "phased", "phased: reconstruction, discriminator, generator steps (Makhzani 2015); joint: one step on L_AAE")
+    schedule: Literal["joint", "phased"] = field(
+        "joint", "joint: a discriminator step, then one encoder/decoder step on lambda * Rec + (1 - lambda) * "
+        "adversarial; phased: reconstruction, discriminator, generator steps with one optimizer each "
+        "(Makhzani 2015, for SGD: under Adam lambda then has no effect)")
     act: Act = field("auto", "activation (auto: relu for mlp, gelu for cnn)")
     output: Literal["tanh", "sigmoid"] = field(
         "tanh", "decoder output and pixel scale of Rec: tanh on pixels mapped to [-1, 1] (the default) "
