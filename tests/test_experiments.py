@@ -13,7 +13,7 @@ import torch
 
 from genlab import catalog
 from genlab.errors import ConfigError, GenlabError
-from genlab.experiments.common import Both, budget_rows, snapshots, time_budget
+from genlab.experiments.common import Both, Budget, budget_rows, snapshots, training_budget
 from genlab.experiments.registry import Context, Experiment, Setting, list_experiments, run_experiment
 from genlab.train.run import prepare
 from genlab.train.rundir import RunDir
@@ -258,13 +258,40 @@ def test_a_diverged_setting_is_recorded_when_declared_and_fails_otherwise(declar
 
 
 @pytest.mark.unit
-def test_time_budget_stops_training_and_logs_its_measurements(declare_for_test, tmp_path):
+def test_a_step_budget_stops_training_at_its_steps_and_logs_every_few(declare_for_test, tmp_path):
     measured = []
 
     def measure(trainer, data):
         measured.append(len(data))
         return {"examples": len(data)}
-    budget = time_budget(minutes=Both(full=1.0, quick=0.4 / 60), every_s=Both(full=60.0, quick=0.1), measure=measure)
+    budget = training_budget(Both(full=Budget(minutes=1.0, every=60.0), quick=Budget(steps=7, every=3)), measure)
+    declare_for_test(Experiment(
+        "test-steps", "test", "a step budget", lambda ctx: {"rows": budget_rows(ctx.runs["a"]),
+                                                            "steps": ctx.runs["a"].state.global_step},
+        runs=[Setting("a", "vae", TINY_VAE | {"max_steps": 100_000}, data="digits", step_hooks=budget)]))
+    summary = run_experiment("test-steps", tmp_path / "out", quick=True)
+    assert summary["steps"] == 7                                        # the same on a busy or an idle machine
+    assert [r["step"] for r in summary["rows"]] == [3, 6, 7]
+    assert all(n == measured[0] > 0 for n in measured)                  # the test split, each time
+
+
+@pytest.mark.unit
+def test_a_budget_is_steps_or_minutes():
+    with pytest.raises(ValueError):
+        Budget(every=1)
+    with pytest.raises(ValueError):
+        Budget(every=1, steps=3, minutes=1.0)
+
+
+@pytest.mark.unit
+def test_a_time_budget_stops_training_and_logs_its_measurements(declare_for_test, tmp_path):
+    measured = []
+
+    def measure(trainer, data):
+        measured.append(len(data))
+        return {"examples": len(data)}
+    budget = training_budget(Both(full=Budget(minutes=1.0, every=60.0), quick=Budget(minutes=0.4 / 60, every=0.1)),
+                             measure)
     declare_for_test(Experiment(
         "test-budget", "test", "a training-time budget", lambda ctx: {"rows": budget_rows(ctx.runs["a"]),
                                                                         "steps": ctx.runs["a"].state.global_step},

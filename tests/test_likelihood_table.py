@@ -146,7 +146,7 @@ def two_experiments(monkeypatch):
         raise RuntimeError("something broke")
 
     def tiny(ctx):
-        return {"bpd": 1.5, "target_met": False}
+        return {"bpd": 1.5}
     for name, fn in (("boom", boom), ("tiny", tiny)):
         monkeypatch.setitem(catalog.EXPERIMENTS, name, "genlab.experiments.report")
         monkeypatch.setitem(catalog._REGISTRY["experiment"], name, Experiment(name, "test", name, analyze=fn))
@@ -154,10 +154,10 @@ def two_experiments(monkeypatch):
 
 def test_all_records_a_failure_runs_the_rest_and_fails_at_the_end(two_experiments, tmp_path, capsys):
     from genlab.errors import GenlabError
-    with pytest.raises(GenlabError, match=r"1 of 2 experiments failed \(boom\)"):
+    with pytest.raises(GenlabError, match=r"1 of 2 experiments crashed \(boom\)"):
         xreport.run_all(tmp_path / "all", quick=True, data_dir=None, only=["boom", "tiny"])
     table = (tmp_path / "all" / "summary.txt").read_text()
-    assert "boom" in table and "fail" in table and "bpd=1.5" in table and "1 of 2 passed" in table
+    assert "boom" in table and "crashed" in table and "bpd=1.5" in table and "1 crashed" in table
     assert table in capsys.readouterr().out
     assert json.loads((tmp_path / "all" / "tiny" / "summary.json").read_text())["bpd"] == 1.5
     index = (tmp_path / "all" / "report" / "index.html").read_text()

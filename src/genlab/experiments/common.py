@@ -1,5 +1,5 @@
 """What the experiments share: values declared for full and quick runs (``Both``), the runner's
-per-run mechanisms (``snapshot_callbacks`` for ``Setting.callbacks``, ``time_budget`` for
+per-run mechanisms (``snapshot_callbacks`` for ``Setting.callbacks``, ``training_budget`` for
 ``Setting.step_hooks``), test batches, metrics and the relative paths a summary lists."""
 from __future__ import annotations
 
@@ -55,14 +55,28 @@ def snapshot_callbacks(epochs: Both, draw: Callable) -> Callable[[Context, Setti
     return make
 
 
-BUDGET_SPLIT = "budget"    # the ``split`` of the rows ``time_budget`` logs to a run's metrics.jsonl
+BUDGET_SPLIT = "budget"    # the ``split`` of the rows ``training_budget`` logs to a run's metrics.jsonl
 
 
-def time_budget(minutes: Both, every_s: Both, measure: Callable,
-                split: str = "test") -> Callable[[Context, Setting], list]:
-    """``Setting.step_hooks``: train for ``minutes`` of training wall-clock time, calling
-    ``measure(trainer, data) -> dict`` on the ``split`` of the setting's dataset every ``every_s`` seconds of
-    training and once more when the budget is spent; then the trainer stops (a checkpoint is saved).
+@dataclass(frozen=True)
+class Budget:
+    """How long a run trains and how often it is measured: ``steps`` optimizer steps, measured every
+    ``every`` steps, or ``minutes`` of training wall-clock time, measured every ``every`` seconds. Quick
+    runs use steps, so that their results do not depend on how busy the machine is."""
+    every: float
+    steps: int | None = None
+    minutes: float | None = None
+
+    def __post_init__(self):
+        if (self.steps is None) == (self.minutes is None):
+            raise ValueError("a Budget is either steps or minutes")
+
+
+def training_budget(budget: Both, measure: Callable, split: str = "test") -> Callable[[Context, Setting], list]:
+    """``Setting.step_hooks``: train for the ``budget`` (a ``Both`` of ``Budget``), calling
+    ``measure(trainer, data) -> dict`` on the ``split`` of the setting's dataset at every ``budget.every``
+    (steps or seconds of training) and once more when the budget is spent; then the trainer stops (a
+    checkpoint is saved).
 
     The time ``measure`` takes is not training time. The clock starts at the end of the first optimizer
     step (one-off warm-up is not counted). Each measurement is a row of the run's ``metrics.jsonl`` with
@@ -75,22 +89,27 @@ def time_budget(minutes: Both, every_s: Both, measure: Callable,
         data, options = ctx.plan(s)
         _, data, _, dcfg, _ = prepare(s.model, data, **options)
         held = load_dataset(data, split, config=dcfg)
-        budget_s, every = minutes(ctx) * 60, every_s(ctx)
+        b: Budget = budget(ctx)
         clock: dict = {}
+
+        def spent() -> float:             # steps or seconds of training so far
+            return clock["steps"] if b.steps is not None else clock["wall"]
 
         def hook(trainer) -> None:
             if not clock:                       # the first step: start the clock
-                clock.update(wall=0.0, cpu=0.0, next=every, w0=time.perf_counter(), c0=time.process_time())
+                clock.update(wall=0.0, cpu=0.0, steps=1, next=b.every, w0=time.perf_counter(),
+                             c0=time.process_time())
                 return
             clock["wall"] += time.perf_counter() - clock["w0"]
             clock["cpu"] += time.process_time() - clock["c0"]
-            done = clock["wall"] >= budget_s
-            if clock["wall"] >= clock["next"] or done:
+            clock["steps"] += 1
+            done = spent() >= (b.steps if b.steps is not None else b.minutes * 60)
+            if spent() >= clock["next"] or done:
                 row = {"step": trainer.state.global_step, "train_wall_s": round(clock["wall"], 2),
                        "train_cpu_s": round(clock["cpu"], 2), **measure(trainer, held)}
                 trainer.logger.log({"split": BUDGET_SPLIT, **row})
                 trainer.model.train()
-                clock["next"] += every
+                clock["next"] += b.every
             if done:
                 trainer.request_stop()
             clock["w0"], clock["c0"] = time.perf_counter(), time.process_time()
@@ -99,7 +118,7 @@ def time_budget(minutes: Both, every_s: Both, measure: Callable,
 
 
 def budget_rows(run) -> list[dict]:
-    """The measurements ``time_budget`` logged during ``run``'s training, in order."""
+    """The measurements ``training_budget`` logged during ``run``'s training, in order."""
     from genlab.train.logger import read_jsonl
     return [{k: v for k, v in r.items() if k != "split"}
             for r in read_jsonl(run.folder.metrics_jsonl) if r.get("split") == BUDGET_SPLIT]
@@ -120,13 +139,18 @@ def test_metrics(run, digits: int = 4, **options) -> dict:
     return {k: round(float(v), digits) for k, v in record["metrics"].items() if isinstance(v, (int, float))}
 
 
+def reconstruction_spread(model, x: torch.Tensor) -> float:
+    """How much the reconstructions of different inputs differ, relative to the inputs: the mean over
+    pixels of the std across the reconstructions of ``x``, over the same std of ``x`` itself. About 0 when
+    every input gets the same reconstruction (a collapsed code), about 1 when they differ as the inputs do."""
+    model.eval()
+    with torch.no_grad():
+        r = model.reconstruct(x.to(device_of(model))).cpu()
+    return round(float(r.flatten(1).std(0).mean() / x.flatten(1).std(0).mean().clamp_min(1e-12)), 4)   # [B, D]
+
+
 def relative(ctx: Context, paths) -> list[str]:
     return [str(Path(p).relative_to(ctx.out)) for p in paths if p is not None]
-
-
-def target(description: str, met: bool) -> dict:
-    """The two entries of a summary that states a target."""
-    return {"target": description, "target_met": bool(met)}
 
 
 @contextmanager

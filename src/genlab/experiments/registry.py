@@ -18,12 +18,21 @@ What a run needs beyond its options is declared on its ``Setting`` and done by t
 * ``callbacks(ctx, setting) -> [fn(trainer, event)]``: e.g. snapshot grids at declared epochs
   (``common.snapshot_callbacks``);
 * ``step_hooks(ctx, setting) -> [fn(trainer)]``: after every optimizer step, e.g. per-layer gradient
-  norms, or a training-time budget with held-out measurements (``common.time_budget``);
+  norms, or a training budget (steps, or minutes in full runs) with held-out measurements
+  (``common.training_budget``);
 * ``may_diverge``: a run whose loss stops being finite is recorded in ``ctx.diverged`` (its folder
   keeps what it logged) instead of ending the experiment.
 
 Values that differ between full and ``--quick`` runs are declared, never branched on inline: a
 setting's ``quick`` overrides, and ``common.Both(full=..., quick=...)`` for anything else.
+
+Every experiment states its ``claim`` (one sentence: the point it makes, naming the paper or course
+item it reproduces) and a ``check(summary) -> Check`` computed from its own summary: whether the claim
+holds, what was measured and what the claim expects. The runner writes ``claim``, ``verdict`` (``shown``,
+``not shown``, or for a ``--quick`` run of an experiment that declares ``quick_cannot`` -- why the quick
+run cannot show it and the command that does -- ``cannot show in quick mode``), ``measured`` and
+``expected`` into ``summary.json``. ``examples`` holds two small summaries, one the claim holds for and
+one it does not, so that a test sees each check's verdict flip.
 
 An experiment may take options: a config dataclass ``options`` whose fields are the flags of
 ``genlab experiment run NAME`` (``--help`` lists them) and the ``options`` keywords of ``run_experiment``.
@@ -103,6 +112,21 @@ class Context:
         return data, options
 
 
+SHOWN, NOT_SHOWN, CANNOT_SHOW = "shown", "not shown", "cannot show in quick mode"
+
+
+@dataclass(frozen=True)
+class Check:
+    """What an experiment's check found: whether its claim ``holds``, the value ``measured`` and the value
+    the claim ``expects`` (both as short text, e.g. "FID 12.3, real floor 5.1" and "FID < 3x the floor")."""
+    holds: bool
+    measured: str
+    expected: str
+
+    def __post_init__(self):
+        object.__setattr__(self, "holds", bool(self.holds))     # e.g. a numpy bool from a comparison
+
+
 @dataclass
 class Experiment:
     name: str
@@ -116,6 +140,10 @@ class Experiment:
     one_thread: bool = False       # one intra-op thread for full runs too (timed comparisons)
     quick_note: str = ""           # what --quick can and cannot show
     options: type | None = None    # a config dataclass: the experiment's own flags (see the module docstring)
+    claim: str = ""                # the point it makes, one sentence, naming the paper or course item
+    check: Callable[[dict], Check] | None = None   # summary -> Check: does the claim hold on these results?
+    quick_cannot: str = ""         # why --quick cannot show the claim, and the command that shows it
+    examples: tuple[dict, ...] = ()   # (a summary the claim holds for, one it does not): the check's own test
 
     def make_options(self, values: dict | None = None) -> Any:
         """The experiment's options from ``values`` (field name -> value; unset fields keep their defaults)."""
@@ -140,6 +168,23 @@ def declare(exp: Experiment) -> Experiment:
     if listed is not None and exp.family != listed:
         raise ValueError(f"experiment {exp.name!r}: family={exp.family!r}, but families/{listed}/ lists it")
     return catalog.register("experiment", exp.name, exp)
+
+
+def verdict(exp: Experiment, summary: dict) -> dict:
+    """The entries the runner adds to ``summary`` (which holds ``quick``): the claim, the verdict of the
+    experiment's check on it, what was measured and what was expected. A claim that does not hold in a
+    quick run of an experiment declaring ``quick_cannot`` is "cannot show in quick mode", with the reason."""
+    if exp.check is None:
+        return {}
+    result = exp.check(summary)
+    if result.holds:
+        word = SHOWN
+    elif summary.get("quick") and exp.quick_cannot:
+        word = CANNOT_SHOW
+    else:
+        word = NOT_SHOWN
+    return {"claim": exp.claim, "verdict": word, "measured": result.measured, "expected": result.expected,
+            **({"quick_cannot": exp.quick_cannot} if word == CANNOT_SHOW else {})}
 
 
 def list_experiments() -> list[Experiment]:
@@ -241,5 +286,6 @@ def run_experiment(name: str, out: str | Path | None = None, quick: bool = False
     summary = {"experiment": name, "family": exp.family, "quick": quick, **summary,
                **({"quick_note": exp.quick_note} if quick and exp.quick_note else {}),
                "wall_time_s": round(time.perf_counter() - start, 2)}
+    summary |= verdict(exp, summary)
     write_json_atomic(out / "summary.json", summary)
     return summary

@@ -19,7 +19,7 @@ import torch
 from genlab.config import from_dict
 from genlab.eval.evaluate import evaluate
 from genlab.experiments.common import Both, single_thread
-from genlab.experiments.registry import Context, Experiment, Setting, declare
+from genlab.experiments.registry import Check, Context, Experiment, Setting, declare
 from genlab.families.lm.figures import attention_grid, loglog_costs
 from genlab.families.lm.gpt import GPT, GPTConfig
 from genlab.families.lm.rnn import RNNLM, RNNLMConfig
@@ -139,9 +139,25 @@ def rnn_vs_transformer(ctx: Context) -> dict:
     }
 
 
+def check_costs(s: dict) -> Check:
+    g = s["slopes_generation_total"]
+    lstm, cache, nocache = g["LSTM"], g["GPT + KV cache"], g["GPT, no cache"]
+    return Check(0.8 <= lstm <= 1.2 and nocache >= lstm + 0.7 and nocache > cache,
+                 f"log-log slopes of generation time: LSTM {lstm:.2f}, GPT with KV cache {cache:.2f}, "
+                 f"without {nocache:.2f}",
+                 "LSTM 0.8-1.2 (linear), GPT without cache >= LSTM + 0.7 and above GPT with the cache")
+
+
 declare(Experiment("rnn-vs-transformer", FAMILY, "training time per sequence and generation time vs sequence "
                    "length: GPT with/without KV cache vs LSTM, log-log slopes (Vaswani et al. 2017, Table 1)",
-                   analyze=rnn_vs_transformer))
+                   analyze=rnn_vs_transformer,
+                   claim="generating n tokens costs an RNN O(n) and a transformer more: superlinear without a KV "
+                         "cache (midterm Problem 1a; Vaswani et al. 2017, Table 1)",
+                   check=check_costs,
+                   examples=({"slopes_generation_total": {"LSTM": 0.99, "GPT + KV cache": 1.18,
+                                                          "GPT, no cache": 2.24}},
+                             {"slopes_generation_total": {"LSTM": 0.25, "GPT + KV cache": 0.77,
+                                                          "GPT, no cache": 1.27}})))
 
 
 # ------------------------------------------------------------------ attention-anatomy
@@ -223,6 +239,25 @@ def analyze_anatomy(ctx) -> dict:
     }
 
 
+def check_anatomy(s: dict) -> Check:
+    eq, gap, nll = s["block_equivariance_gap"], s["prefix_shuffle_gap"], s["test_nll_nats"]
+    ln = s["layernorm_example"]["x1_normalized"]
+    holds = (eq["no positions"] < 1e-10 < 1e-3 < eq["sinusoidal positions"]
+             and gap["untrained, no positions, 1 block"] < 1e-10 and nll["positions"] < nll["no-positions"]
+             and max(abs(a - b) for a, b in zip(ln, (1.0, -1.0))) < 1e-6)
+    return Check(holds, f"equivariance gap {eq['no positions']:.2g} without positions, "
+                        f"{eq['sinusoidal positions']:.2g} with; one-block shuffle gap "
+                        f"{gap['untrained, no positions, 1 block']:.2g}; test NLL {nll['positions']:.3f} with "
+                        f"positions, {nll['no-positions']:.3f} without; LayerNorm([2, 1]) = {ln}",
+                 "gaps < 1e-10 without positions, > 1e-3 with; lower NLL with positions; LayerNorm([2, 1]) = [1, -1]")
+
+
+ANATOMY_EXAMPLE = {"block_equivariance_gap": {"no positions": 1e-16, "sinusoidal positions": 0.5},
+                   "prefix_shuffle_gap": {"untrained, no positions, 1 block": 1e-16},
+                   "test_nll_nats": {"positions": 0.58, "no-positions": 0.66},
+                   "layernorm_example": {"x1_normalized": [1.0, -1.0]}}
+
+
 declare(Experiment(
     name="attention-anatomy", family=FAMILY,
     description="attention maps of a trained GPT; without positions order is invisible; the LayerNorm "
@@ -233,7 +268,12 @@ declare(Experiment(
                   quick={"max_steps": 250})],
     data="synthetic-text", quick_data="synthetic-text", analyze=analyze_anatomy, one_thread_quick=True,
     quick_note="200 steps per model: the attention maps are still rough; the shuffle gaps and the NLL gap "
-               "already show"))
+               "already show",
+    claim="self-attention sees a set: without positions a block is permutation-equivariant and a one-block causal "
+          "model ignores the prefix's order, so positions lower the test NLL; LayerNorm maps [2, 1] to [1, -1] "
+          "(midterm Problems 1b, 1d; Vaswani et al. 2017; Ba et al. 2016)",
+    check=check_anatomy,
+    examples=(ANATOMY_EXAMPLE, ANATOMY_EXAMPLE | {"test_nll_nats": {"positions": 0.7, "no-positions": 0.66}})))
 
 
 # ------------------------------------------------------------------ gpt-shakespeare
@@ -256,8 +296,20 @@ def analyze_shakespeare(ctx) -> dict:
     (ctx.out / "samples.txt").write_text("\n\n".join(f"--- temperature {t} ---\n{s}" for t, s in samples.items()))
     metrics = evaluate(run, split="test")["metrics"]
     bits = metrics["bits_per_token"] * (1 / metrics.get("chars_per_token", 1.0))
-    return {"test_nll_nats": metrics["nll_nats"], "test_bits_per_char": bits, "samples": samples,
-            **({"data_nll_nats": metrics["data_nll_nats"]} if "data_nll_nats" in metrics else {})}
+    return {"data": run.data_name, "test_nll_nats": metrics["nll_nats"], "test_bits_per_char": bits,
+            "samples": samples, **({"data_nll_nats": metrics["data_nll_nats"]} if "data_nll_nats" in metrics else {})}
+
+
+SHAKESPEARE_NATS = 1.6       # nats/char: the fast recipe measured 1.485 after 600 s (BENCHMARKS.md)
+
+
+def check_shakespeare(s: dict) -> Check:
+    nll = s["test_nll_nats"]
+    if "data_nll_nats" in s:     # a corpus whose entropy rate is known: the model should come close to it
+        return Check(nll <= s["data_nll_nats"] + 0.15, f"test {nll:.3f} nats/token on {s['data']}, entropy rate "
+                     f"{s['data_nll_nats']:.3f}", "within 0.15 nats of the entropy rate")
+    return Check(s["data"] == "tinyshakespeare" and nll <= SHAKESPEARE_NATS,
+                 f"test {nll:.3f} nats/char on {s['data']}", f"<= {SHAKESPEARE_NATS} nats/char on Tiny Shakespeare")
 
 
 def _gpt_shakespeare_options() -> dict:
@@ -271,4 +323,8 @@ declare(Experiment(
     runs=[Setting("gpt", "gpt", _gpt_shakespeare_options(),
                   quick={"max_steps": 300, "n_layer": 2, "n_embd": 64, "eval_steps": 100})],
     data="tinyshakespeare", quick_data="synthetic-text", analyze=analyze_shakespeare, one_thread_quick=True,
-    quick_note="300 steps of a 2-layer model on the offline synthetic corpus; the full run trains on Shakespeare"))
+    quick_note="300 steps of a 2-layer model on the offline synthetic corpus; the full run trains on Shakespeare",
+    claim="a causal transformer trained by next-token prediction on teacher-forced, shifted targets learns the "
+          "text's next-character distribution (Homework 2, Problem 3a-b; Radford et al. 2019)",
+    check=check_shakespeare,
+    examples=({"data": "tinyshakespeare", "test_nll_nats": 1.49}, {"data": "tinyshakespeare", "test_nll_nats": 2.5})))

@@ -22,7 +22,7 @@ import numpy as np
 
 from genlab.eval.evaluate import evaluate
 from genlab.experiments.common import Both
-from genlab.experiments.registry import Context, Experiment, Setting, declare
+from genlab.experiments.registry import Check, Context, Experiment, Setting, declare
 from genlab.families.translation.figures import plot_norms_vs_layer, read_grad_norms, smooth
 from genlab.families.translation.gradnorms import grad_norm_hook
 from genlab.train.logger import read_jsonl
@@ -183,6 +183,34 @@ def analyze_prenorm_vs_postnorm(ctx: Context, plan: Both) -> dict:
             "figures": figures(ctx.out, results, FIGURE_NOTE(ctx))}
 
 
+def check_step1_profile(s: dict) -> Check:
+    """Xiong et al. 2020, Thm. 1 at step 1: the post-norm decoder's last layer gets larger gradients than its
+    first (ratio > 1.5), the pre-norm one's do not grow (ratio < 1.5), at every depth."""
+    f = s["findings"]
+    ratios = {k.split("_")[0]: f[k] for k in f if k.endswith("_step1_decoder_last_over_first")}
+    return Check(bool(ratios) and all(r["post"] > 1.5 > r["pre"] for r in ratios.values()),
+                 "decoder last/first-layer gradient norm at step 1: " + ", ".join(
+                     f"{k[1:]} layers post-norm {r['post']}, pre-norm {r['pre']}" for k, r in ratios.items()),
+                 "post-norm > 1.5 > pre-norm at every depth")
+
+
+def check_deep_bleu(s: dict) -> Check:
+    """The step-1 profile, and at 12 layers pre-norm translating better than post-norm with and without warm-up."""
+    profile = check_step1_profile(s)
+    f = s["findings"]
+    bleu = {w: f[f"L12_{w}_bleu_post_vs_pre"] for w in ("warmup", "nowarmup")}
+    better = all(b["pre"] > b["post"] + 1 for b in bleu.values())
+    return Check(profile.holds and better, profile.measured + "; 12-layer BLEU " + ", ".join(
+        f"{w}: post-norm {b['post']}, pre-norm {b['pre']}" for w, b in bleu.items()),
+        profile.expected + "; pre-norm BLEU > post-norm's + 1 at 12 layers, with and without warm-up")
+
+
+PROFILE = {"L5_step1_decoder_last_over_first": {"post": 3.6, "pre": 0.82},
+           "L12_step1_decoder_last_over_first": {"post": 25.0, "pre": 0.43}}
+BLEU = {"L12_warmup_bleu_post_vs_pre": {"post": 0.0, "pre": 21.2},
+        "L12_nowarmup_bleu_post_vs_pre": {"post": 1.7, "pre": 8.4}}
+
+
 declare(Experiment(
     name="prenorm-vs-postnorm", family=FAMILY,
     description="pre-norm vs post-norm translators, {5,12} layers x {warm-up, none}: per-layer gradient "
@@ -190,11 +218,25 @@ declare(Experiment(
     runs=arms(FULL), analyze=lambda ctx: analyze_prenorm_vs_postnorm(ctx, Both(full=FULL, quick=QUICK)),
     data="multi30k", quick_data="synthetic-pairs", one_thread_quick=True,
     quick_note="8 runs of 40 steps with a 32-wide model on the offline toy pair: shows the step-1 gradient "
-               "profile by layer and the first steps; BLEU after 40 steps is not the converged comparison"))
+               "profile by layer and the first steps; BLEU after 40 steps is not the converged comparison",
+    claim="at initialization a post-norm transformer's gradients grow towards its last layers while a pre-norm "
+          "one's stay flat, which is why post-norm needs a learning-rate warm-up (Xiong et al. 2020, Thm. 1; "
+          "MVA assignment, Question 22)",
+    check=check_step1_profile,
+    examples=({"findings": PROFILE},
+              {"findings": PROFILE | {"L12_step1_decoder_last_over_first": {"post": 1.0, "pre": 1.0}}})))
 
 declare(Experiment(
     name="prenorm-vs-postnorm-toy", family=FAMILY,
     description="prenorm-vs-postnorm on the offline toy pair, 200 steps per arm (about 75 CPU-seconds)",
     runs=arms(TOY), analyze=lambda ctx: analyze_prenorm_vs_postnorm(ctx, Both(full=TOY, quick=QUICK)),
     data="synthetic-pairs", quick_data="synthetic-pairs", one_thread=True,
-    quick_note="the same 40-step runs as prenorm-vs-postnorm --quick"))
+    quick_note="the same 40-step runs as prenorm-vs-postnorm --quick",
+    claim="post-norm gradients grow towards the last layers at initialization and pre-norm ones stay flat; at 12 "
+          "layers the pre-norm translator learns better than the post-norm one, with or without warm-up "
+          "(Xiong et al. 2020; MVA assignment, Question 22)",
+    check=check_deep_bleu,
+    quick_cannot="40 steps per arm train no translator yet (BLEU near 0 for all): "
+                 "`genlab experiment run prenorm-vs-postnorm-toy` (200 steps per arm, about 75 CPU-seconds)",
+    examples=({"findings": PROFILE | BLEU},
+              {"findings": PROFILE | BLEU | {"L12_nowarmup_bleu_post_vs_pre": {"post": 9.0, "pre": 8.4}}})))
