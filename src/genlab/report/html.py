@@ -4,8 +4,12 @@
                                 every experiment summary found below RUNS_DIR
     DIR/run-<slug>.html         one run: status and message, config as written, eval.json's metrics,
                                 training curves, every figure and sample of the run
-    DIR/data-<slug>.html        the runs of one dataset side by side: a sortable table, curves overlaid
-    DIR/experiment-<slug>.html  an experiment's summary.json and figures
+    DIR/data-<slug>.html        the runs of one dataset side by side: one fixed table for every family
+                                (bits/dim with its grey levels, NLL, FID with its real-image floor, PSNR,
+                                BLEU, parameters, training and evaluation time), curves overlaid
+    DIR/experiment-<slug>.html  an experiment's result card (claim, measured, expected, verdict), its
+                                summary.json as tables, its figures; sampler comparisons (``cells`` of
+                                ``sampler@steps``) drawn as FID against steps and against seconds
     DIR/files/<slug>/           copies of the runs' figures and the curves drawn here (matplotlib)
 
 The report opens from the file system: no server, no network, CSS and JS inline, links relative.
@@ -34,6 +38,20 @@ TEXT_SUFFIXES = {".txt", ".csv"}
 TEXT_LIMIT = 20_000          # characters of a text sample shown inline
 SKIP_CURVE_KEYS = {"epoch", "step", "time_s", "examples_per_s", "lr", "split"}
 MAX_CURVES = 6
+# the dataset page's columns, the same for every family (eval.json metric, column title); a column is
+# shown when at least one run of the dataset has it. A note under the value: bits/dim's number of grey
+# levels K (bpd = NLL / (D log 2) of the K-level discrete data), FID's floor (real images vs real images)
+CROSS_METRICS = (("bpd", "bits/dim"), ("nll_nats", "NLL (nats)"), ("fid", "FID"), ("psnr", "PSNR (dB)"),
+                 ("bleu", "BLEU"))
+CROSS_NOTES = {"bpd": ("bpd_levels", "{:g} levels"), "fid": ("fid_real_floor", "floor {:.3g}")}
+# a result card's key number when summary.json has no ``measured`` (an experiment without a check):
+# the first two of these top-level numbers it holds, with their units
+HEADLINES = (("fid", "FID {}"), ("fid_local", "FID {}"), ("bpd", "{} bits/dim"), ("test_nll_nats", "{} nats"),
+             ("nll_nats", "{} nats"), ("psnr", "PSNR {} dB"), ("bleu", "BLEU {}"),
+             ("test_elbo_difference_nats", "ELBO difference {} nats"), ("abs_error_at_max", "error {}"))
+# summary.json entries the result card shows, not repeated in the page's results tables
+CARD_KEYS = ("experiment", "family", "quick", "claim", "verdict", "measured", "expected", "quick_cannot",
+             "quick_note", "wall_time_s", "figures")
 
 
 def write_html_report(runs_dir: str | Path, out: str | Path | None = None) -> Path:
@@ -89,10 +107,34 @@ class RunView:
     figures: list = field(default_factory=list)      # (caption, href)
     texts: list = field(default_factory=list)        # (caption, text)
     curves: str | None = None                        # href of the drawn training curves
+    parameters: int | None = None                    # the model's parameter count (from its config)
 
     @property
     def key_metrics(self) -> list[tuple[str, float]]:
         return ordered_metrics(self.metrics)[:3]
+
+    @property
+    def last_validation(self) -> list[tuple[str, float]]:
+        """The last epoch's validation metrics from metrics.jsonl (loss first, at most two): what an
+        unevaluated run (an experiment's, trained without a report) is compared by."""
+        for row in reversed(self.rows):
+            values = {k[4:]: v for k, v in row.items() if k.startswith("val/") and _number(v) is not None}
+            if row.get("split") == "epoch" and values:
+                return [(k, values[k]) for k in _metric_order(values)[:2]]
+        return []
+
+    @property
+    def eval_time_s(self) -> float | None:
+        return _number(self.eval_info.get("eval_time_s"))
+
+    @property
+    def short_name(self) -> str:
+        """The run folder's own name; :attr:`parent` is the path above it (muted on the pages)."""
+        return self.name.rsplit("/", 1)[-1]
+
+    @property
+    def parent(self) -> str:
+        return self.name.rsplit("/", 1)[0] + "/" if "/" in self.name else ""
 
     @property
     def key_metrics_all(self) -> list[tuple[str, object]]:
@@ -107,7 +149,9 @@ class DataGroup:
     data: str
     slug: str
     runs: list
-    metric_names: list = field(default_factory=list)
+    columns: list = field(default_factory=list)      # (metric, title) of CROSS_METRICS some run has
+    show_parameters: bool = False
+    show_eval_time: bool = False
     curves: str | None = None
 
 
@@ -121,6 +165,37 @@ class ExperimentView:
     nested: list = field(default_factory=list)       # (key, pretty JSON) of lists and dicts
     figures: list = field(default_factory=list)
     runs: list = field(default_factory=list)         # RunViews below this experiment's folder
+    tables: list = field(default_factory=list)       # (key, columns, rows) of nested records, as tables
+    curves: list = field(default_factory=list)       # (caption, href, wide) drawn here (sampler comparisons)
+    declared: str = ""                               # the claim (else description) this version declares
+
+    def text(self, key: str) -> str:
+        value = self.summary.get(key)
+        return str(value) if value not in (None, "") else "—"
+
+    @property
+    def claim(self) -> str:
+        """summary.json's ``claim``; for a summary written before claims, the experiment's declaration."""
+        return self.text("claim") if self.summary.get("claim") or not self.declared else self.declared
+
+    @property
+    def verdict(self) -> str:
+        return self.text("verdict")
+
+    @property
+    def expected(self) -> str:
+        """What the claim expects (the course's or paper's reference): ``expected``, else an older
+        summary's ``target``."""
+        return self.text("expected") if "expected" in self.summary else self.text("target")
+
+    @property
+    def measured(self) -> str:
+        """The key number with its units: the check's ``measured``, else the first two HEADLINES found."""
+        if self.summary.get("measured") not in (None, ""):
+            return str(self.summary["measured"])
+        found = [form.format(format_number(self.summary[k])) for k, form in HEADLINES
+                 if _number(self.summary.get(k)) is not None]
+        return ", ".join(found[:2]) or "—"
 
 
 def ordered_metrics(metrics: dict) -> list[tuple[str, float]]:
@@ -170,6 +245,7 @@ def read_run(path: Path, name: str, slug: str) -> RunView:
         view.model, view.data, view.created = str(cfg["model"]), str(cfg["data"]), str(cfg.get("created", ""))
         view.config_text = json.dumps(cfg, indent=2)
         view.family = family_of(view.model)
+        view.parameters = count_parameters(cfg)
     except GenlabError as e:
         view.problems.append(str(e))
         view.config_text = _raw_text(folder.config)
@@ -210,6 +286,20 @@ def family_of(model: str) -> str:
         return ""
 
 
+def count_parameters(cfg: dict) -> int | None:
+    """The parameter count of the run's model, built from its config on the meta device (shapes only:
+    :func:`genlab.model.check_model_size`); None for a model this version cannot build."""
+    from genlab.config import from_dict
+    from genlab.data.registry import DataInfo
+    from genlab.model import check_model_size, get_model_spec
+    try:
+        spec = get_model_spec(str(cfg["model"]))
+        config = from_dict(spec.config, cfg.get("model_config"), where="config.json")
+        return check_model_size(spec, config, DataInfo.from_dict(cfg["data_info"]))
+    except (GenlabError, ImportError, RuntimeError, KeyError, TypeError, ValueError):
+        return None
+
+
 def read_experiment(path: Path, name: str, slug: str) -> ExperimentView | None:
     try:
         summary = read_json(path / "summary.json", "summary")
@@ -217,13 +307,53 @@ def read_experiment(path: Path, name: str, slug: str) -> ExperimentView | None:
         return None
     if "experiment" not in summary:
         return None
-    exp = ExperimentView(name=name, slug=slug, path=path, summary=summary)
+    exp = ExperimentView(name=name, slug=slug, path=path, summary=summary,
+                         declared=declared_claim(str(summary["experiment"])))
     for key, value in summary.items():
-        if isinstance(value, (dict, list)):
+        if key in CARD_KEYS:
+            continue
+        table = records_table(value)
+        if table is not None:
+            exp.tables.append((key, *table))
+        elif isinstance(value, dict) and all(not isinstance(v, (dict, list)) for v in value.values()):
+            exp.tables.append((key, ["value"], [(k, [v]) for k, v in value.items()]))
+        elif isinstance(value, (dict, list)):
             exp.nested.append((key, json.dumps(value, indent=2)))
         else:
             exp.scalars.append((key, value))
     return exp
+
+
+def declared_claim(name: str) -> str:
+    """The claim (else the description) of experiment ``name`` as this version declares it; '' when
+    this version does not know it."""
+    from genlab import catalog
+    try:
+        exp = catalog.get("experiment", name)
+    except (GenlabError, ImportError, RuntimeError):
+        return ""
+    return str(getattr(exp, "claim", "") or getattr(exp, "description", ""))
+
+
+def records_table(value) -> tuple[list, list] | None:
+    """A summary entry that is a set of records -- a dict of dicts (``{"ddpm@10": {"fid": ..}}``) or a
+    list of dicts -- as (columns, [(row label, [cells])]); None for anything else. Nested values in a
+    record are shown as compact JSON."""
+    if isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
+        items = [(str(k), v) for k, v in value.items()]
+    elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        label = next((k for k in ("name", "model", "family", "setting", "run") if all(k in v for v in value)), None)
+        items = [(str(v[label]) if label else str(i + 1), {k: x for k, x in v.items() if k != label})
+                 for i, v in enumerate(value)]
+    else:
+        return None
+    columns = list(dict.fromkeys(k for _, record in items for k in record))
+    rows = [(label, [_cell(record.get(c)) for c in columns]) for label, record in items]
+    return columns, rows
+
+
+def _cell(value):
+    return json.dumps(value) if isinstance(value, (dict, list)) else value
 
 
 def _raw_text(path: Path) -> str:
@@ -245,7 +375,7 @@ def collect_run_files(run: RunView, out: Path) -> None:
         for path in sorted(source.rglob("*")) if source.is_dir() else []:
             caption = path.relative_to(run.folder.path).as_posix()
             if path.suffix.lower() in IMAGE_SUFFIXES:
-                run.figures.append((caption, _copy(path, dest / caption.replace("/", "__"), out)))
+                run.figures.append(_figure(caption, path, dest / caption.replace("/", "__"), out))
             elif path.suffix.lower() in TEXT_SUFFIXES and path.is_file():
                 run.texts.append((caption, _raw_text(path)))
     run.curves = draw_curves(run, dest / "curves.png", out)
@@ -257,13 +387,89 @@ def collect_experiment_files(exp: ExperimentView, out: Path) -> None:
     for path in sorted(figures.rglob("*")) if figures.is_dir() else []:
         if path.suffix.lower() in IMAGE_SUFFIXES:
             caption = path.relative_to(exp.path).as_posix()
-            exp.figures.append((caption, _copy(path, dest / caption.replace("/", "__"), out)))
+            exp.figures.append(_figure(caption, path, dest / caption.replace("/", "__"), out))
+    exp.curves = draw_sampler_curves(exp.summary, dest, out)
 
 
-def _copy(path: Path, dest: Path, out: Path) -> str:
+WIDE_PX = 480       # a figure at least this wide spans the page's full width (a grid, a table of panels)
+
+
+def _figure(caption: str, path: Path, dest: Path, out: Path) -> tuple[str, str, bool]:
+    """(caption, href of the copy, wide): the figure copied into the report."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(path, dest)
-    return dest.relative_to(out).as_posix()
+    try:
+        from PIL import Image
+        with Image.open(dest) as image:
+            wide = image.width >= WIDE_PX
+    except (OSError, ValueError, ImportError):   # an SVG, or a damaged file: shown as it is
+        wide = False
+    return caption, dest.relative_to(out).as_posix(), wide
+
+
+SAMPLER_CELL = re.compile(r"^(?P<sampler>.+)@(?P<steps>\d+)$")
+
+
+def sampler_series(cells) -> dict[str, list[tuple[int, dict]]]:
+    """``{"ddpm@10": {...}, ...}`` (a sampler comparison's cells) as {sampler: [(steps, cell)]} by steps;
+    {} when ``cells`` is not such a table."""
+    if not isinstance(cells, dict) or not cells:
+        return {}
+    series: dict[str, list[tuple[int, dict]]] = {}
+    for key, cell in cells.items():
+        match = SAMPLER_CELL.match(str(key))
+        if match is None or not isinstance(cell, dict):
+            return {}
+        series.setdefault(match["sampler"], []).append((int(match["steps"]), cell))
+    return {name: sorted(points, key=lambda p: p[0]) for name, points in series.items()}
+
+
+def draw_sampler_curves(summary: dict, dest: Path, out: Path) -> list[tuple[str, str, bool]]:
+    """A sampler comparison drawn from summary.json's ``cells``, one line per sampler: FID against the
+    number of steps and against the sampling time (log x axes; the real-image floor dashed when the
+    summary has one), or the time alone against steps when the cells hold no FID (a pretrained pipeline)."""
+    from genlab.viz.figures import add_note, pyplot
+    series = sampler_series(summary.get("cells"))
+    if not series:
+        return []
+    cells = [cell for points in series.values() for _, cell in points]
+    time_key = next((k for k in ("seconds_per_64", "seconds") if all(_number(c.get(k)) is not None for c in cells)),
+                    None)
+    time_label = {"seconds_per_64": "seconds per 64 images", "seconds": "seconds per image"}.get(time_key, "")
+    has_fid = all(_number(c.get("fid")) is not None for c in cells)
+    if not has_fid and not time_key:
+        return []
+    panels = [("sampling steps", "steps")] + ([(time_label, time_key)] if has_fid and time_key else [])
+    y_key, y_label = ("fid", "FID (lower is better)") if has_fid else (time_key, time_label)
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels) + 1.8, 4), dpi=110, squeeze=False)
+    floor = _number(summary.get("fid_real_floor"))
+    for ax, (x_label, x_key) in zip(axes[0], panels):
+        for i, (name, points) in enumerate(series.items()):
+            xs = [k if x_key == "steps" else c[x_key] for k, c in points]
+            ax.plot(xs, [c[y_key] for _, c in points], marker="o", ms=4, color=f"C{i % 10}",
+                    ls="-" if i < 10 else "--", label=_label(name))
+        if has_fid and floor is not None:
+            ax.axhline(floor, ls=":", color="k", label="real-image floor")
+        ax.set_xscale("log")
+        if x_key == "steps":          # ticks at the steps compared, written as numbers
+            steps = sorted({k for points in series.values() for k, _ in points})
+            ax.set_xticks(steps, [str(k) for k in steps])
+            ax.minorticks_off()
+        ax.set(xlabel=x_label, ylabel=y_label, title=f"{'FID' if has_fid else 'time'} against {x_label}")
+        ax.grid(alpha=0.3, which="both")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center right", fontsize=8, title="sampler", title_fontsize=8)
+    fig.tight_layout(rect=(0, 0, 1 - 1.6 / fig.get_size_inches()[0], 1))
+    note = f"FID of {summary['fid_samples']} samples per cell" if has_fid and "fid_samples" in summary else ""
+    path = dest / "sampler_curves.png"
+    dest.mkdir(parents=True, exist_ok=True)
+    if note:
+        add_note(fig, note)
+    fig.savefig(path)
+    plt.close(fig)
+    caption = " and ".join(ax.get_title() for ax in axes[0])
+    return [(caption, path.relative_to(out).as_posix(), True)]
 
 
 def curve_series(rows: list[dict]) -> dict[str, dict[str, tuple[list, list]]]:
@@ -376,7 +582,7 @@ def _save(fig, path: Path, out: Path) -> str:
 
 
 def group_by_data(runs: list[RunView]) -> list[DataGroup]:
-    """Runs of the same dataset, with the union of their eval metrics (well-known names first)."""
+    """Runs of the same dataset, with the CROSS_METRICS columns at least one of them has."""
     by_data: dict[str, list[RunView]] = {}
     for run in runs:
         by_data.setdefault(run.data, []).append(run)
@@ -384,8 +590,10 @@ def group_by_data(runs: list[RunView]) -> list[DataGroup]:
     groups = []
     for data in sorted(by_data):
         group = DataGroup(data, unique_slug(data, taken), by_data[data])
-        names = {k for run in group.runs for k, _ in ordered_metrics(run.metrics)}
-        group.metric_names = [k for k in KEY_METRICS if k in names] + sorted(names - set(KEY_METRICS))
+        group.columns = [(k, title) for k, title in CROSS_METRICS
+                         if any(_number(run.metrics.get(k)) is not None for run in group.runs)]
+        group.show_parameters = any(run.parameters is not None for run in group.runs)
+        group.show_eval_time = any(run.eval_time_s is not None for run in group.runs)
         groups.append(group)
     return groups
 
@@ -413,6 +621,8 @@ def _environment():
                              trim_blocks=True, lstrip_blocks=True)
     env.filters["num"] = format_number
     env.filters["seconds"] = format_seconds
+    env.filters["count"] = format_count
+    env.globals["cross_note"] = cross_note
     return env
 
 
@@ -427,9 +637,30 @@ def format_number(value) -> str:
     return str(value)
 
 
+def format_count(value) -> str:
+    """A parameter count: 1,234 / 56.8 k / 1.23 M."""
+    if not isinstance(value, int):
+        return "–"
+    if value < 10_000:
+        return f"{value:,}"
+    if value < 1_000_000:
+        return f"{value / 1e3:.1f} k"
+    return f"{value / 1e6:.3g} M"
+
+
+def cross_note(metrics: dict, key: str) -> str:
+    """The note under a dataset-table value (CROSS_NOTES), '' when the run's eval.json lacks it."""
+    if key not in CROSS_NOTES or _number(metrics.get(CROSS_NOTES[key][0])) is None:
+        return ""
+    note_key, form = CROSS_NOTES[key]
+    return form.format(metrics[note_key])
+
+
 def format_seconds(value) -> str:
     if not isinstance(value, (int, float)):
         return "–"
+    if value < 1:
+        return f"{value:.2g} s"
     if value < 60:
         return f"{value:.1f} s"
     if value < 3600:
