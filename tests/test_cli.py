@@ -5,6 +5,8 @@ import pytest
 
 from genlab.cli import main
 
+pytestmark = pytest.mark.unit
+
 TINY = ["--epochs", "2", "--z-dim", "2", "--hidden", "32", "--no-progress", "--iwae-k", "5"]
 
 
@@ -122,3 +124,36 @@ def test_resume_from_the_command_line_extends_a_run(vae_run, tmp_path, capsys):
     summary = json.loads((run / "summary.json").read_text())
     assert summary["epochs_done"] == 3
     assert json.loads((run / "config.json").read_text())["train_config"]["epochs"] == 3
+
+
+def test_an_interrupted_run_gets_its_curves_so_far(tmp_path, monkeypatch, capsys):
+    import signal
+
+    from genlab.train.loop import Trainer
+    real = Trainer.train_step
+
+    def step(self, batches):   # Ctrl-C during step 3
+        logs = real(self, batches)
+        if self.state.global_step == 2:
+            signal.raise_signal(signal.SIGINT)
+        return logs
+    monkeypatch.setattr(Trainer, "train_step", step)
+    out = tmp_path / "run"
+    assert main(["train", "vae", "--data", "digits", "--out", str(out), "--log-every", "1",
+                 *TINY]) == 130
+    assert "curves so far" in capsys.readouterr().err
+    assert (out / "figures" / "training_curves.png").exists() and not (out / "eval.json").exists()
+
+
+def test_the_translator_hint_is_a_sentence_in_the_runs_source_language():
+    from types import SimpleNamespace
+
+    from genlab.data.registry import DataInfo
+    from genlab.families.translation.data import Multi30kConfig, SyntheticPairsConfig, synthetic_corpus
+    from genlab.families.translation.model import example_sentence
+    synthetic = example_sentence(SimpleNamespace(data_config=SyntheticPairsConfig(), data_info=None))
+    words = {w.strip(".").lower() for s in synthetic_corpus(SyntheticPairsConfig())["train"][0] for w in s.split()}
+    assert {w.strip(".").lower() for w in synthetic.split()} <= words       # the grammar's words only
+    german = SimpleNamespace(data_config=Multi30kConfig(direction="de-en"),
+                             data_info=DataInfo("pairs", (), extras={"src_lang": "de"}))
+    assert example_sentence(german) == "Ein Mann fährt Fahrrad."

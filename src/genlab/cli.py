@@ -250,6 +250,10 @@ def cmd_train(argv: list[str]) -> int:
         if no_report and not config.get("no_report"):
             folder.write_config(config | {"no_report": True})
     if run.state.interrupted:
+        if _is_main() and run.dir is not None and not run.state.idle:   # the curves so far, as a finished run has
+            from genlab.viz.report import training_curves
+            for path in training_curves(run, run.folder.figures) or []:
+                print(f"curves so far: {path}", file=sys.stderr)
         return 143 if run.state.signal == signal.SIGTERM else 130
     if not no_report and _is_main() and run.dir is not None and not run.state.idle:
         record, figures = write_report(run, eval_options=ov.get("eval"), extras=extras)
@@ -259,7 +263,8 @@ def cmd_train(argv: list[str]) -> int:
         print("figures:", ", ".join(str(p.relative_to(run.dir)) for p in figures))
         print("next:")
         print(f"  genlab eval {run.dir} --json")
-        print(f"  genlab sample {run.dir} {run.spec.sample_example}".rstrip())
+        example = run.spec.sample_example
+        print(f"  genlab sample {run.dir} {example(run) if callable(example) else example}".rstrip())
         print(f"  genlab report {run.dir}")
     return 0
 

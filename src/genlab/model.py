@@ -127,7 +127,8 @@ class ModelSpec:
     sample: str | None = None   # "module:function" in the family's package, e.g. "figures:sample_images"
     family: str = ""
     train_defaults: dict = field(default_factory=dict)   # e.g. {"schedule": "warmup-cosine", "ema": 0.999}
-    sample_example: str = ""   # flags of a typical `genlab sample RUN ...` (shown after training)
+    sample_example: str | Callable = ""   # flags of a typical `genlab sample RUN ...` (shown after training),
+    # or run -> those flags where they depend on the run's data (a sentence in its source language)
     abilities: frozenset = frozenset()   # e.g. frozenset({Samples, Encodes, Decodes})
     data_kinds: tuple = ()   # the DataInfo kinds it models, e.g. ("image", "points")
 
@@ -143,7 +144,7 @@ class ModelSpec:
 def register_model(name: str, config: type, description: str, data_defaults: dict | None = None,
                    default_data: str = "digits", eval_config: type = NoOptions,
                    sample_config: type = NoOptions, sample: str | None = None,
-                   train_defaults: dict | None = None, sample_example: str = "", abilities=(), *,
+                   train_defaults: dict | None = None, sample_example: str | Callable = "", abilities=(), *,
                    data_kinds: tuple[str, ...] | None = None):
     """Class decorator declaring ``genlab train NAME`` (list NAME in ``genlab.catalog.MODELS``), what
     the model can do (``abilities``: classes of ``genlab.abilities``, stored as ``cls.ABILITIES``) and

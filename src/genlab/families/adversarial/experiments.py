@@ -31,7 +31,7 @@ AAE_Z8_EPOCHS = Both(full=[0, 20, 50, 100], quick=[0, 2, 5, 20])
 AAE = {"lr": 1e-3, "batch_size": 128, "epochs": 100}
 AAE_QUICK = {"batch_size": 64, "epochs": 10}      # two runs per experiment: 10 epochs each
 FID_SAMPLES = Both(full=2000, quick=500)
-DIGITS_NOTE = "quick run on 8x8 digits: FID values compare runs on the digits only"
+DIGITS_NOTE = "quick run on 8x8 digits, not the 28x28 MNIST of the full run"
 NOTE = Both(full="", quick=DIGITS_NOTE)      # under every figure
 
 

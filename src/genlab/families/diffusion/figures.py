@@ -7,12 +7,13 @@ from pathlib import Path
 import torch
 
 from genlab.families.diffusion.model import DDPM, DDPMSampleConfig
-from genlab.viz.figures import save_image_grid
+from genlab.viz.figures import labelled_grid
 
 
 def sample_images(run, cfg: DDPMSampleConfig, n: int, out: Path | None, seed: int) -> list[str]:
     """``genlab sample RUN [--sampler S --steps N --prompt P --negative-prompt Q --guidance W]``: an image
-    grid; with a negative prompt, also the grid without it from the same seed, and both side by side."""
+    grid titled with the sampler, steps, seed, guidance and prompt; with a negative prompt, also the grid
+    without it from the same seed, and both side by side."""
     model: DDPM = run.model.eval()
     device = next(model.parameters()).device
     labels = negative = None
@@ -26,6 +27,10 @@ def sample_images(run, cfg: DDPMSampleConfig, n: int, out: Path | None, seed: in
     sampler = cfg.sampler or model.config.sampler
     steps = cfg.steps or model.config.sample_steps
     guidance = cfg.guidance   # None: the model's
+    title = f"{run.model_name} samples: {sampler}, {steps} steps, seed {seed}"
+    if model.num_classes:
+        title += f", guidance {model.config.guidance if guidance is None else guidance:g}"
+        title += f", prompt \"{cfg.prompt}\"" if cfg.prompt else ", one class per image"
     noise = torch.randn((n, *model.data_info.shape), generator=torch.Generator().manual_seed(seed))
     draw = dict(sampler=sampler, steps=steps, labels=labels, guidance=guidance, eta=cfg.eta, noise=noise)
     images = model.sample(n, generator=torch.Generator().manual_seed(seed + 1), negative=negative, **draw)
@@ -33,12 +38,14 @@ def sample_images(run, cfg: DDPMSampleConfig, n: int, out: Path | None, seed: in
         (f"_not_{cfg.negative_prompt}" if cfg.negative_prompt else "")
     stem = stem.replace(" ", "-").replace("/", "-")
     path = out if out is not None else run.folder.samples / f"{stem}.png"
-    lines = [str(save_image_grid(images, path))]
+    lines = [str(labelled_grid(images, path, title=title + (f", not \"{cfg.negative_prompt}\"" if negative is not None
+                                                          else "")))]
     if negative is not None:
         plain = model.sample(n, generator=torch.Generator().manual_seed(seed + 1), **draw)
         plain_path = path.with_name(path.stem + "_without.png")
-        lines.append(str(save_image_grid(plain, plain_path)))
+        lines.append(str(labelled_grid(plain, plain_path, title=title)))
         k = min(n, 8)
         pair = torch.cat([plain[:k], images[:k]])                     # row 1 without, row 2 with the negative prompt
-        lines.append(str(save_image_grid(pair, path.with_name(path.stem + "_side_by_side.png"), nrow=k)))
+        lines.append(str(labelled_grid(pair, path.with_name(path.stem + "_side_by_side.png"), nrow=k, title=title,
+                                       row_labels=["without", f"not \"{cfg.negative_prompt}\""])))
     return lines

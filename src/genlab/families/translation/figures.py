@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from genlab.errors import GenlabError
-from genlab.families.translation.model import TranslatorSampleConfig
+from genlab.families.translation.model import TranslatorSampleConfig, example_sentence
 from genlab.train.logger import read_jsonl
 from genlab.viz.figures import pyplot, save_figure
 from genlab.viz.report import register_figures
@@ -105,5 +105,5 @@ def grad_norm_figures(run, out: Path) -> list[Path]:
 def sample_translation(run, cfg: TranslatorSampleConfig, n: int, out=None, seed: int = 0) -> list[str]:
     """``genlab sample RUN --text "..."``: the translation of the sentence (beam search), as one line."""
     if not cfg.text or not cfg.text.strip():
-        raise GenlabError('give the sentence to translate with --text, e.g. --text "A man is riding a bicycle."')
+        raise GenlabError(f'give the sentence to translate with --text, e.g. --text "{example_sentence(run)}"')
     return run.model.translate([cfg.text], beam=cfg.beam, alpha=cfg.length_penalty)

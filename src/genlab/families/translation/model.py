@@ -17,6 +17,7 @@ A pre-norm stack ends with one more LayerNorm; a post-norm stack does not need o
 from __future__ import annotations
 
 import math
+import random
 from dataclasses import dataclass
 from typing import Literal
 
@@ -28,7 +29,7 @@ from genlab.config import field, require
 from genlab.data.batches import pad_batch
 from genlab.data.registry import DataInfo
 from genlab.errors import ConfigError, GenlabError
-from genlab.families.translation.data import BOS, EOS, PAD, SubwordTokenizer
+from genlab.families.translation.data import BOS, EOS, PAD, SubwordTokenizer, SyntheticPairsConfig, synthetic_pair
 from genlab.families.translation.decode import beam_search, greedy_decode
 from genlab.families.translation.gradnorms import grad_norm_hook, layer_grad_norms
 from genlab.families.translation.scores import corpus_scores
@@ -83,7 +84,7 @@ class TranslatorEvalConfig:
 
 @dataclass
 class TranslatorSampleConfig:
-    text: str = field("", "the sentence to translate, e.g. --text \"A man is riding a bicycle.\"")
+    text: str = field("", "the sentence to translate, in the run's source language (training prints one)")
     beam: int = field(4, "beam size (1 = greedy)")
     length_penalty: float = field(0.6, "alpha of the GNMT length penalty (Wu et al. 2016)")
 
@@ -123,11 +124,26 @@ def make_batch(src_ids: list[list[int]], tgt_ids: list[list[int]] | None = None)
 
 
 # ----------------------------------------------------------------- the model
+EXAMPLES = {"en": "A man is riding a bicycle.", "de": "Ein Mann fährt Fahrrad."}   # Multi30k-like, per language
+
+
+def example_sentence(run) -> str:
+    """A sentence in the run's source language: one of the synthetic grammar's for synthetic pairs (a fixed
+    draw), else a Multi30k-like sentence in the direction's source language."""
+    if isinstance(run.data_config, SyntheticPairsConfig):
+        return synthetic_pair(random.Random(1), run.data_config)[0]
+    return EXAMPLES.get(run.data_info.extras.get("src_lang", "en"), EXAMPLES["en"])
+
+
+def sample_example(run) -> str:
+    return f'--text "{example_sentence(run)}"'
+
+
 @register_model("translator", TranslatorConfig,
                 "encoder-decoder transformer for translation: pre/post-norm, beam search, BLEU",
                 default_data="synthetic-pairs", eval_config=TranslatorEvalConfig,
                 sample_config=TranslatorSampleConfig, sample="figures:sample_translation",
-                sample_example='--text "A man is riding a bicycle."', data_kinds=("pairs",))
+                sample_example=sample_example, data_kinds=("pairs",))
 class Translator(GenerativeModel):
     """Encoder-decoder transformer over one joint subword vocabulary (Vaswani et al. 2017, Fig. 1).
 
