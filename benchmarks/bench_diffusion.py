@@ -13,7 +13,9 @@
     python benchmarks/bench_diffusion.py bpd RUN|FILE [--vlb-samples 20]
         the variational bound in bits/dim on the 8-bit MNIST test set, with its standard error.
 
-Results go to stdout as JSON lines (one per measurement), with the command that produced them.
+Times are on ``--clock`` (default the process CPU time; the training budget of ``quality`` too). Results go to
+stdout as JSON lines (one per measurement, with every timed repeat), each with the command that produced it,
+the clock and the peak resident memory; the load average is printed at start and end (stderr).
 """
 from __future__ import annotations
 
@@ -22,14 +24,18 @@ import dataclasses
 import json
 import math
 import sys
-import time
 from pathlib import Path
 
 import torch
 
+from _clock import Timer, add_clock_option, peak_rss_mb, report_env
+
+CLOCK = "cpu"      # set from --clock in main()
+
 
 def emit(row: dict) -> None:
-    print(json.dumps(row | {"command": " ".join(sys.argv)}), flush=True)
+    print(json.dumps(row | {"clock": CLOCK, "peak_rss_mb": round(peak_rss_mb(), 1), "command": " ".join(sys.argv)}),
+          flush=True)
 
 
 def diffusers_unet():
@@ -51,22 +57,21 @@ def throughput(args) -> None:
         net = make()
         opt = torch.optim.Adam(net.parameters(), 1e-3)
         x, t = torch.randn(bs, 1, 28, 28), torch.randint(0, 1000, (bs,))
-        times = []
-        for i in range(args.iters + 1):
-            start = time.perf_counter()
-            out = net(x, t)
-            out = out.sample if hasattr(out, "sample") else out
-            loss = (out - x).pow(2).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            if i > 0:
-                times.append(time.perf_counter() - start)
-        times.sort()
+        timer = Timer(CLOCK)
+        for _ in range(args.iters + 1):
+            with timer:
+                out = net(x, t)
+                out = out.sample if hasattr(out, "sample") else out
+                loss = (out - x).pow(2).mean()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+        rates = [bs / s for s in timer.laps[1:]]              # the first step is warm-up
         emit({"bench": "throughput", "net": name, "params": sum(p.numel() for p in net.parameters()),
               "threads": torch.get_num_threads(), "batch": bs,
-              "images_per_s_median": round(bs / times[len(times) // 2], 1),
-              "images_per_s_best": round(bs / times[0], 1)})
+              "images_per_s_per_iter": [round(r, 1) for r in rates],
+              "images_per_s_median": round(sorted(rates)[len(rates) // 2], 1),
+              "images_per_s_best": round(max(rates), 1)})
 
 
 def quality(args) -> None:
@@ -117,12 +122,14 @@ def quality(args) -> None:
               "fid_local": round(fid, 2), "fid_samples": args.fid_n, "sampler": f"{args.sampler}-{args.sample_steps}",
               "threads": torch.get_num_threads()})
 
-    start, train_s, step, next_eval = time.perf_counter(), 0.0, 0, args.every * 60
+    timer = Timer(CLOCK)
+    start = timer.now()
+    train_s, step, next_eval = 0.0, 0, args.every * 60
     while train_s < args.minutes * 60:
         if train_s >= next_eval:
             report(train_s, step)
             next_eval += args.every * 60
-        t0 = time.perf_counter()
+        t0 = timer.now()
         idx = torch.randint(0, len(x_all), (args.batch,), generator=g)
         x = x_all[idx]
         if args.which == "genlab":
@@ -140,11 +147,12 @@ def quality(args) -> None:
         if args.which == "genlab":
             ema.update_parameters(model)
         step += 1
-        train_s += time.perf_counter() - t0
+        train_s += timer.now() - t0
     report(train_s, step)
     if args.save and args.which == "genlab":
         torch.save({"config": dataclasses.asdict(model.config), "state_dict": ema.module.state_dict()}, args.save)
-    emit({"bench": "quality-done", "which": args.which, "steps": step, "wall_s": round(time.perf_counter() - start, 1)})
+    emit({"bench": "quality-done", "which": args.which, "steps": step, "train_s": round(train_s, 1),
+          "total_s": round(timer.now() - start, 1)})
 
 
 def load_trained(args):
@@ -166,9 +174,18 @@ def load_trained(args):
             unit_view(run.data_name, run.data_config, "test").tensors[0])
 
 
+def seconds_per_64(model, name: str, steps: int, reps: int) -> dict:
+    """Seconds on the clock to sample a batch of 64 images with sampler ``name``: every repeat and the median."""
+    timer = Timer(CLOCK)
+    for _ in range(reps):
+        with timer:
+            model.sample(64, name, steps, torch.Generator().manual_seed(1))
+    return {"seconds_per_64": round(sorted(timer.laps)[reps // 2], 3),
+            "seconds_per_64_per_repeat": [round(t, 3) for t in timer.laps]}
+
+
 def samplers(args) -> None:
     from genlab.eval.fid import features_and_probs, frechet_distance, gaussian_stats, get_classifier, reference_subset
-    from genlab.families.diffusion.experiments import seconds_per_64
     from genlab.families.diffusion.samplers import SAMPLERS
     model, data_name, data_config, test_images = load_trained(args)
     classifier, _ = get_classifier(data_name, data_config, progress=False)
@@ -185,7 +202,7 @@ def samplers(args) -> None:
             spread = {} if len(fids) == 1 else {"fid_per_seed": [round(f, 2) for f in fids],
                                                 "fid_std": round(float(torch.tensor(fids).std()), 2)}
             emit({"bench": "samplers", "sampler": name, "steps": steps, "fid_local": round(fid, 2), "n": args.n,
-                  **spread, "seconds_per_64": round(seconds_per_64(model, name, steps, args.reps), 3),
+                  **spread, **seconds_per_64(model, name, steps, args.reps),
                   "threads": torch.get_num_threads()})
 
 
@@ -197,18 +214,20 @@ def bpd(args) -> None:
     model, _, _, test_images = load_trained(args)
     x = test_images[: args.n] if args.n else test_images
     g = torch.Generator().manual_seed(0)
-    start = time.perf_counter()
-    nats = torch.cat([model.vlb_nats(x[i:i + args.batch], args.vlb_samples, generator=g)
-                      for i in range(0, len(x), args.batch)])
+    timer = Timer(CLOCK)
+    with timer:
+        nats = torch.cat([model.vlb_nats(x[i:i + args.batch], args.vlb_samples, generator=g)
+                          for i in range(0, len(x), args.batch)])
     b = bits_per_dim(nats, x.shape[1:])
     emit({"bench": "bpd", "bpd": round(b.mean().item(), 4), "stderr": round((b.std() / math.sqrt(len(b))).item(), 4),
           "nll_nats": round(nats.mean().item(), 2), "images": len(x), "vlb_samples": args.vlb_samples,
-          "seconds": round(time.perf_counter() - start, 1), "threads": torch.get_num_threads()})
+          "seconds": round(timer.last, 1), "threads": torch.get_num_threads()})
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--threads", type=int, default=2)
+    add_clock_option(p)
     sub = p.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("throughput")
     t.add_argument("--batch", type=int, default=128)
@@ -250,7 +269,11 @@ def main() -> None:
     b.add_argument("--batch", type=int, default=500)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    global CLOCK
+    CLOCK = args.clock
+    report_env("start", CLOCK)
     {"throughput": throughput, "quality": quality, "samplers": samplers, "bpd": bpd}[args.cmd](args)
+    report_env("end", CLOCK)
 
 
 if __name__ == "__main__":
