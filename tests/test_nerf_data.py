@@ -10,6 +10,7 @@ from PIL import Image
 
 from genlab.errors import DataError
 from genlab.families.nerf import data as scenes
+from genlab.families.nerf.experiments import LEGO
 
 pytestmark = pytest.mark.unit
 
@@ -211,7 +212,9 @@ def test_tiny_nerf_lego_style_splits_are_disjoint(tmp_path):
     poses = np.tile(np.eye(4, dtype=np.float32), (n, 1, 1))
     poses[:, 2, 3] = 4.0 + np.arange(n)                                     # one camera per view
     path = _write_npz(tmp_path / "lego.npz", n=n, size=4, poses=poses)
-    for options, val in (({"holdout": "90-99"}, list(range(80, 90))), ({}, list(range(80, 90))),
+    lego = {k: v for k, v in LEGO.items() if k != "file"}                    # nerf-lego's own data options
+    for options, val in ((lego, list(range(80, 90))), ({"holdout": "90-99"}, list(range(80, 90))),
+                         ({}, list(range(80, 90))),
                          ({"holdout": "0-9", "val_holdout": "10-14"}, list(range(10, 15)))):
         splits = _splits(lambda s: scenes.load_tiny_nerf(scenes.TinyNerfConfig(file=str(path), **options), s))
         _assert_disjoint(splits)
