@@ -154,6 +154,9 @@ declare(Experiment("rnn-vs-transformer", FAMILY, "training time per sequence and
                    claim="generating n tokens costs an RNN O(n) and a transformer more: superlinear without a KV "
                          "cache (midterm Problem 1a; Vaswani et al. 2017, Table 1)",
                    check=check_costs,
+                   quick_cannot="generating at most 256 tokens on a shared CPU is dominated by per-call overhead "
+                                "and load (two quick runs measured LSTM slopes 0.25 and 1.66): "
+                                "`genlab experiment run rnn-vs-transformer` (lengths up to 1024)",
                    examples=({"slopes_generation_total": {"LSTM": 0.99, "GPT + KV cache": 1.18,
                                                           "GPT, no cache": 2.24}},
                              {"slopes_generation_total": {"LSTM": 0.25, "GPT + KV cache": 0.77,
