@@ -58,3 +58,18 @@ def test_the_runner_writes_the_claim_the_verdict_and_what_was_measured(monkeypat
     assert written["claim"] == "the value is below one" and written["measured"] == "value 2.0"
     assert written["expected"] == "< 1"
     assert quick["verdict"] == CANNOT_SHOW and quick["quick_cannot"].startswith("reason")
+
+
+def test_all_prints_each_verdict_and_fails_only_on_a_crash(monkeypatch, tmp_path, capsys):
+    from genlab.experiments.report import run_all
+
+    def claimed(ctx):
+        return {"value": 2.0}
+    exp = Experiment("missed", "test", "a claim that does not hold", analyze=claimed, claim="the value is below one",
+                     check=lambda s: Check(s["value"] < 1, f"value {s['value']}", "< 1"))
+    monkeypatch.setitem(catalog.EXPERIMENTS, "missed", "genlab.experiments.report")
+    monkeypatch.setitem(catalog._REGISTRY["experiment"], "missed", exp)
+    result = run_all(tmp_path / "all", quick=True, data_dir=None, only=["missed"])    # no exception: it ran
+    assert result["verdicts"] == {NOT_SHOWN: 1}
+    out = capsys.readouterr().out
+    assert "missed: not shown" in out and "measured: value 2.0; expected: < 1" in out and "pass" not in out
