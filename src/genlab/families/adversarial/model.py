@@ -23,8 +23,8 @@ lambda * Rec), then the regularization phase, a discriminator step and a generat
 each phase with its own optimizer. With SGD (the paper's optimizer) the weights scale the steps; Adam's step
 is invariant to a constant scale of its loss (Kingma & Ba 2015, Sec. 2.1), so lambda and 1 - lambda cancel
 and the encoder's adversarial step is as large as its reconstruction step: at z = 8, lambda = 0.995 on MNIST
-with Adam (lr 1e-3) the codes stop carrying the input and every reconstruction is the mean digit (validation
-MSE 0.23 on [-1, 1] after 600 steps, against 0.11 for the joint schedule).
+with Adam (lr 1e-3, batch 128, 12 epochs) the codes stop carrying the input and every reconstruction is the
+mean digit (test MSE 0.270 on [-1, 1]; the joint schedule: 0.070, and the samples are digits).
 
 GAN (Goodfellow et al. 2014, Eq. 1):  min_G max_D E_data[log D(x)] + E_z[log(1 - D(G(z)))],
 generator loss min-max log(1 - D(G(z))) or non-saturating -log D(G(z)); with ``divergence`` other
