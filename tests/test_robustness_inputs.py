@@ -11,7 +11,10 @@ pytestmark = pytest.mark.unit
 
 def one_line_error(capsys, argv, *needles) -> str:
     """Run the CLI in-process; assert exit 2, exactly one stderr line, no traceback, and the needles in it."""
-    code = main(argv)
+    try:
+        code = main(argv)
+    except SystemExit as e:   # argparse's own exit (genlab's parser prints one line first)
+        code = e.code
     err = capsys.readouterr().err.strip()
     assert code == 2, err
     assert len(err.splitlines()) == 1 and "Traceback" not in err, err
@@ -248,3 +251,22 @@ def test_the_size_check_counts_parameters_exactly():
         spec, info = get_model_spec(name), load_dataset(data, "val").info
         cfg = from_dict(spec.config, {})
         assert check_model_size(spec, cfg, info) == sum(p.numel() for p in spec.cls(cfg, info).parameters())
+
+
+# ------------------------------------------------------------------ found by tests/test_fuzz.py
+def test_an_error_quoting_a_value_with_a_newline_stays_one_line(capsys):
+    one_line_error(capsys, ["data", "info", "no\nsuch"], "unknown dataset", "no\\nsuch")
+    one_line_error(capsys, ["report", "/nonexistent", "--bogus", "a\nb"], "unrecognized arguments")
+
+
+def test_a_frame_that_is_not_an_object_is_named(tmp_path):
+    import json
+
+    from genlab.data.registry import load_dataset
+    from genlab.errors import DataError
+    root = _blender(tmp_path / "scene")
+    meta = json.loads((root / "transforms_train.json").read_text())
+    meta["frames"][1] = None
+    (root / "transforms_train.json").write_text(json.dumps(meta))
+    with pytest.raises(DataError, match="frame 1: a frame needs 'file_path' and 'transform_matrix'"):
+        load_dataset("blender", "train", scene_dir=str(root))

@@ -39,6 +39,7 @@ def _fail(line: str) -> None:
     """Print a user error. Under ``torchrun`` every worker checks the same command line, so only rank 0
     prints it; every rank also leaves it in the launcher's error file, so the launcher's closing
     "Root Cause" block shows this line instead of a pointer to its traceback docs."""
+    line = line.replace("\r", "\\r").replace("\n", "\\n")   # a value with a newline in it stays on the line
     if _is_main():
         print(line, file=sys.stderr)
     error_file = os.environ.get("TORCHELASTIC_ERROR_FILE") if "WORLD_SIZE" in os.environ else None

@@ -263,6 +263,10 @@ def _blender_frames(folder: Path, split: str) -> tuple[dict, list[dict]]:
     frames = meta.get("frames")
     if not isinstance(frames, list) or not frames:
         raise DataError(f"{path}: no 'frames' list; a NeRF-synthetic transforms file lists its views there")
+    bad = next((i for i, f in enumerate(frames) if not isinstance(f, dict) or "file_path" not in f
+                or "transform_matrix" not in f), None)
+    if bad is not None:
+        raise DataError(f"{path} frame {bad}: a frame needs 'file_path' and 'transform_matrix'")
     if "camera_angle_x" not in meta and "fl_x" not in meta:
         raise DataError(f"{path}: no 'camera_angle_x' (nor 'fl_x'); the field of view is needed for the rays")
     return meta, frames
