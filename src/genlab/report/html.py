@@ -111,7 +111,8 @@ class RunView:
 
     @property
     def key_metrics(self) -> list[tuple[str, float]]:
-        return ordered_metrics(self.metrics)[:3]
+        """The first three well-known metrics (KEY_METRICS) of eval.json; the others are on the run's page."""
+        return [(k, v) for k, v in ordered_metrics(self.metrics) if k in KEY_METRICS][:3]
 
     @property
     def last_validation(self) -> list[tuple[str, float]]:
@@ -549,17 +550,22 @@ def draw_overlay(group: DataGroup, out: Path) -> str | None:
     if not shared:
         return None
     plt = _plt()
-    legend_rows = -(-len(group.runs) // 3)               # one entry per run, 3 per legend row
+    short = [run.short_name for run in group.runs]
+    names = short if len(set(short)) == len(short) else [run.name for run in group.runs]
+    width = max(4.8 * len(shared), 9.6)
+    ncol = max(1, min(4, len(names), int(width / (0.075 * max(map(len, names)) + 0.6))))   # legend fits the width
+    legend_rows = -(-len(names) // ncol)
     height = 3.6 + 0.22 * legend_rows
-    fig, axes = plt.subplots(1, len(shared), figsize=(4.8 * len(shared), height), dpi=100, squeeze=False)
+    colour = (lambda i: f"C{i}") if len(names) <= 10 else (lambda i: plt.cm.tab20(i % 20))
+    fig, axes = plt.subplots(1, len(shared), figsize=(width, height), dpi=100, squeeze=False)
     fig.subplots_adjust(left=0.07 if len(shared) > 1 else 0.14, right=0.98, top=1 - 0.35 / height,
                         bottom=(0.55 + 0.22 * legend_rows) / height, wspace=0.25)
     for ax, key in zip(axes.flat, shared):
-        for i, (run, series) in enumerate(per_run):
+        for i, (_, series) in enumerate(per_run):
             for part, style in (("train", "-"), ("val", "--")):
                 if part in series.get(key, {}):
                     xs, ys = series[key][part]
-                    ax.plot(xs, ys, style, color=f"C{i % 10}", label=_label(run.name))
+                    ax.plot(xs, ys, style, color=colour(i), label=_label(names[i]))
         ax.set(title=_label(key), xlabel="step")
         ax.grid(alpha=0.3)
     legend = {}
@@ -567,7 +573,7 @@ def draw_overlay(group: DataGroup, out: Path) -> str | None:
         for handle, label in zip(*ax.get_legend_handles_labels()):
             legend.setdefault(label, handle)
     handles, labels = list(legend.values()), list(legend)
-    fig.legend(handles, labels, loc="lower center", ncol=min(3, max(1, len(labels))), fontsize=8,
+    fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=8,
                bbox_to_anchor=(0.5, 0.0))
     return _save(fig, out / "files" / f"data-{group.slug}" / "curves.png", out)
 
