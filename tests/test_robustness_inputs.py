@@ -39,14 +39,14 @@ def test_small_synthetic_text_encodes_every_split(words):
 
 # ------------------------------------------------------------------ NeRF scene files
 def _blender(root, **meta):
-    """A 2-view NeRF-synthetic folder whose transforms_train.json holds ``meta`` (None: the field is absent)."""
+    """A 4-view NeRF-synthetic folder whose transforms_train.json holds ``meta`` (None: the field is absent)."""
     import json
 
     import numpy as np
     from PIL import Image
     root.mkdir(parents=True, exist_ok=True)
     frames = []
-    for i in range(2):
+    for i in range(4):
         Image.fromarray(np.full((4, 4, 4), 200, np.uint8), "RGBA").save(root / f"r_{i}.png")
         pose = np.eye(4)
         pose[2, 3] = 4.0 + i
@@ -91,7 +91,7 @@ def _nan_pixel():
 
 
 @pytest.mark.parametrize("override, needle", [
-    ({"n": 1}, "1 view(s); a scene needs at least 2"),
+    ({"n": 2}, "2 view(s); a scene needs at least 3"),
     ({"n": 0}, "0 view(s)"),
     ({"focal": 0.0}, "'focal' is 0"),
     ({"focal": float("nan")}, "'focal' is NaN"),
@@ -112,10 +112,10 @@ def test_tiny_nerf_files_are_checked(tmp_path, capsys, override, needle):
 def test_valid_scene_files_still_load(tmp_path):
     from genlab.data.registry import load_dataset
     root = _blender(tmp_path / "scene", camera_angle_x=0.69)
-    assert len(load_dataset("blender", "train", scene_dir=str(root))) == 1
+    assert len(load_dataset("blender", "train", scene_dir=str(root))) == 2
     root = _blender(tmp_path / "ngp", fl_x=5, cx=2.0, cy=2.0)
     assert float(load_dataset("blender", "val", scene_dir=str(root)).scene.K[0, 0]) == 5.0
-    assert len(load_dataset("tiny-nerf", "train", file=str(_npz(tmp_path / "s.npz", 2)))) == 1
+    assert len(load_dataset("tiny-nerf", "train", file=str(_npz(tmp_path / "s.npz", 3)))) == 1
 
 
 # ------------------------------------------------------------------ datasets that fit a model

@@ -357,8 +357,8 @@ def load_tiny_nerf(cfg: TinyNerfConfig, split: str) -> Scene:
     if images.ndim != 4 or images.shape[-1] not in (3, 4):
         raise DataError(f"{path}: images have shape {images.shape}, expected [N, H, W, 3]")
     n = images.shape[0]
-    if n < 2:
-        raise DataError(f"{path}: {n} view(s); a scene needs at least 2 (training views and a held-out one)")
+    if n < 3:
+        raise DataError(f"{path}: {n} view(s); a scene needs at least 3 (training, validation and test views)")
     if poses.shape == (n, 3, 4):
         poses = np.concatenate([poses, np.broadcast_to([[[0.0, 0.0, 0.0, 1.0]]], (n, 1, 4))], axis=1)
     if poses.shape != (n, 4, 4):
