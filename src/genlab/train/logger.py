@@ -1,5 +1,6 @@
 """A run's files: ``config.json``, ``metrics.jsonl`` (every row), ``metrics.csv`` (one row per epoch),
-TensorBoard events when ``tensorboard`` is installed, and the progress bar."""
+TensorBoard events (``tensorboard/``) when the ``tensorboard`` extra is installed, and the progress: an
+epoch bar on a terminal, plain ``step`` lines off it (``genlab.progress``)."""
 from __future__ import annotations
 
 import csv
@@ -8,9 +9,8 @@ import os
 import sys
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from genlab.errors import GenlabError
+from genlab.progress import Lines, on_terminal, progress
 from genlab.train.rundir import RunDir, dumps, write_json_atomic  # noqa: F401  (write_json_atomic re-exported)
 
 
@@ -68,12 +68,28 @@ class MetricsLogger:
         print(message, file=sys.stderr)
 
     def progress(self, total: int, label: str, initial: int, enabled: bool):
-        return tqdm(total=total, initial=initial, desc=label, leave=False,
-                    disable=None if enabled else True, mininterval=0.5)
+        """The epoch's bar, on a terminal only (off it the run's :meth:`step_lines` report instead)."""
+        return progress(desc=label, total=total, initial=initial, enabled=enabled and on_terminal())
+
+    def step_lines(self, total_steps: int, done: int, kind: str, enabled: bool) -> Lines | None:
+        """Off a terminal, the run's plain lines ``step 500/5000 · loss 1.92 · 3.1 k tok/s · eta 4 m``,
+        written when the loop writes a metrics row (every ``log_every`` steps and at each epoch's end);
+        None on a terminal (the bar shows it) or when progress is off."""
+        if not enabled or on_terminal():
+            return None
+        return Lines(None, "step", total_steps, initial=done, unit=UNITS.get(kind, "ex"), every=2**62)
 
     def close(self) -> None:
         if self._tb is not None:
             self._tb.close()
+
+
+UNITS = {"text": "tok", "image": "img", "points": "pts", "rays": "rays", "pairs": "pairs"}   # by DataInfo.kind
+
+
+def batch_work(batches: list, kind: str) -> int:
+    """What a step consumed, in ``UNITS[kind]``: tokens of text windows, else examples (images, rays...)."""
+    return sum(b[0].numel() if kind == "text" else len(b[0]) for b in batches)
 
 
 def read_jsonl(path: Path) -> list[dict]:

@@ -28,11 +28,12 @@ from torch import nn
 
 from genlab.errors import GenlabError, TrainingDiverged
 from genlab.model import Avg, Texts
+from genlab.progress import progress as progress_bar
 from genlab.train import checkpoint
 from genlab.train.config import TrainConfig
 from genlab.train.distributed import DistInfo, all_gather, all_max, all_true, barrier, pick_device, setup
 from genlab.train.ema import EMA
-from genlab.train.logger import MetricsLogger
+from genlab.train.logger import MetricsLogger, batch_work
 from genlab.train.schedules import lr_factor
 
 
@@ -162,6 +163,7 @@ class Trainer:
         self.ema = EMA(self.model, config.ema) if config.ema else None
         self.state = TrainState()
         self._running, self._count = {}, 0    # metrics summed since the last log row
+        self._lines = None                    # the plain progress lines off a terminal (set by fit)
         self.logger = MetricsLogger(self.out if self.dist.is_main else None, run_config)
         self.ddp = None
         self._compute = self.model.loss
@@ -308,6 +310,8 @@ class Trainer:
         stop = _StopFlag(abort_on_second=not self.dist.enabled)
         epochs = cfg.epochs if cfg.max_steps is None else math.inf
         completed = False
+        self._lines = self.logger.step_lines(self.total_steps, s.global_step, _kind(self.train_data),
+                                             cfg.progress and self.dist.is_main)
         try:
             with stop:
                 if s.global_step == 0 and s.epoch == 0 and s.step_in_epoch == 0:
@@ -354,6 +358,8 @@ class Trainer:
             self._count += 1
             seen += sum(len(b[0]) for b in batches)
             bar.update(stop_at - s.step_in_epoch)
+            if self._lines is not None:
+                self._lines.update(1, batch_work(batches, _kind(self.train_data)) * self.dist.world_size)
             s.step_in_epoch, s.global_step = stop_at, s.global_step + 1
             last = s.step_in_epoch == n or self._budget_spent()
             if s.global_step % cfg.log_every == 0 or last:
@@ -361,6 +367,9 @@ class Trainer:
                 self._check_finite(means)
                 self.logger.log({"split": "train", "epoch": s.epoch, "step": s.global_step, **means})
                 bar.set_postfix({k: f"{v:.4g}" for k, v in list(means.items())[:3]})
+                if self._lines is not None:
+                    self._lines.set_postfix({k: f"{v:.4g}" for k, v in list(means.items())[:3]})
+                    self._lines.write()
                 self._running, self._count = {}, 0
             if cfg.eval_steps and s.global_step % cfg.eval_steps == 0 and self.val_data is not None:
                 row = {f"val/{k}": v for k, v in self.evaluate(self.val_data, max_batches=cfg.val_batches).items()}
@@ -432,7 +441,6 @@ def evaluate_model(model, data, batch_size: int, device, progress: bool = False,
     Every rank of a DDP run evaluates the whole split (eval batches are not sharded), so the
     strings of a split are all on each rank: nothing to gather.
     """
-    from tqdm.auto import tqdm
     was_training = model.training
     model.eval()
     totals: dict[str, float] = {}
@@ -440,7 +448,9 @@ def evaluate_model(model, data, batch_size: int, device, progress: bool = False,
     joined: dict[str, list[str]] = {}
     hints = hints if hints is not None else (model.batch_hints() if hasattr(model, "batch_hints") else {})
     batches = data.eval_batches(batch_size, **hints)
-    for i, batch in enumerate(tqdm(batches, desc="eval", disable=not progress or None, leave=False)):
+    total = _eval_batch_count(data, batch_size, hints)
+    total = min(total, max_batches) if max_batches is not None else total
+    for i, batch in enumerate(progress_bar(batches, desc="eval", total=total, enabled=progress, unit="batch")):
         if max_batches is not None and i >= max_batches:
             break
         for k, v in model.eval_metrics(to_device(batch, device), **options).items():
@@ -457,6 +467,19 @@ def evaluate_model(model, data, batch_size: int, device, progress: bool = False,
     if texts is not None:
         texts.update(joined)
     return {k: v for k, v in out.items() if k not in joined}
+
+
+def _kind(data) -> str:
+    return getattr(getattr(data, "info", None), "kind", "")
+
+
+def _eval_batch_count(data, batch_size: int, hints: dict) -> int:
+    """Batches of ``data.eval_batches`` (for the bar): batches of whole ``block_size`` windows of a token
+    stream, one per view of a ray set, else batches of examples."""
+    if _kind(data) == "rays":
+        return len(data)
+    n = (len(data) - 1) // hints.get("block_size", 64) if _kind(data) == "text" else len(data)
+    return math.ceil(n / batch_size)
 
 
 class _StopFlag:
