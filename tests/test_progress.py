@@ -114,3 +114,28 @@ def test_tensorboard_events_hold_the_logged_metrics(tmp_path):
     assert [e.step for e in events] == [r["step"] for r in rows]
     assert [e.value for e in events] == pytest.approx([r["loss"] for r in rows], rel=1e-6)
     assert "epoch/time_s" in acc.Tags()["scalars"]
+
+
+def test_fid_sampling_reports_each_batch_drawn(tmp_path, capsys):
+    from genlab.eval.fid import draw_samples
+    genlab.train("vae", "digits", tmp_path / "run", **TINY | {"progress": False})
+    model = load_run(tmp_path / "run").model
+    capsys.readouterr()
+    assert draw_samples(model, 120, batch=50, progress=True).shape[0] == 120
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("FID samples")]
+    assert [ln.split(" · ")[0] for ln in lines] == ["FID samples 1/3", "FID samples 2/3", "FID samples 3/3"]
+
+
+def test_nerf_rendering_reports_each_view(tmp_path, capsys):
+    from genlab.cli import main
+    from genlab.families.nerf.metrics import render_split
+    out = tmp_path / "grid"
+    assert main(["train", "nerf-grid", "--data", "synthetic-scene", "--size", "8", "--views", "4", "--supersample",
+                 "1", "--resolution", "8", "--init-resolution", "8", "--max-steps", "2", "--batch-size", "64",
+                 "--no-progress", "--eval-every", "0", "--no-report", "--out", str(out)]) == 0
+    run = load_run(out)
+    capsys.readouterr()
+    r = render_split(run.model, run.data("test"), max_views=2, progress=True)
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("render views")]
+    assert len(r["seconds"]) == 2
+    assert lines[-1].startswith("render views 2/2 · ") and "done in" in lines[-1], lines

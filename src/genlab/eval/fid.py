@@ -31,6 +31,7 @@ from genlab.data.images import apply_view
 from genlab.data.registry import TensorData, load_dataset
 from genlab.errors import GenlabError
 from genlab.eval.evaluate import register_metric
+from genlab.progress import progress as progress_bar
 from genlab.train import checkpoint
 from genlab.train.config import TrainConfig
 from genlab.train.loop import Trainer
@@ -109,10 +110,10 @@ class Classifier(nn.Module):
 
 def classifier_recipe(n_train: int, progress: bool = True) -> dict:
     """Training settings: more epochs for small sets, so the budget stays a few seconds on digits.
-    ``progress``: tqdm bars of the training (shown on a terminal only)."""
+    ``progress``: the training's progress (``genlab.progress``: a bar on a terminal, step lines off it)."""
     epochs = 3 if n_train > 20000 else 15
     return {"epochs": epochs, "batch_size": 64, "lr": 1e-3, "seed": 0, "progress": progress,
-            "eval_every": 0, "log_every": 10_000, "device": "cpu"}
+            "eval_every": 0, "log_every": 200, "device": "cpu"}
 
 
 def unit_view(data_name: str, data_config, split: str) -> TensorData:
@@ -196,14 +197,15 @@ def data_space_images(data_name: str, data_config, split: str) -> torch.Tensor:
 
 
 @torch.no_grad()
-def draw_samples(model, n: int, binary: bool = False, batch: int = 500) -> torch.Tensor:
+def draw_samples(model, n: int, binary: bool = False, batch: int = 500, progress: bool = False) -> torch.Tensor:
     """``n`` samples in [0, 1]; with ``binary``, draws in data space from a model whose ``sample(n)`` gives
-    means (``MeanSamples``), so that binary data meets binary samples."""
+    means (``MeanSamples``), so that binary data meets binary samples. ``progress``: per batch drawn."""
     was_training = model.training
     model.eval()
     draw = binary and can(model, MeanSamples)
+    sizes = [min(batch, n - i) for i in range(0, n, batch)]
     out = torch.cat([(model.sample(k, draw=True) if draw else model.sample(k)).cpu()
-                     for k in (min(batch, n - i) for i in range(0, n, batch))])
+                     for k in progress_bar(sizes, "FID samples", enabled=progress, unit="batch")])
     model.train(was_training)
     return out.clamp(0, 1)
 
@@ -234,7 +236,7 @@ def sample_quality(run, split: str = "test", n: int = FID_SAMPLES, seed: int = 0
     reference = reference_subset(images, n)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        samples = draw_samples(run.model, n, binary=space == "binary samples")
+        samples = draw_samples(run.model, n, binary=space == "binary samples", progress=progress)
     if tuple(samples.shape[1:]) != tuple(reference.shape[1:]):
         raise GenlabError(f"samples have shape {tuple(samples.shape[1:])} but the data {tuple(reference.shape[1:])}")
     f_gen, p_gen = features_and_probs(classifier, samples)

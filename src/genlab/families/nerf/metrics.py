@@ -19,6 +19,7 @@ import torch
 from genlab.abilities import RendersViews
 from genlab.eval.evaluate import register_metric
 from genlab.maths.image_quality import psnr, ssim
+from genlab.progress import progress as progress_bar
 
 # the object's pixels, by the best evidence the data has (recorded beside psnr_object as ``object_pixels``)
 MASK_ALPHA, MASK_DEPTH, MASK_COLOUR = "alpha > 0", "finite ground-truth depth", "colour differs from the background"
@@ -71,14 +72,17 @@ def baselines(train, test) -> dict:
             "nearest_views": [train.names[i] if train.names else int(i) for i in nearest.tolist()]}
 
 
-def render_split(model, data, max_views: int | None = None) -> dict:
+def render_split(model, data, max_views: int | None = None, progress: bool = False) -> dict:
     """Render every view of ``data`` (a ``RayData``): predictions, targets, depth, opacity, and the wall-clock
-    and process-CPU seconds of each view (the CPU time is the fairer number on a shared machine)."""
+    and process-CPU seconds of each view (the CPU time is the fairer number on a shared machine).
+    ``progress``: per view rendered (outside the timed part)."""
     H, W = data.scene.height, data.scene.width
     device = model.background.device
     preds, depths, opacities, seconds, cpu = [], [], [], [], []
     model.eval()
-    for i, (o, d, _) in enumerate(data.eval_batches(1)):
+    views = len(data) if max_views is None else min(len(data), max_views)
+    for i, (o, d, _) in enumerate(progress_bar(data.eval_batches(1), "render views", views, enabled=progress,
+                                               unit="view")):
         if max_views is not None and i >= max_views:
             break
         start, start_cpu = time.perf_counter(), time.process_time()
@@ -97,7 +101,7 @@ def render_split(model, data, max_views: int | None = None) -> dict:
                  description="PSNR (full frame and object pixels only), SSIM per held-out view and seconds per view")
 def nerf_views(run, data, options) -> dict:
     with torch.no_grad():
-        r = render_split(run.model, data)
+        r = render_split(run.model, data, progress=options.get("progress", False))
     p, s = psnr(r["pred"], r["target"]), ssim(r["pred"], r["target"])
     mask, how = object_mask(data.scene)
     obj = masked_psnr(r["pred"], r["target"], mask[: len(p)])
