@@ -262,12 +262,20 @@ def cmd_train(argv: list[str]) -> int:
         print("test metrics:", ", ".join(f"{k}={v:.4g}" for k, v in record["metrics"].items()
                                          if isinstance(v, (int, float))))
         print("figures:", ", ".join(str(p.relative_to(run.dir)) for p in figures))
+        print(f"time: training {_seconds(run.folder.read_summary().get('train_time_s'))} (summary.json), "
+              f"evaluation {_seconds(record.get('eval_time_s'))} (eval.json)")
         print("next:")
         print(f"  genlab eval {run.dir} --json")
         example = run.spec.sample_example
         print(f"  genlab sample {run.dir} {example(run) if callable(example) else example}".rstrip())
         print(f"  genlab report {run.dir}")
     return 0
+
+
+def _seconds(s) -> str:
+    """A duration as progress lines write it ('42 s', '4 m', '1.2 h'), or '?' when unknown."""
+    from genlab.progress import duration
+    return duration(s) if isinstance(s, (int, float)) else "?"
 
 
 # ------------------------------------------------------------------ eval and sample
