@@ -21,13 +21,11 @@ import os
 from pathlib import Path
 
 import matplotlib.pyplot as plt
-from IPython.display import Image, display
 
 import genlab
 
 OUT = Path(os.environ.get("GENLAB_NOTEBOOK_OUT", "runs/notebooks"))   # every run of this notebook goes here
 QUICK = os.environ.get("GENLAB_NOTEBOOK_QUICK") == "1"                # the test suite's small settings
-import math
 
 import torch
 

@@ -21,7 +21,6 @@ import os
 from pathlib import Path
 
 import matplotlib.pyplot as plt
-from IPython.display import Image, display
 
 import genlab
 
