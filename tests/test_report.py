@@ -430,7 +430,8 @@ LAYOUT_PROBLEMS = r"""(() => {
   const main = document.querySelector("main"), ms = getComputedStyle(main);
   const right = main.getBoundingClientRect().right - parseFloat(ms.paddingRight);
   document.querySelectorAll("table").forEach((table, t) => {
-    if (table.getBoundingClientRect().right > right + 1) { bad.push(`table ${t} is wider than the page`); }
+    const box = table.closest(".scroll") || table;         // a records table may scroll in its own box
+    if (box.getBoundingClientRect().right > right + 1) { bad.push(`table ${t} is wider than the page`); }
     table.querySelectorAll("th, td").forEach(cell => {
       const cs = getComputedStyle(cell);
       const room = cell.clientWidth - parseFloat(cs.paddingLeft) - parseFloat(cs.paddingRight);
@@ -479,7 +480,12 @@ def make_twenty_runs(root: Path) -> Path:
         "verdict": "cannot show in quick mode", "measured": "FID 14.0 at 10 steps, DDPM 13.0 at 100",
         "expected": "FID(dpm++2m@10) <= 1.1 x FID(ddpm@100)", "quick_cannot": "a 200-step model on 8x8 digits; "
         "run it without --quick", "cells": SAMPLER_CELLS, "fid_samples": 128, "wall_time_s": 27.5,
-        "results": [{"model": "ddpm", "nll_nats_per_dimension_of_the_test_images": 1.0}]}, grid_px=640)
+        "results": [{"model": "ddpm", "nll_nats_per_dimension_of_the_test_images": 1.0}],
+        "table": [{"model": m, "data": "digits", "bpd": 2.1 + i, "estimate": "exact flow density of dequantized "
+                   "pixels: an upper bound on the discrete NLL " * 2, "reference": "RealNVP 1.06, Glow 1.05 "
+                   "bits/dim on dequantized 8-bit MNIST (as tabulated by Grathwohl et al. 2019, Table 2)",
+                   **{f"column_{j}": j for j in range(8)}} for i, m in enumerate(("vae", "realnvp", "pixelcnn"))]},
+        grid_px=640)
     write_experiment(root, "aae-mnist", {"family": "adversarial", "quick": True, "fid_local": 28.383,
                                          "test_rec_mse": 0.0788, "target": "test reconstruction loss below 0.05",
                                          "wall_time_s": 18.9})

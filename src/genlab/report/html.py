@@ -317,7 +317,7 @@ def read_experiment(path: Path, name: str, slug: str) -> ExperimentView | None:
         if table is not None:
             exp.tables.append((key, *table))
         elif isinstance(value, dict) and all(not isinstance(v, (dict, list)) for v in value.values()):
-            exp.tables.append((key, ["value"], [(k, [v]) for k, v in value.items()]))
+            exp.tables.append((key, ["value"], [(k, [v]) for k, v in value.items()], []))
         elif isinstance(value, (dict, list)):
             exp.nested.append((key, json.dumps(value, indent=2)))
         else:
@@ -336,10 +336,10 @@ def declared_claim(name: str) -> str:
     return str(getattr(exp, "claim", "") or getattr(exp, "description", ""))
 
 
-def records_table(value) -> tuple[list, list] | None:
+def records_table(value) -> tuple[list, list, list] | None:
     """A summary entry that is a set of records -- a dict of dicts (``{"ddpm@10": {"fid": ..}}``) or a
-    list of dicts -- as (columns, [(row label, [cells])]); None for anything else. Nested values in a
-    record are shown as compact JSON."""
+    list of dicts -- as (columns, [(row label, [cells])], [(key, value) the same in every record, shown
+    once]); None for anything else. Nested values in a record are shown as compact JSON."""
     if isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
         items = [(str(k), v) for k, v in value.items()]
     elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
@@ -349,8 +349,10 @@ def records_table(value) -> tuple[list, list] | None:
     else:
         return None
     columns = list(dict.fromkeys(k for _, record in items for k in record))
+    same = [c for c in columns if len(items) > 1 and all(c in r and r[c] == items[0][1][c] for _, r in items)]
+    columns = [c for c in columns if c not in same]
     rows = [(label, [_cell(record.get(c)) for c in columns]) for label, record in items]
-    return columns, rows
+    return columns, rows, [(c, _cell(items[0][1][c])) for c in same]
 
 
 def _cell(value):
