@@ -36,7 +36,7 @@ import genlab
 
 OUT = Path(os.environ.get("GENLAB_NOTEBOOK_OUT", "runs/notebooks"))   # every run of this notebook goes here
 QUICK = os.environ.get("GENLAB_NOTEBOOK_QUICK") == "1"                # the test suite's small settings
-EPOCHS = 10 if QUICK else 40
+EPOCHS = 30 if QUICK else 60
 
 # %% [markdown]
 # ## Train
