@@ -12,6 +12,8 @@ PyTorch transformer reports 30.6 BLEU after 12 epochs and 32.8 after 21 on a GPU
 Example (the long measurement; the machine should be otherwise idle):
     python benchmarks/bench_translation.py --data-dir DIR --minutes 60 --out runs/bench-translation
 A smoke test of the script: --minutes 0.5 --eval-minutes 0.25 --limit-test 50
+Times (the budget, tokens/s, sentences/s) are on ``--clock`` (default the process CPU time); the load average
+at start and end (stderr) and the peak resident memory are printed and stored.
 Prints one JSON object and writes it to OUT/results.json (the curve also to OUT/curve.json and
 OUT/bleu_vs_minutes.png).
 """
@@ -19,12 +21,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import torch
 
 import genlab
+from _clock import Timer, add_clock_option, peak_rss_mb, report_env
 from genlab.data import load_dataset
 from genlab.families.translation import bleu, chrf
 from genlab.train.rundir import write_json_atomic
@@ -44,9 +46,10 @@ class Clock:
     stops training after ``budget`` seconds of training time (by capping ``max_steps``). The clock
     starts at the first step (``on_event("start")``), after data loading and tokenizer training."""
 
-    def __init__(self, budget_s: float, every_s: float, val_src, val_ref, out: Path):
+    def __init__(self, budget_s: float, every_s: float, val_src, val_ref, out: Path, clock: str):
         self.budget, self.every, self.src, self.ref, self.out = budget_s, every_s, val_src, val_ref, out
-        self.start = time.perf_counter()
+        self.now = Timer(clock).now
+        self.start = self.now()
         self.paused = 0.0
         self.next = every_s
         self.curve: list[dict] = []
@@ -54,23 +57,23 @@ class Clock:
 
     def on_event(self, trainer, event: str) -> None:
         if event == "start":
-            self.start, self.paused = time.perf_counter(), 0.0
+            self.start, self.paused = self.now(), 0.0
 
     def train_seconds(self) -> float:
-        return time.perf_counter() - self.start - self.paused
+        return self.now() - self.start - self.paused
 
     def score(self, model, step: int) -> None:
-        t0 = time.perf_counter()
+        t0 = self.now()
         hyps = model.translate(self.src, beam=1)
         score, signature = bleu(hyps, self.ref)
         row = {"train_minutes": round(self.train_seconds() / 60, 3), "step": step,
                "epoch": round(step / self.steps_per_epoch, 3), "val_bleu_greedy": round(score, 2),
-               "bleu_signature": signature, "decode_s": round(time.perf_counter() - t0, 1)}
+               "bleu_signature": signature, "decode_s": round(self.now() - t0, 1)}
         self.curve.append(row)
         print(json.dumps(row), flush=True)
         write_json_atomic(self.out / "curve.json", self.curve)
         model.train()
-        self.paused += time.perf_counter() - t0
+        self.paused += self.now() - t0
 
     def __call__(self, trainer) -> None:
         self.steps_per_epoch = trainer.steps_per_epoch
@@ -93,15 +96,17 @@ def main() -> None:
     ap.add_argument("--limit-test", type=int, default=None, help="score only the first N val and test sentences (smoke test)")
     ap.add_argument("--limit-train", type=int, default=None, help="train on the first N pairs (smoke test)")
     ap.add_argument("--out", default="runs/bench-translation")
+    add_clock_option(ap)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    env_start = report_env("start", args.clock)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     data_options = dict(RECIPE["data"]) | {"data_dir": args.data_dir}
     split = {s: load_dataset("multi30k", s, **data_options) for s in ("val", "test")}
     (val_src, val_ref), (src, ref) = ((d.extras["src_text"][: args.limit_test], d.extras["tgt_text"][: args.limit_test])
                                       for d in (split["val"], split["test"]))
-    clock = Clock(args.minutes * 60, args.eval_minutes * 60, val_src, val_ref, out)
+    clock = Clock(args.minutes * 60, args.eval_minutes * 60, val_src, val_ref, out, args.clock)
     if args.limit_train:
         data_options["limit"] = args.limit_train
     run = genlab.train("translator", "multi30k", out / "run", overwrite=True, report=False,
@@ -114,12 +119,13 @@ def main() -> None:
         clock.score(run.model, steps)
     train_data = load_dataset("multi30k", "train", **data_options)
     tokens_per_epoch = sum(len(s) + len(t) - 1 for s, t in zip(train_data.src, train_data.tgt))   # real subwords
-    t0 = time.perf_counter()
-    hyps = run.model.translate(src, beam=args.beam, alpha=args.alpha)
-    beam_s = time.perf_counter() - t0
+    timer = Timer(args.clock)
+    with timer:
+        hyps = run.model.translate(src, beam=args.beam, alpha=args.alpha)
+    beam_s = timer.last
     score, signature = bleu(hyps, ref)
     result = {
-        "benchmark": "multi30k test2016 en-de", "recipe": RECIPE, "threads": args.threads,
+        "benchmark": "multi30k test2016 en-de", "recipe": RECIPE, "threads": args.threads, "clock": args.clock,
         "device": args.device, "train_minutes": round(train_s / 60, 2), "steps": steps,
         "epochs": round(steps / clock.steps_per_epoch, 2),
         "train_tokens_per_s": round(tokens_per_epoch * steps / clock.steps_per_epoch / train_s, 1),
@@ -130,6 +136,7 @@ def main() -> None:
         "target_met": score >= 30.0 and args.minutes <= 60,
         "val_greedy_minutes_to_30": next((r["train_minutes"] for r in clock.curve if r["val_bleu_greedy"] >= 30), None),
         "examples": [{"src": s, "ref": r, "hyp": h} for s, r, h in list(zip(src, ref, hyps))[:5]],
+        "peak_rss_mb": round(peak_rss_mb(), 1), "env_start": env_start, "env_end": report_env("end", args.clock),
     }
     write_json_atomic(out / "results.json", result)
     line_plot({"val BLEU (greedy)": ([r["train_minutes"] for r in clock.curve],
