@@ -17,15 +17,22 @@ from genlab.train.rundir import RunDir, dumps, write_json_atomic  # noqa: F401  
 class MetricsLogger:
     def __init__(self, out: Path | None, run_config: dict | None = None):
         self.out = out
-        self._tb = None
+        self._tb = None      # the SummaryWriter, opened at the first row (a resume with nothing to do writes none)
+        self._tb_tried = False
         if out is None:
             return
         RunDir(out).ensure_layout()
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-            self._tb = SummaryWriter(str(out / "tensorboard"))
-        except Exception:  # tensorboard is optional
-            self._tb = None
+
+    def _tensorboard(self):
+        """``torch.utils.tensorboard.SummaryWriter`` into ``out/tensorboard``; None without the extra."""
+        if not self._tb_tried:
+            self._tb_tried = True
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+                self._tb = SummaryWriter(str(self.out / "tensorboard"))
+            except ImportError:  # the tensorboard extra is not installed
+                self._tb = None
+        return self._tb
 
     @property
     def jsonl(self) -> Path:
@@ -36,10 +43,10 @@ class MetricsLogger:
             return
         with open(self.jsonl, "a") as f:
             f.write(dumps(row, indent=None) + "\n")
-        if self._tb is not None:
+        if (tb := self._tensorboard()) is not None:
             for k, v in row.items():
                 if isinstance(v, (int, float)) and k not in ("epoch", "step"):
-                    self._tb.add_scalar(f"{row.get('split', 'train')}/{k}", v, row.get("step", 0))
+                    tb.add_scalar(f"{row.get('split', 'train')}/{k}", v, row.get("step", 0))
 
     def epoch_row(self, row: dict) -> None:
         """Rewrite ``metrics.csv`` from the epoch rows in ``metrics.jsonl`` (columns may grow)."""
