@@ -72,7 +72,7 @@ def test_blender_camera_fields_are_finite_numbers(tmp_path, capsys, meta, needle
     out = tmp_path / "run"
     one_line_error(capsys, ["train", "nerf-grid", "--data", "blender", "--scene-dir", str(root), "--out", str(out)],
                    "transforms_train.json", needle, "expected a finite number")
-    assert not (out / "config.json").exists()   # (train prepares the folder before it reads the data)
+    assert not out.exists()   # the data is read before the folder is made
 
 
 def _npz(path, n=3, **override):
@@ -270,3 +270,72 @@ def test_a_frame_that_is_not_an_object_is_named(tmp_path):
     (root / "transforms_train.json").write_text(json.dumps(meta))
     with pytest.raises(DataError, match="frame 1: a frame needs 'file_path' and 'transform_matrix'"):
         load_dataset("blender", "train", scene_dir=str(root))
+
+
+@pytest.mark.parametrize("dims", [(0, 2 ** 32 - 1, 2 ** 32 - 1), (2 ** 16,) * 4])   # numpy's bound; np.prod wraps to 0
+def test_an_idx_header_too_large_for_any_file_is_refused(tmp_path, dims):
+    import struct
+
+    from genlab.data.idx import read_idx
+    from genlab.errors import DataError
+    path = tmp_path / "images-idx"
+    path.write_bytes(struct.pack(">BBBB", 0, 0, 8, len(dims)) + struct.pack(f">{len(dims)}I", *dims))
+    with pytest.raises(DataError, match=r"describe an array too large for any file; the header is corrupt"):
+        read_idx(path)
+
+
+def test_a_bad_data_file_leaves_no_run_folder_behind(tmp_path, capsys):
+    import struct
+
+    import numpy as np
+
+    from genlab.data.idx import write_idx
+    root = tmp_path / "data"
+    (root / "mnist").mkdir(parents=True)
+    for split in ("train", "t10k"):
+        write_idx(root / "mnist" / f"{split}-images-idx3-ubyte", np.zeros((3, 28, 28), np.uint8))
+        write_idx(root / "mnist" / f"{split}-labels-idx1-ubyte", np.arange(3, dtype=np.uint8))
+    (root / "mnist" / "train-images-idx3-ubyte").write_bytes(struct.pack(">BBBBIII", 0, 0, 8, 3, 0, *[2 ** 32 - 1] * 2))
+    out = tmp_path / "run"
+    one_line_error(capsys, ["train", "vae", "--data", "mnist", "--data-dir", str(root), "--out", str(out)],
+                   "train-images-idx3-ubyte: header sizes (0, 4294967295, 4294967295) describe an array too large")
+    assert not out.exists()
+    out.mkdir()   # a folder that was there before stays, untouched
+    one_line_error(capsys, ["train", "vae", "--data", "mnist", "--data-dir", str(root), "--out", str(out)],
+                   "train-images-idx3-ubyte")
+    assert out.is_dir() and not any(out.iterdir())
+
+
+def _damaged_copy(tiny_runs, tmp_path, name, damage):
+    """A copy of ``tiny_runs/name`` whose config.json's data_info went through ``damage(info)``."""
+    import json
+    import shutil
+    run = tmp_path / name
+    shutil.copytree(tiny_runs / name, run)
+    cfg = json.loads((run / "config.json").read_text())
+    damage(cfg["data_info"])
+    (run / "config.json").write_text(json.dumps(cfg))
+    return run
+
+
+def test_a_damaged_saved_subword_tokenizer_is_named(tiny_runs, tmp_path, capsys):
+    def damage(info):
+        info["extras"]["tokenizer"] = info["extras"]["tokenizer"].replace('"id":2', '"hd":2', 1)
+    run = _damaged_copy(tiny_runs, tmp_path, "tr", damage)
+    for argv in (["sample", str(run), "--text", "a man"], ["eval", str(run)]):
+        one_line_error(capsys, argv, f"{run / 'config.json'}: the saved subword tokenizer", "missing field `id`",
+                       "config.json was edited or damaged")
+
+
+@pytest.mark.parametrize("name, damage, needle", [
+    ("pixelcnn", lambda info: info.update(extras=None), "data_info field 'extras' is null, expected a JSON object"),
+    ("pixelcnn", lambda info: info.update(shape=[None, 8, 8]), "'shape' is [None, 8, 8], expected a list of positive"),
+    ("pixelcnn", lambda info: info.update(levels="abc"), "'levels' is 'abc', expected null or a positive whole"),
+    ("pixelcnn", lambda info: info.pop("kind"), "data_info lacks the field 'kind'"),
+    ("pixelcnn", lambda info: info.update(colour=3), "data_info has unknown field 'colour'"),
+    ("gpt", lambda info: info["extras"]["tokenizer"].update(chars=[[1]]),
+     "the saved gpt model cannot be rebuilt (TypeError: unhashable type: 'list')"),
+])
+def test_a_damaged_data_info_is_one_line_naming_config_json(tiny_runs, tmp_path, capsys, name, damage, needle):
+    run = _damaged_copy(tiny_runs, tmp_path, name, damage)
+    one_line_error(capsys, ["sample", str(run), "-n", "2"], f"{run / 'config.json'}: ", needle)

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import os
 import struct
+import sys
 import tempfile
 import urllib.request
 import zlib
@@ -79,8 +81,11 @@ def read_idx(path: str | Path, expect_magic: int | None = None) -> np.ndarray:
         raise DataError(f"{path}: header cut short ({len(raw)} bytes); the file is truncated")
     dims = struct.unpack(f">{ndim}I", raw[4:header])
     dtype = np.dtype(_DTYPES[code])
-    expected = int(np.prod(dims)) * dtype.itemsize
+    expected = math.prod(dims) * dtype.itemsize   # exact: np.prod wraps around past 2**63
     payload = len(raw) - header
+    if math.prod(d for d in dims if d) * dtype.itemsize > sys.maxsize:   # numpy's bound, zero sizes aside
+        raise DataError(f"{path}: header sizes {dims} describe an array too large for any file; the header is "
+                        f"corrupt. {fix_advice(path)}")
     if payload != expected:
         raise DataError(f"{path}: header promises {dims} = {expected} bytes of data but the file "
                         f"holds {payload}; it is truncated or corrupt. {fix_advice(path)}")

@@ -36,9 +36,34 @@ class DataInfo:
 
     @classmethod
     def from_dict(cls, d: dict) -> DataInfo:
-        d = dict(d)
-        d["shape"] = tuple(d["shape"])
-        return cls(**d)
+        """The inverse of :meth:`to_dict`, checking each field (a saved run's config.json may be damaged):
+        a ConfigError names the first field that is missing, unknown or of the wrong type."""
+        if not isinstance(d, dict):
+            raise ConfigError(f"data_info is {_shown(d)}, expected a JSON object")
+        names = [f.name for f in dataclasses.fields(cls)]
+        if unknown := sorted(set(d) - set(names), key=str):
+            raise ConfigError(f"data_info has unknown field {_shown(unknown[0])}")
+        if missing := [k for k in ("kind", "shape") if k not in d]:
+            raise ConfigError(f"data_info lacks the field {missing[0]!r}")
+        count = lambda v: type(v) is int and v >= 1  # noqa: E731
+        checks = {"kind": (lambda v: isinstance(v, str) and v != "", "a name"),
+                  "shape": (lambda v: isinstance(v, list | tuple) and all(map(count, v)),
+                            "a list of positive whole numbers"),
+                  "view": (lambda v: isinstance(v, str), "a name"),
+                  "levels": (lambda v: v is None or count(v), "null or a positive whole number"),
+                  "num_classes": (lambda v: v is None or count(v), "null or a positive whole number"),
+                  "extras": (lambda v: isinstance(v, dict), "a JSON object")}
+        for key, value in d.items():
+            ok, expected = checks[key]
+            if not ok(value):
+                raise ConfigError(f"data_info field {key!r} is {_shown(value)}, expected {expected}")
+        return cls(**(d | {"shape": tuple(d["shape"])}))
+
+
+def _shown(value: Any, most: int = 60) -> str:
+    """A short one-line rendering of a JSON value for an error message."""
+    text = "null" if value is None else repr(value)
+    return text if len(text) <= most else text[:most] + "..."
 
 
 @dataclass

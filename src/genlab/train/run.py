@@ -116,6 +116,20 @@ def _build(spec, mcfg, info: DataInfo):
         raise ConfigError(f"model {spec.name}: these settings do not build a network ({e})") from None
 
 
+def _rebuild(spec, folder: RunDir, model_config: dict, info: DataInfo):
+    """A saved run's network from its config.json: whatever stops the rebuild (a damaged value that the
+    model's constructor trips over) is one line naming the file."""
+    mcfg = from_dict(spec.config, model_config, where=f"{folder.config}")
+    try:
+        return _build(spec, mcfg, info)
+    except GenlabError as e:
+        raise GenlabError(f"{folder.config}: {e}") from None
+    except (TypeError, ValueError, LookupError, AttributeError, ArithmeticError, RuntimeError) as e:
+        raise GenlabError(f"{folder.config}: the saved {spec.name} model cannot be rebuilt ({type(e).__name__}: "
+                          f"{' '.join(str(e).split())[:200]}); this file was edited or damaged, so restore it "
+                          f"from a copy or train the run again") from None
+
+
 def train(model: str, data: str | None = None, out: str | Path | None = None, *,
           callbacks: list[Callable] = (), step_hooks: list[Callable] = (), resume: bool = False,
           overwrite: bool = False, model_options: dict | None = None, data_options: dict | None = None,
@@ -130,13 +144,13 @@ def train(model: str, data: str | None = None, out: str | Path | None = None, *,
     spec, data, mcfg, dcfg, tcfg = prepare(model, data, model_options, data_options, train_options, **options)
     pick_device(tcfg.device)   # an unavailable --device stops here, before the folder is touched
     folder = RunDir(out) if out else None
-    if folder is not None and _rank() == 0:   # under torchrun, rank 0 alone owns the folder
-        folder.prepare_new(overwrite)
-    elif folder is not None:                    # the others refuse a taken folder by themselves
+    if folder is not None:   # read-only: a taken folder is refused before the data is read
         folder.check_new(overwrite)
     train_data, val_data = _load_splits(data, dcfg)
     torch.manual_seed(tcfg.seed)
     net = _build(spec, mcfg, train_data.info)
+    if folder is not None and _rank() == 0:   # only now, with data and model good; rank 0 alone owns the folder
+        folder.prepare_new(overwrite)
     trainer = Trainer(net, train_data, tcfg, out, val_data, callbacks, step_hooks=step_hooks)
     if folder is not None and trainer.dist.is_main:
         folder.write_config({"genlab_version": __version__, "model": model, "model_config": to_dict(mcfg),
@@ -159,7 +173,7 @@ def resume_run(run_dir: str | Path, callbacks: list[Callable] = (), step_hooks: 
     dcfg = data_config(cfg["data"], cfg["data_config"])
     train_data, val_data = _load_splits(cfg["data"], dcfg)
     torch.manual_seed(tcfg.seed)
-    net = _build(spec, from_dict(spec.config, cfg["model_config"], where=f"{folder.config}"), train_data.info)
+    net = _rebuild(spec, folder, cfg["model_config"], train_data.info)
     trainer = Trainer(net, train_data, tcfg, run_dir, val_data, callbacks, step_hooks=step_hooks)
     trainer.resume()
     s = trainer.state
@@ -217,9 +231,10 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> Run:
     spec = get_model_spec(cfg["model"])
     try:
         info = DataInfo.from_dict(cfg["data_info"])
-    except (TypeError, KeyError) as e:
-        raise GenlabError(f"{folder.config}: the data_info entry is damaged ({e})") from None
-    net = _build(spec, from_dict(spec.config, cfg["model_config"], where=f"{folder.config}"), info)
+    except ConfigError as e:
+        raise GenlabError(f"{folder.config}: the data_info entry is damaged ({e}); this file was edited or "
+                          f"damaged, so the run cannot be rebuilt from it") from None
+    net = _rebuild(spec, folder, cfg["model_config"], info)
     ckpt = checkpoint.load(folder.checkpoint, need=("model",))
     ema = ckpt.get("ema")
     weights = ema["model"] if isinstance(ema, dict) and isinstance(ema.get("model"), dict) else ckpt["model"]

@@ -102,8 +102,16 @@ class SubwordTokenizer:
 
     @classmethod
     def from_str(cls, s: str) -> SubwordTokenizer:
+        """The tokenizer saved by :meth:`to_str` (in a run's config.json); a damaged one is a DataError."""
         from tokenizers import Tokenizer
-        return cls(Tokenizer.from_str(s))
+        try:
+            tok = Tokenizer.from_str(s)
+            tok.get_vocab()
+        except Exception as e:   # the library raises bare Exception (serde's message) or TypeError
+            reason = " ".join(str(e).split())[:200] or type(e).__name__
+            raise DataError(f"the saved subword tokenizer (data_info.extras.tokenizer) cannot be read ({reason}); "
+                            f"the run's config.json was edited or damaged, so train the run again") from None
+        return cls(tok)
 
     def to_str(self) -> str:
         return self.tok.to_str()
