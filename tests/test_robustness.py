@@ -772,7 +772,7 @@ def test_a_checkpoint_with_a_damaged_step_counter_is_one_line(command, run, caps
     assert snapshot(run) == before
 
 
-@pytest.mark.parametrize("chars", [None, [], ["a", "a"], ["ab"], 3])
+@pytest.mark.parametrize("chars", [None, [], ["a", "a"], ["ab"], 3, [[1]]])
 def test_a_damaged_character_vocabulary_is_one_line(chars):
     from genlab.data.tokenizers import tokenizer_from_dict
     with pytest.raises(DataError, match="chars"):

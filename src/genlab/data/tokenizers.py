@@ -126,8 +126,8 @@ def tokenizer_from_dict(d: dict) -> Tokenizer:
     kind = d.get("kind")
     if kind == "char":
         chars = d.get("chars")
-        if (not isinstance(chars, (list, str)) or not chars or len(set(chars)) != len(chars)
-                or not all(isinstance(c, str) and len(c) == 1 for c in chars)):
+        if (not isinstance(chars, (list, str)) or not chars
+                or not all(isinstance(c, str) and len(c) == 1 for c in chars) or len(set(chars)) != len(chars)):
             raise DataError(f"a saved character tokenizer has no valid 'chars' (got {type(chars).__name__}: "
                             f"{str(chars)[:40]!r}); the run's config.json was edited or damaged")
         return CharTokenizer(chars)
