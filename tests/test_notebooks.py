@@ -53,3 +53,18 @@ def test_the_kernel_is_this_environments_python():
     km = KernelManager(kernel_name="python3")
     cmd = km.format_kernel_cmd()
     assert Path(cmd[0]).resolve() == Path(sys.executable).resolve(), cmd
+
+
+@pytest.mark.unit
+def test_drawing_a_figure_keeps_the_sessions_matplotlib_backend():
+    """A notebook imports pyplot on its inline backend before genlab draws a run's figures; genlab must not
+    switch it to Agg, or every later plt.show() of the notebook shows nothing. (Run in a subprocess: the
+    test session's own pyplot is already imported.)"""
+    import subprocess
+    code = ("import matplotlib; matplotlib.use('svg'); import matplotlib.pyplot as plt; import torch\n"
+            "from genlab.viz.figures import labelled_grid\n"
+            "import tempfile, pathlib\n"
+            "labelled_grid(torch.rand(4, 1, 8, 8), pathlib.Path(tempfile.mkdtemp()) / 'g.png', title='grid')\n"
+            "assert matplotlib.get_backend() == 'svg', matplotlib.get_backend()\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

@@ -16,9 +16,14 @@ from PIL import Image
 
 
 def pyplot():
-    """matplotlib's pyplot on the Agg backend (no screen); imported on first use."""
+    """matplotlib's pyplot, imported on first use on the Agg backend (no screen). A session that imported
+    pyplot itself keeps its backend (a notebook's inline figures): every figure drawn here is written
+    and closed, so none is shown."""
+    import sys
+
     import matplotlib
-    matplotlib.use("Agg")
+    if "matplotlib.pyplot" not in sys.modules:
+        matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     return plt
 
