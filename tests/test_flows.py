@@ -240,3 +240,40 @@ def test_flow_mnist_quick(tmp_path):
     summary = run_experiment("flow-mnist", tmp_path, quick=True)
     row = summary["results"][0]
     assert row["data"] == "digits" and 0 < row["bpd"] < 8 and "bpd_convention" in summary
+
+
+@pytest.mark.unit
+def test_independent_pixels_bpd_against_hand_count():
+    """Two pixels, 3 grey levels (intensities k/2): add-one smoothed histograms counted by hand."""
+    from genlab.data.registry import TensorData
+    from genlab.families.flows.experiments import independent_pixels_bpd
+    info = DataInfo(kind="image", shape=(1, 1, 2))
+    train = TensorData((torch.tensor([[0.0, 1.0], [0.0, 0.5], [0.5, 1.0]]).view(3, 1, 1, 2),), info)
+    test = TensorData((torch.tensor([[0.0, 0.0]]).view(1, 1, 1, 2),), info)
+    # pixel 0 counts (2, 1, 0) + 1 -> P(0) = 3/6; pixel 1 counts (0, 1, 2) + 1 -> P(0) = 1/6
+    expected = -(math.log2(3 / 6) + math.log2(1 / 6)) / 2
+    assert independent_pixels_bpd(train, test, 3) == pytest.approx(expected)
+
+
+@pytest.mark.unit
+def test_one_d_invertible_mlp_has_no_valley_below_its_median():
+    """In 1-D every layer sigma(wx + b), w > 0, slope < 1, is convex and increasing, so p(x) = N(f(x)) f'(x) never
+    decreases where f(x) < 0, whatever the parameters; gmm1d's true density has a valley there."""
+    from types import SimpleNamespace
+
+    from genlab.families.flows.experiments import below_median
+    test = load_dataset("gmm1d", "test", n=500)
+    def valleys(slope):
+        out = []
+        for seed in range(3):
+            torch.manual_seed(seed)
+            net = build_model("invertible-mlp", test.info, layers=6, slope=slope)
+            with torch.no_grad():
+                for p in net.parameters():
+                    p.normal_(0, 1)
+            out.append(below_median(SimpleNamespace(data=lambda split: test, model=net)))
+        return out
+    assert all(v["model_valley_nats"] <= 1e-4 for v in valleys(0.5))
+    assert max(v["model_valley_nats"] for v in valleys(2.0)) > 0.1     # concave layers can make one
+    leaky = build_model("invertible-mlp", test.info, layers=1)          # f = LeakyReLU(x): median 0, bias 0
+    assert below_median(SimpleNamespace(data=lambda split: test, model=leaky))["true_valley_nats"] > 1.0
