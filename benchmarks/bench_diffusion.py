@@ -158,7 +158,7 @@ def quality(args) -> None:
 def load_trained(args):
     """(model, data name, data config, test images in [0, 1]) from a run folder or a `quality --save` file."""
     from genlab.eval.fid import unit_view
-    from genlab.train.run import load_run
+    from genlab.training.run import load_run
     if Path(args.run).is_file():                      # weights from `quality --save` (trained on MNIST)
         from genlab.data.registry import get_spec, load_dataset
         from genlab.families.diffusion.model import DDPM, DDPMConfig

@@ -23,9 +23,9 @@ from _clock import Timer, add_clock_option, peak_rss_mb, report_env
 from genlab.data.registry import load_dataset
 from genlab.eval.fid import get_classifier, sample_quality
 from genlab.model import build_model
-from genlab.train.config import TrainConfig
-from genlab.train.loop import Trainer
-from genlab.train.run import train
+from genlab.training.config import TrainConfig
+from genlab.training.loop import Trainer
+from genlab.training.run import train
 
 
 def bare_loop(model, x: torch.Tensor, steps: int, batch: int, lr: float, timer: Timer) -> float:

@@ -33,8 +33,8 @@ from _clock import CLOCKS, Timer, add_clock_option, peak_rss_mb, report_env
 from genlab.data.registry import load_dataset
 from genlab.families.lm.experiments import FAST_RECIPE, REFERENCE_RECIPE
 from genlab.families.lm.sampling import token_nll
-from genlab.train.loop import Trainer
-from genlab.train.run import prepare
+from genlab.training.loop import Trainer
+from genlab.training.run import prepare
 
 RECIPES = {"reference": REFERENCE_RECIPE, "fast": FAST_RECIPE, "fast-long": FAST_RECIPE}
 

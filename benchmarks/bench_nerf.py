@@ -28,8 +28,8 @@ from genlab.families.nerf import data as scenes
 from genlab.families.nerf.metrics import render_split
 from genlab.maths.image_quality import psnr, ssim
 from genlab.model import get_model_spec
-from genlab.train.config import TrainConfig
-from genlab.train.loop import Trainer
+from genlab.training.config import TrainConfig
+from genlab.training.loop import Trainer
 
 
 class BudgetClock:

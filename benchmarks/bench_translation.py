@@ -29,7 +29,7 @@ import genlab
 from _clock import Timer, add_clock_option, peak_rss_mb, report_env
 from genlab.data import load_dataset
 from genlab.families.translation import bleu, chrf
-from genlab.train.rundir import write_json_atomic
+from genlab.training.rundir import write_json_atomic
 from genlab.viz.figures import line_plot
 
 RECIPE = {   # model, data and training options of the measured recipe

@@ -20,7 +20,7 @@ from torch import nn
 from _clock import Timer, add_clock_option, report_env
 from genlab.data import load_dataset
 from genlab.families.vae.model import VAE, VAEConfig
-from genlab.train import TrainConfig, Trainer
+from genlab.training import TrainConfig, Trainer
 
 
 class BareVAE(nn.Module):

@@ -15,8 +15,8 @@ from genlab.cli import main
 from genlab.data.registry import load_dataset
 from genlab.families.adversarial.fdiv import DIVERGENCES, f_divergence, optimal_critic, variational_bound
 from genlab.model import build_model
-from genlab.train.config import TrainConfig
-from genlab.train.loop import make_optimizers
+from genlab.training.config import TrainConfig
+from genlab.training.loop import make_optimizers
 
 
 @pytest.fixture(autouse=True)

@@ -129,7 +129,7 @@ def test_resume_from_the_command_line_extends_a_run(vae_run, tmp_path, capsys):
 def test_an_interrupted_run_gets_its_curves_so_far(tmp_path, monkeypatch, capsys):
     import signal
 
-    from genlab.train.loop import Trainer
+    from genlab.training.loop import Trainer
     real = Trainer.train_step
 
     def step(self, batches):   # Ctrl-C during step 3

@@ -15,8 +15,8 @@ from genlab import catalog
 from genlab.errors import ConfigError, GenlabError
 from genlab.experiments.common import Both, Budget, budget_rows, snapshots, training_budget
 from genlab.experiments.registry import Context, Experiment, Setting, list_experiments, run_experiment
-from genlab.train.run import prepare
-from genlab.train.rundir import RunDir
+from genlab.training.run import prepare
+from genlab.training.rundir import RunDir
 from genlab.viz.figures import integer_ticks, labelled_grid, line_panels, pyplot
 from genlab.viz.report import curve_keys, training_curves
 
@@ -191,7 +191,7 @@ def test_no_experiment_trains_by_hand_or_imports_private_helpers(path):
         if isinstance(node, ast.ImportFrom):
             names = [a.name for a in node.names]
             assert not any(n.startswith("_") for n in names), f"{path}: imports private {names} from {node.module}"
-            assert not (node.module or "").startswith("genlab.train.loop"), f"{path}: builds a Trainer"
+            assert not (node.module or "").startswith("genlab.training.loop"), f"{path}: builds a Trainer"
             assert not (node.module == "genlab.api" and "train" in names), f"{path}: calls train by hand"
         if isinstance(node, ast.Call):
             fn = node.func

@@ -76,7 +76,7 @@ def test_local_classifier_is_cached_and_accurate(tmp_path, monkeypatch):
 
 def test_fid_metric_is_deterministic_and_ranks_data_above_noise(tmp_path, monkeypatch):
     monkeypatch.setenv("GENLAB_CACHE", str(tmp_path))
-    from genlab.train.run import train
+    from genlab.training.run import train
     run = train("gan", "digits", None, epochs=1, progress=False, hidden=[16])
     data = run.data("test")
     first = fid_metric(run, data, {"seed": 0})

@@ -15,10 +15,10 @@ import torch
 from genlab.data.batches import BucketedBatches, PermutationBatches, WindowBatches
 from genlab.data.registry import DataInfo, PairData, TensorData, TokenStream
 from genlab.model import Avg, GenerativeModel
-from genlab.train.config import TrainConfig
-from genlab.train.ema import EMA
-from genlab.train.loop import Trainer, evaluate_model
-from genlab.train.schedules import lr_factor
+from genlab.training.config import TrainConfig
+from genlab.training.ema import EMA
+from genlab.training.loop import Trainer, evaluate_model
+from genlab.training.schedules import lr_factor
 
 ONE = SimpleNamespace(rank=0, world_size=1)
 
@@ -215,5 +215,5 @@ def test_sigterm_saves_a_checkpoint_and_exits_143(tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 143, err
     assert "interrupted" in err and "--resume" in err
-    from genlab.train import checkpoint
+    from genlab.training import checkpoint
     assert checkpoint.load(ckpt)["global_step"] > 0

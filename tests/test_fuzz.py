@@ -178,9 +178,9 @@ def stubs(monkeypatch):
     """Stop every command where its real work would begin; nothing is downloaded."""
     from importlib import import_module
     api, idx, evaluate, fid, experiments, model, run, html, viz = (import_module(f"genlab.{m}") for m in (
-        "api", "data.idx", "eval.evaluate", "eval.fid", "experiments", "model", "train.run", "report.html", "viz"))
+        "api", "data.idx", "eval.evaluate", "eval.fid", "experiments", "model", "training.run", "report.html", "viz"))
 
-    def train_stub(model, data, out, **kw):   # what genlab.train.run.train checks before it writes
+    def train_stub(model, data, out, **kw):   # what genlab.training.run.train checks before it writes
         spec, data, _, _, tcfg = run.prepare(model, data, kw.get("model_options"), kw.get("data_options"),
                                              kw.get("train_options"))
         run.pick_device(tcfg.device)

@@ -17,7 +17,7 @@ import genlab
 PACKAGE = Path(genlab.__file__).parent
 FAMILIES = PACKAGE / "families"
 SHARED = ("maths", "nn", "data")
-UPPER = ("genlab.train", "genlab.cli", "genlab.viz", "genlab.experiments", "genlab.eval", "genlab.api",
+UPPER = ("genlab.training", "genlab.cli", "genlab.viz", "genlab.experiments", "genlab.eval", "genlab.api",
          "genlab.report", "genlab.model", "genlab.families")
 
 pytestmark = pytest.mark.unit
@@ -67,11 +67,11 @@ def sources(folder: Path) -> list[Path]:
 def test_the_reader_resolves_relative_imports():
     """The checker itself: relative, absolute and lazy imports resolve to absolute module names."""
     source = ("from ..vae.model import VAE\nfrom . import unet\nimport genlab.families.flows.model\n"
-              "def f():\n    from ...train import loop\n")
+              "def f():\n    from ...training import loop\n")
     path = FAMILIES / "diffusion" / "samplers.py"
     names = imported_modules(path, source, "genlab.families.diffusion.samplers")
     assert {"genlab.families.vae.model", "genlab.families.diffusion.unet", "genlab.families.flows.model",
-            "genlab.train.loop"} <= names
+            "genlab.training.loop"} <= names
     assert {family_of(n) for n in names} >= {"vae", "diffusion", "flows"}
     assert family_of("genlab.families.vae.model") == "vae"
     assert family_of("genlab.maths.densities") is None and family_of("genlab.nn.blocks") is None

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from genlab.cli import main
-from genlab.train.run import load_run
+from genlab.training.run import load_run
 
 TINY_DATA = ["--data", "synthetic-scene", "--size", "16", "--views", "4", "--supersample", "1"]
 TINY_GRID = ["--resolution", "16", "--init-resolution", "8", "--grow-every", "10", "--density-rank", "2",

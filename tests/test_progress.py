@@ -9,8 +9,8 @@ import pytest
 import genlab
 from genlab.data.registry import load_dataset
 from genlab.progress import Lines, duration, human, progress
-from genlab.train.loop import evaluate_model
-from genlab.train.run import load_run
+from genlab.training.loop import evaluate_model
+from genlab.training.run import load_run
 
 pytestmark = pytest.mark.unit
 
@@ -105,7 +105,7 @@ def test_tensorboard_events_hold_the_logged_metrics(tmp_path):
     pytest.importorskip("tensorboard", reason="the tensorboard extra is not installed (pip install genlab[tensorboard])")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from genlab.train.logger import read_jsonl
+    from genlab.training.logger import read_jsonl
     genlab.train("vae", "digits", tmp_path / "run", **TINY | {"progress": False})
     acc = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
     acc.Reload()

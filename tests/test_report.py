@@ -20,8 +20,8 @@ import torch
 from genlab.cli import main
 from genlab.errors import GenlabError
 from genlab.report import write_html_report
-from genlab.train.logger import MetricsLogger
-from genlab.train.rundir import RunDir, eval_record
+from genlab.training.logger import MetricsLogger
+from genlab.training.rundir import RunDir, eval_record
 from genlab.viz.figures import save_image_grid
 
 XSS_NAME = "<script>alert(1)</script>"          # a run folder of this name: nested folders "<script>alert(1)<" / "script>"

@@ -23,9 +23,9 @@ import torch
 import genlab
 from genlab.cli import main
 from genlab.errors import DataError
-from genlab.train import checkpoint
-from genlab.train.logger import read_jsonl
-from genlab.train.rundir import RunDir, dumps, write_json_atomic
+from genlab.training import checkpoint
+from genlab.training.logger import read_jsonl
+from genlab.training.rundir import RunDir, dumps, write_json_atomic
 
 TINY = ["--hidden", "32", "--z-dim", "2", "--batch-size", "256", "--no-progress"]
 ONE_EPOCH = ["--epochs", "1", *TINY]
@@ -153,7 +153,7 @@ def test_resume_with_nothing_to_do_says_so_and_changes_nothing(run, capsys):
 
 def _poison(monkeypatch, after: int = 0):
     """Make every training step after ``after`` report a NaN loss."""
-    from genlab.train.loop import Trainer
+    from genlab.training.loop import Trainer
     real = Trainer.train_step
 
     def step(self, batches):
@@ -183,7 +183,7 @@ def test_nan_before_any_checkpoint_says_there_is_none(tmp_path, monkeypatch, cap
 
 
 def test_sigterm_saves_a_checkpoint_and_exits_143(tmp_path, monkeypatch, capsys):
-    from genlab.train.loop import Trainer
+    from genlab.training.loop import Trainer
     real = Trainer.train_step
 
     def step(self, batches):   # as if a scheduler (or `timeout`) sent SIGTERM during step 3
@@ -281,7 +281,7 @@ def test_a_full_disk_on_a_new_run_says_no_checkpoint_was_written(tmp_path, monke
 
 
 def test_a_full_disk_anywhere_else_is_one_line(run, monkeypatch, capsys):
-    from genlab.train.logger import MetricsLogger
+    from genlab.training.logger import MetricsLogger
 
     def log(self, row):
         raise OSError(errno.ENOSPC, "No space left on device", str(self.jsonl))
@@ -588,7 +588,7 @@ def test_the_cli_trains_through_the_python_api(monkeypatch, tmp_path):
     monkeypatch.setattr(genlab.api, "train", spy)
     assert main(["train", "vae", "--out", str(tmp_path / "r"), "--max-steps", "1", "--no-report", *TINY]) == 0
     assert len(calls) == 1 and calls[0][0][:2] == ("vae", "digits")
-    assert genlab.train is real      # `genlab.train(...)` is that same function
+    assert genlab.train is genlab.api.train   # `genlab.train(...)` is the API's function (loaded on first use)
 
 
 @pytest.mark.slow
@@ -658,7 +658,7 @@ def _float_fields():
     from genlab.config import _unwrap_optional
     from genlab.data.registry import list_datasets
     from genlab.model import get_model_spec
-    from genlab.train.config import TrainConfig
+    from genlab.training.config import TrainConfig
     classes = {TrainConfig}
     for name in catalog.names("model"):
         spec = get_model_spec(name)

@@ -169,7 +169,7 @@ def test_register_model_needs_its_data_kinds():
 
 # ------------------------------------------------------------------ report: one damaged run does not sink the rest
 def _fake_run(root, name, rows: list[str]):
-    from genlab.train.rundir import RunDir
+    from genlab.training.rundir import RunDir
     folder = RunDir(root / name)
     folder.ensure_layout()
     folder.write_config({"model": "vae", "data": "digits", "model_config": {}, "data_config": {},
@@ -334,7 +334,7 @@ def test_a_damaged_saved_subword_tokenizer_is_named(tiny_runs, tmp_path, capsys)
     ("pixelcnn", lambda info: info.pop("kind"), "data_info lacks the field 'kind'"),
     ("pixelcnn", lambda info: info.update(colour=3), "data_info has unknown field 'colour'"),
     ("gpt", lambda info: info["extras"]["tokenizer"].update(chars=[[1]]),
-     "the saved gpt model cannot be rebuilt (TypeError: unhashable type: 'list')"),
+     "a saved character tokenizer has no valid 'chars'"),
 ])
 def test_a_damaged_data_info_is_one_line_naming_config_json(tiny_runs, tmp_path, capsys, name, damage, needle):
     run = _damaged_copy(tiny_runs, tmp_path, name, damage)

@@ -11,8 +11,8 @@ import torch
 
 import genlab
 from genlab.errors import TrainingDiverged
-from genlab.train import checkpoint, load_run, resume_run
-from genlab.train.logger import read_jsonl
+from genlab.training import checkpoint, load_run, resume_run
+from genlab.training.logger import read_jsonl
 
 TINY = dict(epochs=4, z_dim=4, hidden=(32,), batch_size=128, log_every=3, progress=False, view="dynamic", report=False)
 
@@ -102,7 +102,7 @@ def test_two_optimizer_phases_are_stepped_in_order(tmp_path):
 
     from genlab.data import load_dataset
     from genlab.families.vae.model import VAEConfig
-    from genlab.train import TrainConfig, Trainer
+    from genlab.training import TrainConfig, Trainer
     data = load_dataset("digits", "train", view="binarized")
     model = TwoPhase(VAEConfig(z_dim=2, hidden=(16,)), data.info)
     before = [p.clone() for p in model.decoder_net.parameters()]
@@ -203,7 +203,7 @@ DRIVER = '''
 import os, signal, sys
 from pathlib import Path
 from genlab.cli import main
-from genlab.train import loop
+from genlab.training import loop
 
 CUT_AT = int(os.environ.get("CUT_AT", "0"))
 step = loop.Trainer.train_step

@@ -56,7 +56,7 @@ from genlab.families.translation.data import (
     synthetic_text,
 )
 from genlab.nn.transformer import BlockConfig, EncoderBlock
-from genlab.train.schedules import lr_factor
+from genlab.training.schedules import lr_factor
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one intra-op thread
 

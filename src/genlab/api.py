@@ -19,8 +19,8 @@ from genlab.config import from_dict
 from genlab.errors import ConfigError, GenlabError
 from genlab.eval.evaluate import evaluate
 from genlab.model import check_data_fits, get_model_spec
-from genlab.train.run import Run, load_run
-from genlab.train.run import train as train_run
+from genlab.training.run import Run, load_run
+from genlab.training.run import train as train_run
 from genlab.viz import make_figures
 from genlab.viz.samples import write_samples
 

@@ -153,7 +153,7 @@ def _is_main() -> bool:
 
 
 def _run_model(run_dir: str) -> str:
-    from genlab.train.rundir import RunDir
+    from genlab.training.rundir import RunDir
     return RunDir(run_dir).read_config()["model"]
 
 
@@ -177,7 +177,7 @@ def train_parser(model: str | None, data: str | None) -> tuple[argparse.Argument
     from genlab.config import add_config_flags
     from genlab.data.registry import get_spec
     from genlab.model import check_data_fits, fitting_datasets, get_model_spec
-    from genlab.train.config import TrainConfig
+    from genlab.training.config import TrainConfig
     models = "\n".join(f"  {n:<16} {get_model_spec(n).description}" for n in catalog.names("model")) \
         if model is None else ""
     p = _Parser(
@@ -215,8 +215,8 @@ def train_parser(model: str | None, data: str | None) -> tuple[argparse.Argument
 def cmd_train(argv: list[str]) -> int:
     from genlab.api import train, write_report
     from genlab.config import overrides_from_args
-    from genlab.train.run import resume_run
-    from genlab.train.rundir import RunDir
+    from genlab.training.run import resume_run
+    from genlab.training.rundir import RunDir
     known = _pre(argv, "--data", "--resume")
     model = argv[0] if argv and not argv[0].startswith("-") else None
     data = known.data
@@ -324,7 +324,7 @@ def cmd_eval(argv: list[str]) -> int:
                       progress=not args.json, data_dir=_data_dir(args), options=options,
                       extras={"fid"} if args.no_fid else True, write_texts=write_texts)
     if args.json:
-        from genlab.train.rundir import dumps
+        from genlab.training.rundir import dumps
         print(dumps(result, indent=None))
         return 0
     print(f"{result['model']} on {result['data']} ({result['split']}, {result['examples']} examples, "
@@ -354,12 +354,12 @@ def cmd_sample(argv: list[str]) -> int:
 
 # ------------------------------------------------------------------ other commands
 def cmd_report(args) -> int:
-    from genlab.train.rundir import RunDir
+    from genlab.training.rundir import RunDir
     if args.out is not None or not RunDir(args.run_dir).is_run():
         from genlab.report import write_html_report
         print(write_html_report(args.run_dir, args.out))
         return 0
-    from genlab.train.run import load_run
+    from genlab.training.run import load_run
     from genlab.viz import make_figures
     run = load_run(args.run_dir)
     for path in make_figures(run):
@@ -369,7 +369,7 @@ def cmd_report(args) -> int:
 
 def cmd_experiment(args) -> int:
     from genlab.experiments import list_experiments, run_experiment
-    from genlab.train.rundir import dumps
+    from genlab.training.rundir import dumps
     if args.action == "list":
         for e in list_experiments():
             print(f"{e.name:<26} [{e.family}] {e.description}")

@@ -36,10 +36,22 @@ def test_unknown_names_give_one_clear_error():
         catalog.get("model", "nope")
 
 
-def test_import_genlab_loads_no_family():
+def test_import_genlab_is_light():
+    """``import genlab`` loads the package alone (no torch, no family); the API loads on first use."""
     import subprocess
     import sys
-    code = ("import sys, genlab; fams = [m for m in sys.modules if m.startswith('genlab.models.') and "
-            "m.split('.')[2] not in ('base', 'protocols')]; print(','.join(fams))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
-    assert out == "", f"importing genlab imported family modules: {out}"
+    code = ("import sys, genlab; print(','.join(sorted(m for m in sys.modules if m.startswith('genlab')))); "
+            "print('torch' in sys.modules); genlab.train; print('genlab.api' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["genlab", "False", "True"], out
+
+
+def test_listing_the_catalog_imports_no_family_code():
+    """Reading every family's tables imports only the families' small ``__init__`` files."""
+    import subprocess
+    import sys
+    code = ("import sys; from genlab import catalog; catalog.names('model'); catalog.names('experiment'); "
+            "print(','.join(m for m in sys.modules if m.startswith('genlab.families.') and m.count('.') > 2)); "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
+    assert out[0] == "" and out[1] == "False", out

@@ -15,8 +15,8 @@ from genlab import catalog
 from genlab.data import batches as batch_sources
 from genlab.data.registry import TokenStream, load_dataset
 from genlab.model import get_model_spec
-from genlab.train.loop import Trainer
-from genlab.train.run import prepare
+from genlab.training.loop import Trainer
+from genlab.training.run import prepare
 
 pytestmark = pytest.mark.contract
 

@@ -36,9 +36,9 @@ from genlab.abilities import (
 )
 from genlab.data.registry import DataInfo
 from genlab.model import GenerativeModel, register_model
-from genlab.train.loop import evaluate_model
-from genlab.train.run import load_run, prepare
-from genlab.train.run import train as train_run
+from genlab.training.loop import evaluate_model
+from genlab.training.run import load_run, prepare
+from genlab.training.run import train as train_run
 
 pytestmark = pytest.mark.contract
 

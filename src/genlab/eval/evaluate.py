@@ -22,9 +22,9 @@ from genlab.abilities import can
 from genlab.config import from_dict, to_dict
 from genlab.errors import ConfigError
 from genlab.maths.densities import grey_levels
-from genlab.train.loop import evaluate_model
-from genlab.train.run import Run, load_run
-from genlab.train.rundir import eval_record
+from genlab.training.loop import evaluate_model
+from genlab.training.run import Run, load_run
+from genlab.training.rundir import eval_record
 
 
 @dataclass

@@ -32,9 +32,9 @@ from genlab.data.registry import TensorData, load_dataset
 from genlab.errors import GenlabError
 from genlab.eval.evaluate import register_metric
 from genlab.progress import progress as progress_bar
-from genlab.train import checkpoint
-from genlab.train.config import TrainConfig
-from genlab.train.loop import Trainer
+from genlab.training import checkpoint
+from genlab.training.config import TrainConfig
+from genlab.training.loop import Trainer
 
 FID_SAMPLES = 2000          # samples vs reference images (fewer when the split is smaller)
 REFERENCE_SEED = 0          # draws the reference images: the same subset for every model and eval seed

@@ -83,7 +83,7 @@ def training_budget(budget: Both, measure: Callable, split: str = "test") -> Cal
     ``split`` "budget": ``step``, ``train_wall_s``, ``train_cpu_s`` (process CPU seconds) and what
     ``measure`` returned; ``budget_rows(run)`` reads them back."""
     from genlab.data.registry import load_dataset
-    from genlab.train.run import prepare
+    from genlab.training.run import prepare
 
     def make(ctx: Context, s: Setting) -> list:
         data, options = ctx.plan(s)
@@ -119,7 +119,7 @@ def training_budget(budget: Both, measure: Callable, split: str = "test") -> Cal
 
 def budget_rows(run) -> list[dict]:
     """The measurements ``training_budget`` logged during ``run``'s training, in order."""
-    from genlab.train.logger import read_jsonl
+    from genlab.training.logger import read_jsonl
     return [{k: v for k, v in r.items() if k != "split"}
             for r in read_jsonl(run.folder.metrics_jsonl) if r.get("split") == BUDGET_SPLIT]
 

@@ -58,7 +58,7 @@ import torch
 from genlab import catalog
 from genlab.config import from_dict
 from genlab.errors import ConfigError, GenlabError, TrainingDiverged
-from genlab.train.rundir import RunDir, read_json, write_json_atomic
+from genlab.training.rundir import RunDir, read_json, write_json_atomic
 
 MARKER = "experiment.json"       # names the experiment that owns a folder (written before anything else)
 DEFAULT_ROOT = Path("runs") / "experiments"

@@ -13,7 +13,7 @@
     DIR/files/<slug>/           copies of the runs' figures and the curves drawn here (matplotlib)
 
 The report opens from the file system: no server, no network, CSS and JS inline, links relative.
-Runs are read only through :class:`~genlab.train.rundir.RunDir`; a damaged file is shown as such, never
+Runs are read only through :class:`~genlab.training.rundir.RunDir`; a damaged file is shown as such, never
 fatal. Every string that comes from a run is escaped by Jinja2's autoescape.
 """
 from __future__ import annotations
@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from genlab.errors import GenlabError
-from genlab.train.logger import read_jsonl
-from genlab.train.rundir import RunDir, read_json
+from genlab.training.logger import read_jsonl
+from genlab.training.rundir import RunDir, read_json
 
 # metrics shown first (when a run has them), in this order; the index shows the first three found
 KEY_METRICS = ("bpd", "nll_nats", "elbo_nats", "fid", "perplexity", "bits_per_token", "bleu", "psnr", "ssim",

@@ -17,7 +17,7 @@ from scipy.stats import norm
 
 from genlab import catalog
 from genlab.abilities import Decodes, Encodes, GaussianPrior, Reconstructs, Samples, can
-from genlab.train.logger import read_jsonl
+from genlab.training.logger import read_jsonl
 from genlab.viz.figures import labelled_grid, line_panels, save_rows
 
 

@@ -26,7 +26,7 @@ from genlab.families.lm.rnn import RNNLM, RNNLMConfig
 from genlab.nn.norms import layer_norm
 from genlab.nn.positions import sinusoidal_table
 from genlab.nn.transformer import BlockConfig, EncoderBlock
-from genlab.train.logger import read_jsonl
+from genlab.training.logger import read_jsonl
 from genlab.viz.figures import line_plot
 
 FAMILY = "lm"

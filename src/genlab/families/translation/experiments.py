@@ -25,8 +25,8 @@ from genlab.experiments.common import Both
 from genlab.experiments.registry import Check, Context, Experiment, Setting, declare
 from genlab.families.translation.figures import plot_norms_vs_layer, read_grad_norms, smooth
 from genlab.families.translation.gradnorms import grad_norm_hook
-from genlab.train.logger import read_jsonl
-from genlab.train.rundir import RunDir
+from genlab.training.logger import read_jsonl
+from genlab.training.rundir import RunDir
 from genlab.viz.figures import pyplot, save_figure
 
 FAMILY = "translation"

@@ -18,7 +18,7 @@ import numpy as np
 
 from genlab.errors import GenlabError
 from genlab.families.translation.model import TranslatorSampleConfig, example_sentence
-from genlab.train.logger import read_jsonl
+from genlab.training.logger import read_jsonl
 from genlab.viz.figures import pyplot, save_figure
 from genlab.viz.report import register_figures
 

@@ -12,7 +12,7 @@ from genlab.eval.evaluate import evaluate
 from genlab.experiments.common import Both, held_out, reconstruction_spread, relative, snapshot_callbacks, test_metrics
 from genlab.experiments.registry import Check, Context, Experiment, Setting, declare
 from genlab.maths.densities import kl_normal_std_normal, log_normal_pdf, reparameterize
-from genlab.train.logger import read_jsonl
+from genlab.training.logger import read_jsonl
 from genlab.viz import make_figures
 from genlab.viz.figures import labelled_grid, line_plot, save_rows
 from genlab.viz.report import interpolation_figure, interpolation_images, latent_grid_figure, test_images

@@ -3,7 +3,7 @@
 ``train("vae", data="digits", epochs=20, z_dim=2)`` routes each keyword to the config that owns
 it (model, dataset or training); ``load_run(dir)`` rebuilds the model from ``config.json`` and the
 last checkpoint, so ``eval``, ``sample`` and ``report`` never need the live process. The run folder
-itself is owned by :class:`~genlab.train.rundir.RunDir`.
+itself is owned by :class:`~genlab.training.rundir.RunDir`.
 """
 from __future__ import annotations
 
@@ -21,11 +21,11 @@ from genlab.config import from_dict, to_dict
 from genlab.data.registry import DataInfo, data_config, get_spec, load_dataset
 from genlab.errors import ConfigError, GenlabError
 from genlab.model import check_model_size, get_model_spec
-from genlab.train import checkpoint
-from genlab.train.config import TrainConfig
-from genlab.train.distributed import pick_device
-from genlab.train.loop import Trainer
-from genlab.train.rundir import RunDir
+from genlab.training import checkpoint
+from genlab.training.config import TrainConfig
+from genlab.training.distributed import pick_device
+from genlab.training.loop import Trainer
+from genlab.training.rundir import RunDir
 
 
 @dataclass

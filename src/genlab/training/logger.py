@@ -11,7 +11,7 @@ from pathlib import Path
 
 from genlab.errors import GenlabError
 from genlab.progress import Lines, on_terminal, progress
-from genlab.train.rundir import RunDir, dumps, write_json_atomic  # noqa: F401  (write_json_atomic re-exported)
+from genlab.training.rundir import RunDir, dumps, write_json_atomic  # noqa: F401  (write_json_atomic re-exported)
 
 
 class MetricsLogger:

@@ -29,12 +29,12 @@ from torch import nn
 from genlab.errors import GenlabError, TrainingDiverged
 from genlab.model import Avg, Texts
 from genlab.progress import progress as progress_bar
-from genlab.train import checkpoint
-from genlab.train.config import TrainConfig
-from genlab.train.distributed import DistInfo, all_gather, all_max, all_true, barrier, pick_device, setup
-from genlab.train.ema import EMA
-from genlab.train.logger import MetricsLogger, batch_work
-from genlab.train.schedules import lr_factor
+from genlab.training import checkpoint
+from genlab.training.config import TrainConfig
+from genlab.training.distributed import DistInfo, all_gather, all_max, all_true, barrier, pick_device, setup
+from genlab.training.ema import EMA
+from genlab.training.logger import MetricsLogger, batch_work
+from genlab.training.schedules import lr_factor
 
 
 @dataclass
