@@ -5,8 +5,8 @@ prior, p(x|z) the decoder's likelihood (Bernoulli, categorical over K levels, di
 Gaussian). The densities, the KL, the reparameterization, the IWAE combination and bits/dim live in
 :mod:`genlab.maths.densities`; the encoder/decoder builders in :mod:`genlab.nn.blocks`.
 
-  ELBO(x) = E_q[log p(x|z) + log p(z) - log q(z|x)]                  (SGVB estimate, L samples; K&W Eq. 7)
-          = E_q[log p(x|z)] - KL(q(z|x) || p(z))                     (analytic-KL form; K&W Eq. 10)
+  ELBO(x) = E_q[log p(x|z) + log p(z) - log q(z|x)]                  (generic SGVB estimate, L samples; K&W Eq. 6)
+          = E_q[log p(x|z)] - KL(q(z|x) || p(z))                     (analytic-KL form; K&W Eqs. 7, 10)
   KL      = 1/2 sum_d (mu_d^2 + sigma_d^2 - 1 - log sigma_d^2)       (K&W Appendix B)
   IWAE_k  = log 1/k sum_i p(x, z_i) / q(z_i|x),  z_i ~ q(z|x)        (Burda et al., 2016, Eq. 8)
   bpd     = nll * log2(e) / prod(dims)                                (van den Oord et al. 2016)
@@ -192,8 +192,8 @@ class VAE(GenerativeModel):
              coeff: float = 1.0) -> dict[str, torch.Tensor]:
         """Per-example ELBO terms, averaged over L samples of z ~ q(z|x) (Kingma & Welling 2014):
 
-        analytic: E[log p(x|z)] - coeff * KL(q||p)                              (ibid., Eq. 10)
-        sgvb:     E[log p(x|z) + coeff * (log p(z) - log q(z|x))]               (ibid., Eq. 7)
+        analytic: E[log p(x|z)] - coeff * KL(q||p)                              (ibid., Eqs. 7, 10)
+        sgvb:     E[log p(x|z) + coeff * (log p(z) - log q(z|x))]               (ibid., Eq. 6)
         """
         objective = objective or self.config.objective
         mu, logvar = self.posterior(x)
