@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import distributions as D
 
 from genlab.eval.fid import sample_quality
 from genlab.experiments.common import (
@@ -28,6 +29,7 @@ FAMILY = "adversarial"
 REFERENCE_REC = 0.05          # course reference (docs/COURSES.md): reconstruction MSE below 0.05, pixels in [-1, 1]
 AAE_EPOCHS = Both(full=[0, 20, 50, 100], quick=[0, 2, 5, 10])   # the course's epochs 0/20/50/100
 AAE_Z8_EPOCHS = Both(full=[0, 20, 50, 100], quick=[0, 2, 5, 20])
+AAE_2D_EPOCHS = Both(full=[0, 20, 50, 100], quick=[0, 5, 15, 30])
 AAE = {"lr": 1e-3, "batch_size": 128, "epochs": 100}
 AAE_QUICK = {"batch_size": 64, "epochs": 10}      # two runs per experiment: 10 epochs each
 FID_SAMPLES = Both(full=2000, quick=500)
@@ -108,49 +110,52 @@ def latent_figure(run, path: Path, title: str, n: int = 2000, note: str = "") ->
                      background=(gx.numpy(), gy.numpy(), dens.numpy()))
 
 
+def code_prior_kl(z: torch.Tensor) -> float:
+    """How far codes ``z`` [N, d] are from the prior N(0, I): KL(N(m, S) || N(0, I)) in nats, N(m, S) the
+    Gaussian with the codes' mean and (full) covariance. 0 when their first two moments are the prior's."""
+    fit = D.MultivariateNormal(z.mean(0), covariance_matrix=torch.cov(z.T))         # z.T: [d, N]
+    return float(D.kl_divergence(fit, D.MultivariateNormal(torch.zeros(z.shape[1]), torch.eye(z.shape[1]))))
+
+
 def aae_vs_ae_2d(ctx: Context) -> dict:
-    summary, figures = {"epochs_shown": AAE_EPOCHS(ctx), "z_dim": 2}, []
+    summary, figures = {"epochs_shown": AAE_2D_EPOCHS(ctx), "z_dim": 2}, []
     for name, run in ctx.runs.items():
         lam = run.model.config.lam
         figures.append(latent_figure(run, ctx.figures / f"{name}_latents.png", note=NOTE(ctx),
                                      title=f"{'plain AE' if lam == 1 else 'AAE'} (lambda={lam}): test codes over "
                                            f"the prior density"))
         with torch.no_grad():
-            z = run.model.encode(run.data("test").tensors[0][:2000].to(device_of(run.model)))
-        summary[name] = {"lam": lam, **aae_metrics(ctx, run),
+            z = run.model.encode(run.data("test").tensors[0][:2000].to(device_of(run.model))).cpu()
+        summary[name] = {"lam": lam, **aae_metrics(ctx, run), "code_prior_kl_nats": round(code_prior_kl(z), 4),
                          "code_mean": [round(v, 3) for v in z.mean(0).tolist()],
                          "code_std": [round(v, 3) for v in z.std(0).tolist()]}
         summary["data"] = run.data_name
     return summary | {"note": "the AAE's codes should match the N(0, I) prior (mean ~0, std ~1); the plain AE's "
-                              "need not", "figures": relative(ctx, figures)}
-
-
-def prior_mismatch(run: dict) -> float:
-    """How far a run's test codes are from N(0, I) per dimension: max |mean| + max |log std|."""
-    return max(abs(m) for m in run["code_mean"]) + max(abs(np.log(max(s, 1e-6))) for s in run["code_std"])
+                              "need not. Measured on --quick (30 epochs of digits), KL of the codes' Gaussian fit "
+                              "to N(0, I), seeds 0/1/2: AAE 0.053/0.114/0.094, plain AE 1.857/0.958/1.688 nats; "
+                              "after 10 epochs, seed 1: AAE 0.187, AE 0.336 (not half)",
+                      "figures": relative(ctx, figures)}
 
 
 def check_aae_vs_ae(s: dict) -> Check:
-    aae, ae = prior_mismatch(s["aae_z2"]), prior_mismatch(s["ae_z2"])
-    return Check(aae < 0.5 and aae < ae, f"mismatch of the test codes to N(0, I): AAE {aae:.3f}, plain AE {ae:.3f}",
-                 "AAE < 0.5 and below the plain AE's (max |mean| + max |log std| over the two dimensions)")
+    aae, ae = s["aae_z2"]["code_prior_kl_nats"], s["ae_z2"]["code_prior_kl_nats"]
+    return Check(aae <= 0.5 * ae, f"KL(Gaussian fit of the test codes || N(0, I)): AAE {aae}, plain AE {ae} nats",
+                 "AAE <= half the plain AE's")
 
 
 declare(Experiment(
     "aae-vs-ae-2d", FAMILY,
     "z=2: plain AE (lambda=1) vs AAE (lambda=0.995): reconstructions, prior samples, test codes over the "
     "prior density",
-    runs=[Setting(name, "aae", {**AAE, "z_dim": 2, "lam": lam}, quick=AAE_QUICK,
-                  callbacks=snapshot_callbacks(AAE_EPOCHS, draw_aae))
+    runs=[Setting(name, "aae", {**AAE, "z_dim": 2, "lam": lam}, quick={**AAE_QUICK, "epochs": 30},
+                  callbacks=snapshot_callbacks(AAE_2D_EPOCHS, draw_aae))
           for name, lam in (("ae_z2", 1.0), ("aae_z2", 0.995))],
     analyze=aae_vs_ae_2d, one_thread_quick=True,
     claim="with z = 2 the adversarial term pulls the AAE's test codes onto the N(0, I) prior, while a plain "
           "autoencoder's (lambda = 1) codes need not match it (UvA Practical 3, Q2.6; Makhzani et al. 2015)",
     check=check_aae_vs_ae,
-    examples=({"aae_z2": {"code_mean": [0.1, -0.1], "code_std": [1.1, 0.9]},
-               "ae_z2": {"code_mean": [2.0, 0.3], "code_std": [4.0, 3.0]}},
-              {"aae_z2": {"code_mean": [1.5, 0.1], "code_std": [3.0, 0.9]},
-               "ae_z2": {"code_mean": [0.1, 0.1], "code_std": [1.1, 0.9]}})))
+    examples=({"aae_z2": {"code_prior_kl_nats": 0.05}, "ae_z2": {"code_prior_kl_nats": 1.9}},
+              {"aae_z2": {"code_prior_kl_nats": 0.19}, "ae_z2": {"code_prior_kl_nats": 0.34}})))
 
 
 # ------------------------------------------------------------------ z = 20: stochastic encoder
@@ -159,7 +164,8 @@ def aae_stochastic_z20(ctx: Context) -> dict:
     for name, run in ctx.runs.items():
         summary[name] = aae_metrics(ctx, run)
         summary["data"] = run.data_name
-    return summary
+    return summary | {"note": "the full MNIST run has not been measured yet, so whether it shows the claim is not "
+                              "known; on --quick digits the ordering changes with the seed (quick_cannot)"}
 
 
 declare(Experiment(
@@ -174,6 +180,11 @@ declare(Experiment(
     check=lambda s: Check(s["gaussian"]["fid_local"] < s["deterministic"]["fid_local"],
                           f"FID (local) Gaussian {s['gaussian']['fid_local']}, deterministic "
                           f"{s['deterministic']['fid_local']}", "Gaussian < deterministic"),
+    quick_cannot="on 8x8 digits neither encoder wins within a minute, the ordering changes with the seed (measured, "
+                 "joint schedule, local FID on the 360 test digits, Gaussian vs deterministic, seeds 0/1/2: "
+                 "after 10 epochs 52.97/24.60/56.69 vs 20.25/28.35/17.61, after 40 epochs 15.04/11.06/9.93 vs "
+                 "15.10/9.66/26.59); the full MNIST run, not yet measured: "
+                 "`genlab experiment run aae-stochastic-z20 --data-dir DIR`",
     examples=({"gaussian": {"fid_local": 20.0}, "deterministic": {"fid_local": 30.0}},
               {"gaussian": {"fid_local": 47.6}, "deterministic": {"fid_local": 32.3}})))
 
