@@ -50,3 +50,16 @@ def fake_mnist(tmp_path, monkeypatch):
     monkeypatch.setitem(images._MNIST_FILES, "mnist", dict(images._MNIST_FILES["mnist"], sha256=sums))
     monkeypatch.setattr(images, "MNIST_VAL_SIZE", 20)
     return tmp_path / "data"
+
+
+KINDS = ("unit", "contract", "slow")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test carries exactly one of the markers unit, contract or slow (pyproject.toml says what each
+    means); a test without one, or with two, stops the collection with its name."""
+    wrong = [f"{item.nodeid}: {', '.join(kinds) or 'no marker'}" for item in items
+             if len(kinds := [k for k in KINDS if item.get_closest_marker(k)]) != 1]
+    if wrong:
+        raise pytest.UsageError("every test carries exactly one of the markers unit, contract, slow:\n  "
+                                + "\n  ".join(wrong[:50]) + (f"\n  ... and {len(wrong) - 50} more" if len(wrong) > 50 else ""))

@@ -39,6 +39,7 @@ def quad_divergence(name, p, q, lo=-15, hi=15):
 
 
 # ----------------------------------------------------------------- f-divergences
+@pytest.mark.unit
 def test_kl_generator_gives_kl_on_discrete_distributions():
     rng = np.random.default_rng(0)
     p, q = rng.dirichlet(np.ones(7)), rng.dirichlet(np.ones(7))
@@ -50,6 +51,7 @@ def test_kl_generator_gives_kl_on_discrete_distributions():
     assert float(f_divergence(torch.tensor(p), torch.tensor(q), "pearson")) == pytest.approx(((p - q) ** 2 / q).sum())
 
 
+@pytest.mark.unit
 def test_kl_of_two_gaussians_by_quadrature_matches_closed_form():
     m1, s1, m2, s2 = 0.3, 0.8, -0.5, 1.3
     p, q = norm(m1, s1).pdf, norm(m2, s2).pdf
@@ -59,6 +61,7 @@ def test_kl_of_two_gaussians_by_quadrature_matches_closed_form():
     assert quad_divergence("reverse_kl", p, q) == pytest.approx(closed_rev, rel=1e-6)
 
 
+@pytest.mark.unit
 def test_other_divergences_of_equal_variance_gaussians():
     d, s = 0.9, 1.0
     p, q = norm(d, s).pdf, norm(0, s).pdf
@@ -72,6 +75,7 @@ def test_other_divergences_of_equal_variance_gaussians():
     assert quad_divergence("gan", p, q) == pytest.approx(2 * js - math.log(4), rel=1e-6)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("name", sorted(DIVERGENCES))
 def test_conjugate_satisfies_fenchel(name):
     div = DIVERGENCES[name]
@@ -87,6 +91,7 @@ def test_conjugate_satisfies_fenchel(name):
     assert f(1.0) == pytest.approx(-math.log(4) if name == "gan" else 0.0, abs=1e-12)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("name", sorted(DIVERGENCES))
 def test_stable_conj_activation_equals_composition(name):
     div = DIVERGENCES[name]
@@ -96,6 +101,7 @@ def test_stable_conj_activation_equals_composition(name):
     torch.testing.assert_close(div.conj_activation(v), div.conjugate(t))
 
 
+@pytest.mark.unit
 def test_variational_bound_is_tight_at_the_optimal_critic():
     """E_P[T*] - E_Q[f*(T*)] with T* = f'(p/q) equals D_f (KL, two Gaussians, by sampling)."""
     g = torch.Generator().manual_seed(0)
@@ -108,6 +114,7 @@ def test_variational_bound_is_tight_at_the_optimal_critic():
     assert float(bound) == pytest.approx(0.125, abs=0.01)
 
 
+@pytest.mark.unit
 def test_trained_discriminator_approaches_p_over_p_plus_q():
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(1, 32), torch.nn.Tanh(), torch.nn.Linear(32, 1))
@@ -134,6 +141,7 @@ def _digits_aae(**kw):
     return build_model("aae", data.info, hidden=[64], disc_hidden=[64], **kw), data.tensors[0][:128]
 
 
+@pytest.mark.unit
 def test_aae_discriminator_loss_is_bce_of_prior_real_and_codes_fake():
     model, x = _digits_aae(z_dim=3)
     z_fake, z_real = model.encode(x), model.prior.sample(len(x))
@@ -173,6 +181,7 @@ def test_aae_pixel_scales_and_reconstruction_metrics():
     assert tanh_model.config.output == "tanh"
 
 
+@pytest.mark.unit
 def test_aae_discriminator_loss_falls_when_trained_alone():
     model, x = _digits_aae(z_dim=3)
     opt = torch.optim.Adam(model.discriminator.parameters(), lr=1e-3)
@@ -188,6 +197,7 @@ def test_aae_discriminator_loss_falls_when_trained_alone():
     assert all(torch.equal(a, b) for a, b in zip(encoder_before, model.encoder_net.parameters()))
 
 
+@pytest.mark.unit
 def test_aae_phases_and_encoders():
     model, x = _digits_aae(z_dim=2, encoder="universal", prior="mixture")
     assert list(model.phases()) == ["discriminator", "autoencoder"]
@@ -216,6 +226,7 @@ def _encoder_update(model, x, phases):
     return torch.cat([(p.detach() - b).flatten() for p, b in zip(model.encoder_net.parameters(), before)])
 
 
+@pytest.mark.unit
 def test_aae_joint_step_weighs_reconstruction_and_adversarial_gradients_by_lambda():
     """The default schedule: E and R take one Adam step on lambda * Rec + (1 - lambda) * G. Against a hand
     computation: g = lambda * dRec + (1 - lambda) * dG by autograd on the formulas, and Adam's first step
@@ -233,6 +244,7 @@ def test_aae_joint_step_weighs_reconstruction_and_adversarial_gradients_by_lambd
                                rtol=1e-4, atol=1e-7)
 
 
+@pytest.mark.unit
 def test_aae_lambda_changes_the_encoder_step_only_in_the_joint_schedule():
     """Why the phased schedule collapsed at lambda = 0.995 (issue 24): each phase has its own Adam, whose step
     does not change when its loss is multiplied by a constant (Kingma & Ba 2015, Sec. 2.1), so the encoder's
@@ -248,6 +260,7 @@ def test_aae_lambda_changes_the_encoder_step_only_in_the_joint_schedule():
     assert change["phased"] < 0.1 and change["joint"] > 0.5, change
 
 
+@pytest.mark.unit
 def test_gan_losses_match_003_formulas():
     data = load_dataset("digits", "train", view="continuous")
     torch.manual_seed(0)
@@ -272,6 +285,7 @@ def test_gan_losses_match_003_formulas():
 # ----------------------------------------------------------------- CLI and experiments
 @pytest.mark.parametrize("model,extra", [("aae", ["--z-dim", "4", "--hidden", "32", "--disc-hidden", "32"]),
                                          ("gan", ["--arch", "dcgan", "--channels", "8", "--divergence", "js"])])
+@pytest.mark.unit
 def test_cli_train_and_eval_json(model, extra, tmp_path, capsys):
     out = tmp_path / model
     assert main(["train", model, "--data", "digits", "--epochs", "1", "--out", str(out), "--no-progress",

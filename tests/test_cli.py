@@ -5,8 +5,6 @@ import pytest
 
 from genlab.cli import main
 
-pytestmark = pytest.mark.unit
-
 TINY = ["--epochs", "2", "--z-dim", "2", "--hidden", "32", "--no-progress", "--iwae-k", "5"]
 
 
@@ -17,6 +15,7 @@ def vae_run(tmp_path_factory):
     return out
 
 
+@pytest.mark.unit
 def test_train_writes_a_complete_run_folder(vae_run):
     for name in ("config.json", "metrics.jsonl", "metrics.csv", "summary.json", "eval.json", "checkpoints/last.pt",
                  "figures/samples.png", "figures/reconstructions.png", "figures/latent_grid.png",
@@ -26,6 +25,7 @@ def test_train_writes_a_complete_run_folder(vae_run):
     assert config["model_config"]["z_dim"] == 2 and config["data_config"]["view"] == "binarized"
 
 
+@pytest.mark.unit
 def test_eval_json_is_deterministic_and_has_the_contract_keys(vae_run, capsys):
     outs = []
     for _ in range(2):
@@ -39,6 +39,7 @@ def test_eval_json_is_deterministic_and_has_the_contract_keys(vae_run, capsys):
     assert json.loads(capsys.readouterr().out)["metrics"]["nll_nats"] != m["nll_nats"]
 
 
+@pytest.mark.unit
 def test_sample_and_report(vae_run, capsys):
     assert main(["sample", str(vae_run), "-n", "16"]) == 0
     assert (vae_run / "samples" / "samples_16.png").exists()
@@ -46,6 +47,7 @@ def test_sample_and_report(vae_run, capsys):
     assert "latent_grid.png" in capsys.readouterr().out
 
 
+@pytest.mark.unit
 def test_ae_trains_and_draws_its_latent_grid(tmp_path):
     assert main(["train", "ae", "--out", str(tmp_path / "ae"), *TINY[:-2]]) == 0
     assert (tmp_path / "ae" / "figures" / "latent_grid.png").exists()
@@ -68,12 +70,14 @@ def test_categorical_cnn_vae_trains(tmp_path, capsys):
     (["eval", "no/such/run"], "not a genlab run folder"),
     (["experiment", "run", "nope"], "unknown experiment"),
 ])
+@pytest.mark.unit
 def test_bad_input_gets_a_clear_message_and_status_2(argv, message, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
 
 
+@pytest.mark.unit
 def test_unknown_flag_and_model_are_rejected(capsys):
     with pytest.raises(SystemExit) as e:
         main(["train", "vae", "--no-such-flag", "1"])
@@ -81,6 +85,7 @@ def test_unknown_flag_and_model_are_rejected(capsys):
     assert main(["train", "nope"]) == 2 and "unknown model 'nope'" in capsys.readouterr().err
 
 
+@pytest.mark.unit
 def test_help_teaches(capsys):
     with pytest.raises(SystemExit):
         main(["train", "vae", "--help"])
@@ -89,6 +94,7 @@ def test_help_teaches(capsys):
     assert main([]) == 0 and "experiment" in capsys.readouterr().out
 
 
+@pytest.mark.unit
 def test_experiment_list(capsys):
     assert main(["experiment", "list"]) == 0
     out = capsys.readouterr().out
@@ -116,6 +122,7 @@ def test_quick_vae_experiments(name, keys, tmp_path):
         assert summary["test"]["kl_nats"] > 1.0       # the quick run does not collapse its posterior
 
 
+@pytest.mark.unit
 def test_resume_from_the_command_line_extends_a_run(vae_run, tmp_path, capsys):
     import shutil
     run = tmp_path / "more"
@@ -126,6 +133,7 @@ def test_resume_from_the_command_line_extends_a_run(vae_run, tmp_path, capsys):
     assert json.loads((run / "config.json").read_text())["train_config"]["epochs"] == 3
 
 
+@pytest.mark.unit
 def test_an_interrupted_run_gets_its_curves_so_far(tmp_path, monkeypatch, capsys):
     import signal
 
@@ -145,6 +153,7 @@ def test_an_interrupted_run_gets_its_curves_so_far(tmp_path, monkeypatch, capsys
     assert (out / "figures" / "training_curves.png").exists() and not (out / "eval.json").exists()
 
 
+@pytest.mark.unit
 def test_the_translator_hint_is_a_sentence_in_the_runs_source_language():
     from types import SimpleNamespace
 

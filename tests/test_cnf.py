@@ -41,6 +41,7 @@ def jacobians(field, z):
     return torch.stack([jacobian(lambda p: field(0.3, p.unsqueeze(0))[0], zi.detach()) for zi in z])
 
 
+@pytest.mark.unit
 def test_exact_trace_matches_the_autograd_jacobian():
     field, z = field_and_point()
     f = field(0.3, z)
@@ -48,6 +49,7 @@ def test_exact_trace_matches_the_autograd_jacobian():
     assert torch.allclose(exact_trace(f, z), expected, atol=1e-12)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("kind", ["rademacher", "gaussian"])
 def test_hutchinson_mean_is_the_trace_within_its_standard_error(kind):
     field, z = field_and_point()
@@ -64,12 +66,14 @@ def test_hutchinson_mean_is_the_trace_within_its_standard_error(kind):
     assert torch.allclose(singles.var(0), var_one, rtol=0.3)
 
 
+@pytest.mark.unit
 def test_rademacher_variance_is_zero_for_a_diagonal_jacobian():
     a = torch.diag(torch.tensor([1.0, -2.0, 3.0]))
     assert float(hutchinson_variance(a, "rademacher")) == pytest.approx(0.0)
     assert float(hutchinson_variance(a, "gaussian")) == pytest.approx(2 * 14.0)
 
 
+@pytest.mark.unit
 def test_linear_field_changes_log_p_by_minus_t_trace():
     torch.manual_seed(0)
     a = torch.randn(3, 3, dtype=torch.float64)
@@ -83,6 +87,7 @@ def test_linear_field_changes_log_p_by_minus_t_trace():
         assert torch.allclose(z, x @ torch.linalg.matrix_exp(t * a).T, atol=1e-7)
 
 
+@pytest.mark.unit
 def test_cnf_log_prob_with_a_linear_field_matches_the_closed_form():
     """z(T) = expm(TA) x, so log p(x) = log N(expm(TA) x; 0, I) + T tr(A) (torch.distributions oracle)."""
     info = load_dataset("gmm2d", "test", n=10).info
@@ -96,6 +101,7 @@ def test_cnf_log_prob_with_a_linear_field_matches_the_closed_form():
     assert torch.allclose(net.log_prob(x), expected, atol=1e-7)
 
 
+@pytest.mark.unit
 def test_cnf_density_integrates_to_one_and_sampling_inverts_the_flow():
     torch.manual_seed(0)
     info = load_dataset("8gaussians", "test", n=10).info
@@ -126,6 +132,7 @@ def test_hutchinson_training_loss_is_unbiased_for_the_exact_one():
     assert ((draws.mean(0) - reference).abs() < 4 * draws.std(0) / math.sqrt(200) + 1e-5).all()
 
 
+@pytest.mark.unit
 def test_adjoint_gradients_match_direct_backpropagation():
     torch.manual_seed(0)
     d = load_dataset("gmm2d", "train", n=16)

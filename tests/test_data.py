@@ -13,6 +13,8 @@ from genlab.cli import main
 from genlab.data import idx, load_dataset
 from genlab.errors import DataError
 
+pytestmark = pytest.mark.unit
+
 
 def test_idx_round_trip_plain_and_gzip(tmp_path):
     a = np.random.default_rng(0).integers(0, 256, (7, 5, 3), dtype=np.uint8)

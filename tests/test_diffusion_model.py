@@ -155,6 +155,7 @@ def test_seeded_sample_is_reproducible_and_in_range(sampler):
     torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
+@pytest.mark.unit
 def test_training_lowers_the_loss():
     torch.manual_seed(0)
     info = DataInfo(kind="image", shape=(1, 8, 8), num_classes=10)

@@ -126,6 +126,7 @@ def draw(pipe, steps=6, seed=3):
                 generator=torch.Generator().manual_seed(seed), output_type="pt").images
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("name", list(SAMPLERS))
 def test_genlab_sampler_in_the_pipeline_gives_diffusers_image(pipeline_dir, name):
     """The oracle: the same pipeline, seed and steps with diffusers' scheduler configured like genlab's
@@ -145,6 +146,7 @@ def test_genlab_sampler_in_the_pipeline_gives_diffusers_image(pipeline_dir, name
     torch.testing.assert_close(draw(pipe), ours, rtol=0, atol=0)
 
 
+@pytest.mark.unit
 def test_step_returns_what_diffusers_schedulers_return(pipeline_dir):
     from genlab.families.diffusion.pretrained import load_pipeline, use_sampler
     scheduler = use_sampler(load_pipeline(pipeline_dir), "ddim")
@@ -157,6 +159,7 @@ def test_step_returns_what_diffusers_schedulers_return(pipeline_dir):
     torch.testing.assert_close(prev, out.prev_sample, rtol=0, atol=0)
 
 
+@pytest.mark.unit
 def test_sampler_compare_on_a_pretrained_pipeline(pipeline_dir, tmp_path, capsys):
     out = tmp_path / "compare"
     assert main(["experiment", "run", "sampler-compare", "--pretrained", str(pipeline_dir), "--prompt", "a red cube",
@@ -188,6 +191,7 @@ def broken_dirs(pipeline_dir, tmp_path):
             "no-unet": (no_unet, "cannot load the Stable Diffusion pipeline")}
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("case", ["missing", "empty", "other", "no-unet"])
 def test_a_missing_or_malformed_folder_is_one_line_and_status_2(broken_dirs, case, tmp_path, capsys):
     folder, message = broken_dirs[case]
@@ -197,6 +201,7 @@ def test_a_missing_or_malformed_folder_is_one_line_and_status_2(broken_dirs, cas
     assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.unit
 def test_without_the_extra_the_error_says_how_to_install_it(monkeypatch, tmp_path, capsys):
     monkeypatch.setitem(sys.modules, "transformers", None)      # `import transformers` now fails
     assert main(["experiment", "run", "sampler-compare", "--pretrained", str(tmp_path), "--out",
@@ -205,6 +210,7 @@ def test_without_the_extra_the_error_says_how_to_install_it(monkeypatch, tmp_pat
     assert "pip install 'genlab[stable-diffusion]'" in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.unit
 def test_pretrained_flags_need_pretrained(tmp_path, capsys):
     assert main(["experiment", "run", "sampler-compare", "--prompt", "a red cube", "--out", str(tmp_path)]) == 2
     assert "--prompt: only with --pretrained DIR" in capsys.readouterr().err

@@ -83,7 +83,7 @@ def autograd_logdet(fn, x):
     return torch.stack(out)
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "coupling_image" else n
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow if n == "coupling_image" else pytest.mark.unit)
                                   for n in BIJECTIONS])
 def test_logdet_matches_the_autograd_jacobian(name):
     layer, x = make(name)
@@ -94,6 +94,7 @@ def test_logdet_matches_the_autograd_jacobian(name):
     assert torch.allclose(inv_logdet, -logdet, atol=1e-9)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("name", list(BIJECTIONS))
 def test_inverse_undoes_forward(name):
     layer, x = make(name)
@@ -101,6 +102,7 @@ def test_inverse_undoes_forward(name):
     assert torch.allclose(layer.inverse(y)[0], x, atol=1e-9)
 
 
+@pytest.mark.unit
 def test_leaky_layer_needs_a_positive_slope_and_has_a_triangular_positive_diagonal():
     with pytest.raises(ConfigError, match="slope"):
         TriangularLeakyLayer(2, slope=0.0)
@@ -108,9 +110,10 @@ def test_leaky_layer_needs_a_positive_slope_and_has_a_triangular_positive_diagon
     assert torch.equal(w, torch.tril(w)) and (torch.diagonal(w) > 0).all()
 
 
-@pytest.mark.parametrize("model,data", [("realnvp", "8gaussians"), ("invertible-mlp", "8gaussians"),
-                                        pytest.param("realnvp", "digits", marks=pytest.mark.slow),
-                                        ("invertible-mlp", "digits")])
+@pytest.mark.parametrize("model,data", [
+    pytest.param(model, data, marks=pytest.mark.slow if (model, data) == ("realnvp", "digits") else pytest.mark.unit)
+    for model, data in (("realnvp", "8gaussians"), ("invertible-mlp", "8gaussians"), ("realnvp", "digits"),
+                        ("invertible-mlp", "digits"))])
 def test_whole_model_logdet_matches_autograd(model, data):
     torch.manual_seed(0)
     d = load_dataset(data, "train", **({"limit": 64} if data == "digits" else {"n": 64}))
@@ -127,6 +130,7 @@ def test_whole_model_logdet_matches_autograd(model, data):
     assert torch.allclose(logdet, autograd_logdet(net.flow, x), atol=1e-7)
 
 
+@pytest.mark.unit
 def test_actnorm_initialises_from_data_once():
     layer = ActNorm((2,)).train()
     x = torch.randn(500, 2) * torch.tensor([3.0, 0.5]) + torch.tensor([1.0, -2.0])
@@ -137,6 +141,7 @@ def test_actnorm_initialises_from_data_once():
     assert torch.equal(layer.loc.detach(), before) and bool(layer.initialized)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("model,options,half_width", [("realnvp", {}, 12.0), ("invertible-mlp", {"layers": 2}, 40.0)])
 def test_briefly_trained_density_integrates_to_one(model, options, half_width):
     """Riemann sum of exp(log_prob) over a wide grid (the LeakyReLU flow spreads mass by 1/slope per
@@ -151,6 +156,7 @@ def test_briefly_trained_density_integrates_to_one(model, options, half_width):
     assert run.state.epoch == 3
 
 
+@pytest.mark.unit
 def test_dequantized_nll_bounds_the_discrete_nll():
     """1-pixel images with L=4 levels. p(u) integrates to 1 over the logit transform's whole range
     (-a/(1-2a), (1-a)/(1-2a)) (quadrature), so P(k) = int_cell p(u) du sums to at most 1, and
@@ -180,6 +186,7 @@ def test_dequantized_nll_bounds_the_discrete_nll():
             assert torch.allclose(metrics["bpd"], bound / math.log(2))
 
 
+@pytest.mark.unit
 def test_levels_are_recovered_and_dequantized_into_their_cell():
     d = load_dataset("digits", "train", limit=50)
     k = to_levels(d.tensors[0], d.info)
@@ -188,6 +195,7 @@ def test_levels_are_recovered_and_dequantized_into_their_cell():
     assert ((u * 17).floor() == k).all()
 
 
+@pytest.mark.unit
 def test_samples_have_the_data_shape():
     d = load_dataset("digits", "train", limit=8)
     net = build_model("realnvp", d.info, channels=4, couplings=2)
@@ -195,6 +203,7 @@ def test_samples_have_the_data_shape():
     assert s.shape == (3, 1, 8, 8) and s.min() >= 0 and s.max() <= 1
 
 
+@pytest.mark.unit
 def test_realnvp_refuses_1d_data():
     with pytest.raises(ConfigError, match="at least 2 dimensions"):
         build_model("realnvp", load_dataset("gmm1d", "train", n=10).info)
@@ -203,6 +212,7 @@ def test_realnvp_refuses_1d_data():
 # ----------------------------------------------------------------- CLI and experiments
 @pytest.mark.parametrize("model,extra", [("invertible-mlp", ["--layers", "2"]), ("realnvp", ["--couplings", "2"]),
                                          ("cnf", ["--hidden", "8", "--steps", "2"])])
+@pytest.mark.unit
 def test_cli_train_eval_sample_on_points(tmp_path, capsys, model, extra):
     out = tmp_path / model
     assert main(["train", model, "--data", "gmm2d", "--n", "64", "--epochs", "1", "--batch-size", "32",
@@ -217,6 +227,7 @@ def test_cli_train_eval_sample_on_points(tmp_path, capsys, model, extra):
     assert csv.exists() and len(csv.read_text().strip().splitlines()) == 5
 
 
+@pytest.mark.unit
 def test_cli_train_realnvp_on_images_reports_bpd(tmp_path, capsys):
     out = tmp_path / "img"
     assert main(["train", "realnvp", "--data", "digits", "--limit", "40", "--epochs", "1", "--channels", "4",

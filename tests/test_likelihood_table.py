@@ -61,6 +61,7 @@ def train_uniform(tmp_path, data, **options):
                         batch_size=16, progress=False, view="continuous", **options)
 
 
+@pytest.mark.unit
 def test_uniform_model_is_8_bits_per_dim_on_8_bit_mnist(uniform_model, fake_mnist, tmp_path):
     run = train_uniform(tmp_path, "mnist", data_dir=str(fake_mnist))
     ctx = Context(tmp_path / "table", quick=False, data_dir=None, runs={"uniform": run})
@@ -75,6 +76,7 @@ def test_uniform_model_is_8_bits_per_dim_on_8_bit_mnist(uniform_model, fake_mnis
     assert (ctx.out / "figures" / "likelihood_table.png").is_file()
 
 
+@pytest.mark.unit
 def test_uniform_model_is_log2_17_bits_per_dim_on_digits(uniform_model, tmp_path):
     run = train_uniform(tmp_path, "digits")
     ctx = Context(tmp_path / "table", quick=True, data_dir=None, runs={"uniform": run})
@@ -83,6 +85,7 @@ def test_uniform_model_is_log2_17_bits_per_dim_on_digits(uniform_model, tmp_path
     assert row["bpd"] == pytest.approx(math.log2(17), abs=1e-4) and row["grey_levels"] == 17
 
 
+@pytest.mark.unit
 def test_a_models_own_bpd_is_checked_and_a_missing_model_is_noted(uniform_model, tmp_path, monkeypatch):
     run = train_uniform(tmp_path, "digits", own_bpd=1.0)
     monkeypatch.delitem(catalog.MODELS, "ddpm", raising=False)
@@ -95,6 +98,7 @@ def test_a_models_own_bpd_is_checked_and_a_missing_model_is_noted(uniform_model,
     assert [s.name for s in xreport.table_settings([UNIFORM_ROW, missing], quick=True)] == ["uniform"]
 
 
+@pytest.mark.unit
 def test_rows_on_different_grey_levels_are_refused(uniform_model, tmp_path):
     """Bits/dim of binary pixels (uniform: 1) and of the 17-level digits (uniform: 4.09) in one table are
     refused, in one line naming each row's levels; eval.json says the levels beside every bits/dim."""
@@ -112,6 +116,7 @@ def test_rows_on_different_grey_levels_are_refused(uniform_model, tmp_path):
     assert {t["grey_levels"] for t in xreport.analyze_table(ctx, rows=rows)["table"]} == {17}
 
 
+@pytest.mark.unit
 def test_table_rows_name_their_estimate_and_references():
     by_name = {r.name: r for r in xreport.ROWS}
     assert set(by_name) == {"vae", "flow", "diffusion", "autoregressive"}
@@ -152,6 +157,7 @@ def two_experiments(monkeypatch):
         monkeypatch.setitem(catalog._REGISTRY["experiment"], name, Experiment(name, "test", name, analyze=fn))
 
 
+@pytest.mark.unit
 def test_all_records_a_failure_runs_the_rest_and_fails_at_the_end(two_experiments, tmp_path, capsys):
     from genlab.errors import GenlabError
     with pytest.raises(GenlabError, match=r"1 of 2 experiments crashed \(boom\)"):
@@ -164,11 +170,13 @@ def test_all_records_a_failure_runs_the_rest_and_fails_at_the_end(two_experiment
     assert "tiny" in index
 
 
+@pytest.mark.unit
 def test_all_rejects_unknown_names(tmp_path):
     with pytest.raises(genlab.errors.GenlabError, match="unknown experiment"):
         xreport.run_all(tmp_path, quick=True, data_dir=None, only=["no-such-experiment"])
 
 
+@pytest.mark.unit
 def test_key_number_prefers_well_known_metrics():
     assert xreport.key_number({"wall_time_s": 3.0, "steps": 10, "fid": 2.0}) == {"key": "fid", "value": 2.0}
     assert xreport.key_number({"results": [{"bpd": 1.2}]}) == {"key": "results.0.bpd", "value": 1.2}

@@ -255,6 +255,7 @@ def gpt_run(tmp_path_factory):
     return out
 
 
+@pytest.mark.unit
 def test_eval_reports_per_token_metrics_and_the_true_source_nll(gpt_run, capsys):
     import json
 
@@ -271,6 +272,7 @@ def test_eval_reports_per_token_metrics_and_the_true_source_nll(gpt_run, capsys)
     assert (gpt_run / "figures" / "attention_maps.png").exists()
 
 
+@pytest.mark.unit
 def test_sample_prints_the_prompt_continued_and_is_seeded(gpt_run, capsys):
     from genlab.cli import main
     capsys.readouterr()
@@ -282,6 +284,7 @@ def test_sample_prints_the_prompt_continued_and_is_seeded(gpt_run, capsys):
     assert texts[0] == texts[1] and texts[0].startswith("Romeo") and len(texts[0].rstrip("\n")) >= 30
 
 
+@pytest.mark.unit
 def test_bad_prompt_is_a_clear_error_not_a_traceback(gpt_run, capsys):
     from genlab.cli import main
     capsys.readouterr()
@@ -291,6 +294,7 @@ def test_bad_prompt_is_a_clear_error_not_a_traceback(gpt_run, capsys):
     assert main(["sample", str(gpt_run), "--top-p", "1.5", "-n", "5"]) == 2
 
 
+@pytest.mark.unit
 def test_rnnlm_gru_trains_evaluates_and_samples(tmp_path, capsys):
     import json
 
@@ -306,6 +310,7 @@ def test_rnnlm_gru_trains_evaluates_and_samples(tmp_path, capsys):
     assert capsys.readouterr().out.startswith("Juliet")
 
 
+@pytest.mark.unit
 def test_tinyshakespeare_from_a_local_folder_is_checked(tmp_path, monkeypatch, capsys):
     from genlab.cli import main
     from genlab.data.idx import sha256

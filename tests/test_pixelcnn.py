@@ -29,6 +29,7 @@ def raster_index(c, h, w, shape):
     return (h * width + w) * channels + c
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("shape", [(1, 4, 4), (2, 3, 3)])
 def test_logits_depend_only_on_earlier_pixels(shape):
     """d logits_i / d x_j = 0 for every j >= i in raster order (autograd Jacobians at 8 random images),
@@ -49,6 +50,7 @@ def test_logits_depend_only_on_earlier_pixels(shape):
     assert torch.all(seen[previous] > 0), "a sub-pixel does not see the one before it"
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("shape,levels", [((1, 2, 2), 3), ((2, 2, 1), 3), ((1, 1, 3), 4)])
 def test_probabilities_of_all_images_sum_to_one(shape, levels):
     """The likelihood is exact: sum over all L^D discrete images of P(x) = 1."""
@@ -61,6 +63,7 @@ def test_probabilities_of_all_images_sum_to_one(shape, levels):
     assert total.item() == pytest.approx(0.0, abs=1e-5)
 
 
+@pytest.mark.unit
 def test_sampler_draws_the_distribution_it_scores():
     """Empirical frequencies of 20,000 samples of 1x1x2 images with 3 levels match exp(log_prob)."""
     model = make((1, 1, 2), levels=3, channels=2, layers=1, seed=3)
@@ -76,6 +79,7 @@ def test_sampler_draws_the_distribution_it_scores():
     assert torch.all((freq - p).abs() < 5 * se + 1e-4), (freq, p)
 
 
+@pytest.mark.unit
 def test_uniform_logits_give_log2_levels_bits_per_dim():
     """Zero output weights: P(x_i|x_<i) = 1/256 for every pixel, so bpd = 8 exactly, nll = D ln 256."""
     info = DataInfo("image", (1, 5, 5), view="continuous", extras={"grey_levels": 256})
@@ -89,6 +93,7 @@ def test_uniform_logits_give_log2_levels_bits_per_dim():
     assert torch.allclose(m["nll_nats"], torch.full((3,), 25 * math.log(256)))
 
 
+@pytest.mark.unit
 def test_nll_is_the_sum_of_per_pixel_cross_entropies():
     """log_prob against torch.distributions.Categorical over the logits, pixel by pixel."""
     model = make((1, 3, 3), levels=5, channels=4, layers=1)
@@ -98,6 +103,7 @@ def test_nll_is_the_sum_of_per_pixel_cross_entropies():
     assert torch.allclose(model.log_prob(k), oracle, atol=1e-5)
 
 
+@pytest.mark.unit
 def test_mask_shapes_and_kinds():
     a = causal_mask(2, 1, 3, 1, "A")
     b = causal_mask(2, 1, 3, 1, "B")
@@ -107,6 +113,7 @@ def test_mask_shapes_and_kinds():
         causal_mask(2, 1, 3, 1, "C")
 
 
+@pytest.mark.unit
 def test_user_errors_are_clear():
     with pytest.raises(ConfigError, match="image"):
         PixelCNN(PixelCNNConfig(), DataInfo("points", (2,)))

@@ -81,6 +81,7 @@ def report(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.mark.unit
 def test_report_indexes_finished_interrupted_and_failed_runs(report):
     runs, index = report, report / "report" / "index.html"
     text = index.read_text()
@@ -108,6 +109,7 @@ def test_report_indexes_finished_interrupted_and_failed_runs(report):
     assert (out / "files" / "data-digits" / "curves.png").is_file()
 
 
+@pytest.mark.unit
 def test_every_string_from_a_run_is_escaped(report):
     out = report / "report"
     every = "".join(p.read_text() for p in out.glob("*.html"))
@@ -121,6 +123,7 @@ def test_every_string_from_a_run_is_escaped(report):
         assert page.read_text().count("<script>") == 1, page.name
 
 
+@pytest.mark.unit
 def test_report_errors_are_one_clear_line(tmp_path):
     with pytest.raises(GenlabError, match="no such folder"):
         write_html_report(tmp_path / "nope")
@@ -129,6 +132,7 @@ def test_report_errors_are_one_clear_line(tmp_path):
         write_html_report(tmp_path / "empty")
 
 
+@pytest.mark.unit
 def test_damaged_files_are_shown_not_fatal(tmp_path):
     runs = tmp_path / "runs"
     fake_run(runs, "vae-interrupted", "interrupted", steps=0, figure=False).summary.write_text("{not json")
@@ -139,6 +143,7 @@ def test_damaged_files_are_shown_not_fatal(tmp_path):
     assert "expected a JSON object" in (runs / "report" / "run-vae-finished.html").read_text()
 
 
+@pytest.mark.unit
 def test_cli_report_writes_html_for_a_folder(tmp_path, capsys):
     fake_run(tmp_path / "runs", "one", "finished", figure=False)
     assert main(["report", str(tmp_path / "runs"), "--out", str(tmp_path / "rep")]) == 0
@@ -147,6 +152,7 @@ def test_cli_report_writes_html_for_a_folder(tmp_path, capsys):
     assert "no such folder" in capsys.readouterr().err
 
 
+@pytest.mark.unit
 def test_cli_report_on_one_run_redraws_its_figures(tmp_path, capsys):
     import genlab
     from genlab.experiments.common import single_thread
@@ -175,6 +181,7 @@ def write_experiment(root: Path, name: str, summary: dict, grid_px: int = 0) -> 
     return folder
 
 
+@pytest.mark.unit
 def test_result_card_shows_claim_measured_expected_and_verdict(tmp_path):
     root = tmp_path / "runs"
     write_experiment(root, "sampler-compare", {
@@ -200,6 +207,7 @@ def test_result_card_shows_claim_measured_expected_and_verdict(tmp_path):
                      page)
 
 
+@pytest.mark.unit
 def test_sampler_series_reads_cells_and_refuses_other_tables():
     from genlab.report.html import sampler_series
     series = sampler_series({"dpm++2m-sde@100": {"fid": 1}, "dpm++2m-sde@10": {"fid": 2}, "ddim@10": {"fid": 3}})
@@ -209,6 +217,7 @@ def test_sampler_series_reads_cells_and_refuses_other_tables():
     assert sampler_series([1, 2]) == {} and sampler_series({}) == {}
 
 
+@pytest.mark.unit
 def test_dataset_page_is_one_fixed_table_for_every_family(tmp_path):
     """The same columns for every family: bits/dim with its levels, NLL, FID with its floor, parameters,
     training and eval time; a column no run has is left out; the parameter count is the model's own."""
@@ -235,6 +244,7 @@ def test_dataset_page_is_one_fixed_table_for_every_family(tmp_path):
     assert group_by_data([run])[0].columns == [("bpd", "bits/dim"), ("nll_nats", "NLL (nats)"), ("fid", "FID")]
 
 
+@pytest.mark.unit
 def test_an_unevaluated_run_is_compared_by_its_last_validation(tmp_path):
     fake_run(tmp_path / "runs", "exp-run", "finished", figure=False)          # logs val/bpd = 5/step per epoch
     index = (write_html_report(tmp_path / "runs")).read_text()

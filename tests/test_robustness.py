@@ -76,6 +76,7 @@ def _cli(*args, **kw) -> subprocess.Popen:
 
 
 # ----------------------------------------------------------------- run folders are never lost
+@pytest.mark.unit
 def test_a_folder_that_holds_a_run_is_refused_and_left_untouched(run, capsys):
     before = snapshot(run)
     assert main(["train", "vae", "--out", str(run), *ONE_EPOCH]) == 2
@@ -85,6 +86,7 @@ def test_a_folder_that_holds_a_run_is_refused_and_left_untouched(run, capsys):
     assert snapshot(run) == before
 
 
+@pytest.mark.unit
 def test_overwrite_starts_a_clean_run(run):
     assert main(["train", "vae", "--out", str(run), "--overwrite", "--max-steps", "2", "--no-report", *TINY]) == 0
     rows = read_jsonl(run / "metrics.jsonl")
@@ -93,6 +95,7 @@ def test_overwrite_starts_a_clean_run(run):
     assert json.loads((run / "config.json").read_text())["train_config"]["max_steps"] == 2
 
 
+@pytest.mark.unit
 def test_overwrite_never_replaces_a_folder_that_is_not_a_run(tmp_path, capsys):
     mine = tmp_path / "thesis"
     mine.mkdir()
@@ -102,6 +105,7 @@ def test_overwrite_never_replaces_a_folder_that_is_not_a_run(tmp_path, capsys):
     assert [p.name for p in mine.iterdir()] == ["chapter1.tex"]
 
 
+@pytest.mark.unit
 def test_default_run_folders_are_numbered_and_never_collide(tmp_path):
     args = ["train", "vae", "--max-steps", "1", "--no-report", *TINY]
     assert main(args) == 0
@@ -111,6 +115,7 @@ def test_default_run_folders_are_numbered_and_never_collide(tmp_path):
     assert snapshot(tmp_path / "runs" / "vae-digits") == first
 
 
+@pytest.mark.unit
 def test_rejected_settings_write_nothing(tmp_path, run, capsys):
     out = tmp_path / "new"
     assert main(["train", "vae", "--z-dim", "0", "--out", str(out), *TINY[:2]]) == 2
@@ -124,6 +129,7 @@ def test_rejected_settings_write_nothing(tmp_path, run, capsys):
     assert snapshot(run) == before
 
 
+@pytest.mark.unit
 def test_a_corrupt_test_file_stops_the_run_before_the_first_step(fake_mnist, tmp_path, capsys):
     bad = fake_mnist / "mnist" / "t10k-labels-idx1-ubyte.gz"
     bad.write_bytes(bad.read_bytes()[:-4])
@@ -134,6 +140,7 @@ def test_a_corrupt_test_file_stops_the_run_before_the_first_step(fake_mnist, tmp
     assert not (out / "metrics.jsonl").exists() and not (out / "checkpoints" / "last.pt").exists()
 
 
+@pytest.mark.unit
 def test_a_start_that_failed_leaves_the_folder_usable(tmp_path, capsys):
     out = tmp_path / "new"
     assert main(["train", "vae", "--data", "mnist", "--data-dir", str(tmp_path / "nowhere"), "--out", str(out),
@@ -142,6 +149,7 @@ def test_a_start_that_failed_leaves_the_folder_usable(tmp_path, capsys):
     assert main(["train", "vae", "--out", str(out), "--max-steps", "1", "--no-report", *TINY]) == 0
 
 
+@pytest.mark.unit
 def test_resume_with_nothing_to_do_says_so_and_changes_nothing(run, capsys):
     before = snapshot(run)
     assert main(["train", "--resume", str(run), "--max-steps", "2"]) == 0
@@ -164,6 +172,7 @@ def _poison(monkeypatch, after: int = 0):
     monkeypatch.setattr(Trainer, "train_step", step)
 
 
+@pytest.mark.unit
 def test_a_resume_that_diverges_keeps_config_and_checkpoint_and_says_where_it_is(run, monkeypatch, capsys):
     config, ckpt = (run / "config.json").read_bytes(), (run / "checkpoints" / "last.pt").read_bytes()
     _poison(monkeypatch)
@@ -174,6 +183,7 @@ def test_a_resume_that_diverges_keeps_config_and_checkpoint_and_says_where_it_is
     assert json.loads((run / "summary.json").read_text())["status"] == "failed"
 
 
+@pytest.mark.unit
 def test_nan_before_any_checkpoint_says_there_is_none(tmp_path, monkeypatch, capsys):
     _poison(monkeypatch)
     out = tmp_path / "new"
@@ -182,6 +192,7 @@ def test_nan_before_any_checkpoint_says_there_is_none(tmp_path, monkeypatch, cap
     assert "last good checkpoint" not in line and not (out / "checkpoints" / "last.pt").exists()
 
 
+@pytest.mark.unit
 def test_sigterm_saves_a_checkpoint_and_exits_143(tmp_path, monkeypatch, capsys):
     from genlab.training.loop import Trainer
     real = Trainer.train_step
@@ -220,12 +231,14 @@ def test_a_real_sigterm_from_outside_saves_and_exits_143(tmp_path):
 
 
 # ----------------------------------------------------------------- where a run goes
+@pytest.mark.unit
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc")
 def test_out_under_proc_is_one_line(tmp_path, capsys):
     assert main(["train", "vae", "--out", "/proc/genlab-run", *ONE_EPOCH]) == 2
     one_line(capsys, "cannot write to /proc/genlab-run", "choose another --out")
 
 
+@pytest.mark.unit
 def test_out_on_an_existing_file_is_refused_and_the_file_kept(tmp_path, capsys):
     f = tmp_path / "notes.txt"
     f.write_text("mine")
@@ -234,6 +247,7 @@ def test_out_on_an_existing_file_is_refused_and_the_file_kept(tmp_path, capsys):
     assert f.read_text() == "mine"
 
 
+@pytest.mark.unit
 def test_out_in_a_read_only_folder_is_one_line(tmp_path, monkeypatch, capsys):
     ro = tmp_path / "ro"
     ro.mkdir()
@@ -260,6 +274,7 @@ def _full_disk(monkeypatch):
     monkeypatch.setattr(torch, "save", save)
 
 
+@pytest.mark.unit
 def test_a_full_disk_while_checkpointing_keeps_the_previous_checkpoint(run, monkeypatch, capsys):
     before = (run / "checkpoints" / "last.pt").read_bytes()
     config = (run / "config.json").read_bytes()
@@ -274,12 +289,14 @@ def test_a_full_disk_while_checkpointing_keeps_the_previous_checkpoint(run, monk
     assert (run / "config.json").read_bytes() == config
 
 
+@pytest.mark.unit
 def test_a_full_disk_on_a_new_run_says_no_checkpoint_was_written(tmp_path, monkeypatch, capsys):
     _full_disk(monkeypatch)
     assert main(["train", "vae", "--out", str(tmp_path / "new"), *ONE_EPOCH]) == 2
     one_line(capsys, "No space left on device", "no checkpoint had been written yet")
 
 
+@pytest.mark.unit
 def test_a_full_disk_anywhere_else_is_one_line(run, monkeypatch, capsys):
     from genlab.training.logger import MetricsLogger
 
@@ -300,6 +317,7 @@ def no_accelerator(monkeypatch):
 
 @pytest.mark.parametrize("device,message", [("cuda", "CUDA is not available"), ("cuda:1", "CUDA is not available"),
                                             ("mps", "MPS is not available"), ("gpu", "unknown device 'gpu'")])
+@pytest.mark.unit
 def test_an_unavailable_device_is_one_line_naming_what_is_available(device, message, run, tmp_path,
                                                                     no_accelerator, capsys):
     out = tmp_path / "new"
@@ -319,6 +337,7 @@ def test_an_unavailable_device_is_one_line_naming_what_is_available(device, mess
     (["train", "gan", "--resume", "RUN"], "is a vae run, not gan; resume it with `genlab train --resume"),
     (["eval", "RUN", "--split", "dev"], "invalid choice: 'dev'"),
 ])
+@pytest.mark.unit
 def test_values_that_mean_nothing_are_refused(argv, message, run, capsys):
     before = snapshot(run)
     argv = [str(run) if a == "RUN" else a for a in argv]
@@ -335,6 +354,7 @@ def test_values_that_mean_nothing_are_refused(argv, message, run, capsys):
     ("vae", "--hidden"), ("vae", "--channels"), ("ae", "--hidden"), ("ae", "--channels"),
     ("aae", "--hidden"), ("aae", "--disc-hidden"), ("aae", "--channels"), ("gan", "--hidden"),
     ("gan", "--channels"), ("vae", "--z-dim"), ("realnvp", "--channels"), ("cnf", "--hidden")])
+@pytest.mark.unit
 @pytest.mark.parametrize("value", ["0", "-4"])
 def test_non_positive_sizes_are_refused(model, flag, value, tmp_path, capsys):
     out = tmp_path / "new"
@@ -369,6 +389,7 @@ def _edit(run: Path, how: str) -> None:
     ("no_model", "'model' entry is missing"), ("null_train_config", "'train_config' entry is missing"),
     ("config_as_text", "'model_config' entry is missing"), ("unknown_model", "unknown model 'vea'"),
     ("not_json", "not valid JSON")])
+@pytest.mark.unit
 @pytest.mark.parametrize("command", ["eval", "sample", "report", "resume"])
 def test_a_hand_edited_config_is_one_line_for_every_command(how, message, command, run, capsys):
     _edit(run, how)
@@ -392,6 +413,7 @@ def _evil_pickle(marker: Path) -> bytes:
     ("cut", "damaged or not a genlab checkpoint"), ("zip_junk", "damaged or not a genlab checkpoint"),
     ("pickle_with_code", "not a genlab checkpoint"), ("other_torch_file", "not a genlab checkpoint"),
     ("folder", "is a folder, not a checkpoint file")])
+@pytest.mark.unit
 def test_checkpoint_errors_never_echo_torch_or_suggest_unpickling(content, message, run, tmp_path, capsys):
     path = run / "checkpoints" / "last.pt"
     marker = tmp_path / "pwned"
@@ -412,6 +434,7 @@ def test_checkpoint_errors_never_echo_torch_or_suggest_unpickling(content, messa
     assert not marker.exists()     # the pickled code never ran
 
 
+@pytest.mark.unit
 def test_a_metrics_line_cut_short_by_a_kill_or_full_disk_is_dropped_on_resume(run, capsys):
     with open(run / "metrics.jsonl", "a") as f:
         f.write('{"split": "train", "ep')            # no newline: the write was cut short
@@ -420,6 +443,7 @@ def test_a_metrics_line_cut_short_by_a_kill_or_full_disk_is_dropped_on_resume(ru
     assert [r["epoch"] for r in rows if r["split"] == "epoch"] == [1, 2]
 
 
+@pytest.mark.unit
 def test_a_hand_damaged_metrics_line_is_one_line(run, capsys):
     lines = (run / "metrics.jsonl").read_text().splitlines()
     (run / "metrics.jsonl").write_text("\n".join([lines[0][:-3], *lines[1:]]) + "\n")
@@ -430,6 +454,7 @@ def test_a_hand_damaged_metrics_line_is_one_line(run, capsys):
 @pytest.mark.parametrize("out,message", [("RUN", "is a folder; name a file"),
                                          ("/nonexistent-dir/s.png", "does not exist"),
                                          ("RUN/samples/s.xyz", "name a .png file")])
+@pytest.mark.unit
 def test_sample_out_that_cannot_be_written_is_one_line(out, message, run, capsys):
     before = snapshot(run)
     assert main(["sample", str(run), "-n", "4", "--out", out.replace("RUN", str(run))]) == 2
@@ -438,6 +463,7 @@ def test_sample_out_that_cannot_be_written_is_one_line(out, message, run, capsys
 
 
 # ----------------------------------------------------------------- interruptions, pipes, eval options
+@pytest.mark.unit
 def test_ctrl_c_during_eval_is_one_line_and_130(run, monkeypatch, capsys):
     ev = sys.modules["genlab.eval.evaluate"]   # (the package's `evaluate` is the function)
 
@@ -462,12 +488,14 @@ def test_a_closed_pipe_is_not_an_error(trained, tmp_path):
     assert "Traceback" not in err and "BrokenPipe" not in err and "Exception ignored" not in err
 
 
+@pytest.mark.unit
 def test_no_fid_skips_fid(run, capsys):
     assert main(["eval", str(run), "--json", "--no-fid", "--iwae-k", "2"]) == 0
     metrics = strict(capsys.readouterr().out)["metrics"]
     assert "nll_nats" in metrics and not any(k.startswith("fid") for k in metrics)
 
 
+@pytest.mark.unit
 def test_eval_and_sample_find_data_that_moved(fake_mnist, tmp_path, monkeypatch, capsys):
     out = tmp_path / "mnist-run"
     assert main(["train", "vae", "--data", "mnist", "--data-dir", str(fake_mnist), "--out", str(out),
@@ -486,6 +514,7 @@ def test_eval_and_sample_find_data_that_moved(fake_mnist, tmp_path, monkeypatch,
 
 
 # ----------------------------------------------------------------- torchrun
+@pytest.mark.unit
 def test_under_torchrun_only_rank_0_prints_and_every_rank_tells_the_launcher(tmp_path, monkeypatch, capsys):
     error_file = tmp_path / "error.json"
     monkeypatch.setenv("WORLD_SIZE", "2")
@@ -504,6 +533,7 @@ def test_under_torchrun_only_rank_0_prints_and_every_rank_tells_the_launcher(tmp
         assert "z_dim must be positive" in strict(error_file.read_text())["message"]["extraInfo"]["py_callstack"]
 
 
+@pytest.mark.unit
 def test_under_torchrun_every_rank_refuses_a_taken_folder_by_itself(run, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "1")
@@ -534,6 +564,7 @@ def test_torchrun_with_a_taken_folder_shows_genlabs_line_first_and_as_the_root_c
 
 
 # ----------------------------------------------------------------- output a machine can read
+@pytest.mark.unit
 def test_strict_json_writers_turn_non_finite_numbers_into_null(tmp_path):
     obj = {"a": float("nan"), "b": [float("inf"), -float("inf"), 1.5], "c": torch.tensor(float("nan")), "d": 2}
     assert strict(dumps(obj)) == {"a": None, "b": [None, None, 1.5], "c": None, "d": 2}
@@ -577,6 +608,7 @@ def test_every_json_file_genlab_writes_is_strict_json(tmp_path, capsys):
 
 
 # ----------------------------------------------------------------- API, help, quickstart
+@pytest.mark.unit
 def test_the_cli_trains_through_the_python_api(monkeypatch, tmp_path):
     import genlab.api
     calls = []
@@ -604,6 +636,7 @@ def test_the_python_api_writes_the_same_run_folder_as_the_cli(tmp_path):
     assert run.state.epoch == 1
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("model,view", [("vae", "binarized"), ("ae", "continuous")])
 def test_help_shows_the_effective_default(model, view, capsys):
     with pytest.raises(SystemExit) as e:
@@ -613,6 +646,7 @@ def test_help_shows_the_effective_default(model, view, capsys):
     assert f"(default: {view})" in out[out.rindex("--view {"):][:400]
 
 
+@pytest.mark.unit
 def test_quickstart_never_reuses_a_folder_and_says_how_to_put_genlab_on_the_path(tmp_path):
     """scripts/quickstart.sh with its setup and the genlab command stubbed out."""
     root = tmp_path / "repo"
@@ -772,6 +806,7 @@ def test_a_checkpoint_with_a_damaged_step_counter_is_one_line(command, run, caps
     assert snapshot(run) == before
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("chars", [None, [], ["a", "a"], ["ab"], 3, [[1]]])
 def test_a_damaged_character_vocabulary_is_one_line(chars):
     from genlab.data.tokenizers import tokenizer_from_dict
@@ -780,6 +815,7 @@ def test_a_damaged_character_vocabulary_is_one_line(chars):
     assert tokenizer_from_dict({"kind": "char", "chars": ["a", "b"]}).chars == ["a", "b"]
 
 
+@pytest.mark.unit
 def test_sample_out_a_folder_is_one_line_for_a_family_writer(tmp_path, capsys):
     """Families with their own sample writer (text here) check --out as the generic path does."""
     out = tmp_path / "gpt"
@@ -792,6 +828,7 @@ def test_sample_out_a_folder_is_one_line_for_a_family_writer(tmp_path, capsys):
     assert snapshot(out) == before
 
 
+@pytest.mark.unit
 def test_a_resumed_no_report_run_stays_without_a_report(tmp_path, capsys):
     out = tmp_path / "vae"
     assert main(["train", "vae", "--max-steps", "2", "--out", str(out), "--no-report"]) == 0

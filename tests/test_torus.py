@@ -40,6 +40,7 @@ def tube_cdf(v, R=R, r=r):
 
 
 # ----------------------------------------------------------------- the data
+@pytest.mark.unit
 def test_tube_angle_is_uniform_by_area_and_uniform_angles_are_not():
     rng = np.random.default_rng(123)
     v = sample_tube_angles(100_000, R, r, rng)
@@ -54,6 +55,7 @@ def test_tube_angle_is_uniform_by_area_and_uniform_angles_are_not():
     assert stats.kstest(naive, tube_cdf).pvalue < 1e-10
 
 
+@pytest.mark.unit
 def test_dataset_points_lie_on_the_torus_with_area_density_and_fixed_splits():
     cfg = dict(n_train=20_000, n_val=500, n_test=500)
     train = load_dataset("torus", "train", **cfg)
@@ -73,6 +75,7 @@ def test_dataset_points_lie_on_the_torus_with_area_density_and_fixed_splits():
     assert float(surface_distance(noisy.tensors[0], noisy.info).mean()) == pytest.approx(0.01 * math.sqrt(2 / math.pi), rel=0.15)
 
 
+@pytest.mark.unit
 def test_dataset_config_errors():
     with pytest.raises(ConfigError, match="minor_radius"):
         load_dataset("torus", "train", minor_radius=3.0)
@@ -80,6 +83,7 @@ def test_dataset_config_errors():
         surface_distance(torch.zeros(2, 3), DataInfo(kind="points", shape=(3,)))
 
 
+@pytest.mark.unit
 def test_surface_distance_on_known_points():
     rng = np.random.default_rng(0)
     u, v = rng.uniform(-math.pi, math.pi, (2, 500))
@@ -100,6 +104,7 @@ def test_surface_distance_on_known_points():
 
 
 # ----------------------------------------------------------------- the von Mises posterior
+@pytest.mark.unit
 @pytest.mark.parametrize("mu,kappa", [(0.3, 0.05), (-2.0, 1.7), (3.0, 40.0), (1.0, 500.0)])
 def test_von_mises_density_integrates_to_one_and_matches_torch(mu, kappa):
     def q(t):
@@ -115,6 +120,7 @@ def test_von_mises_density_integrates_to_one_and_matches_torch(mu, kappa):
     np.testing.assert_allclose(mine.numpy(), stats.vonmises.logpdf(t.numpy(), kappa, loc=mu), rtol=1e-10)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("kappa", [0.01, 0.5, 3.0, 30.0, 300.0])
 def test_kl_to_uniform_matches_quadrature(kappa):
     k = torch.tensor(kappa, dtype=torch.float64)
@@ -126,6 +132,7 @@ def test_kl_to_uniform_matches_quadrature(kappa):
     assert float(kl_von_mises_uniform(k)) == pytest.approx(kl, rel=1e-7, abs=1e-12)
 
 
+@pytest.mark.unit
 def test_kl_to_uniform_matches_monte_carlo_at_large_kappa():
     torch.manual_seed(0)
     k = torch.tensor(1e4, dtype=torch.float64)
@@ -134,6 +141,7 @@ def test_kl_to_uniform_matches_monte_carlo_at_large_kappa():
     assert float(kl_von_mises_uniform(k)) == pytest.approx(float(terms.mean()), abs=4 * float(terms.std()) / 447)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("kappa,rtol", [(0.5, 1e-6), (5.0, 1e-6), (30.0, 1e-6), (3000.0, 1e-4)])
 def test_implicit_gradient_matches_finite_differences_of_the_inverse_cdf(kappa, rtol):
     """d eps/d kappa at a fixed CDF value u, against scipy's inverse CDF differenced in kappa."""
@@ -145,6 +153,7 @@ def test_implicit_gradient_matches_finite_differences_of_the_inverse_cdf(kappa, 
     np.testing.assert_allclose(grad.numpy(), fd, rtol=rtol, atol=1e-12)
 
 
+@pytest.mark.unit
 def test_reparameterized_samples_give_unbiased_gradients():
     """d/dkappa E[cos(theta)] = A'(kappa) = 1 - A/kappa - A^2 and d/dmu E[cos theta] = -A sin(mu), with
     A = I1/I0, estimated by autograd through the sampler."""
@@ -161,6 +170,7 @@ def test_reparameterized_samples_give_unbiased_gradients():
         assert float(g_mu) == pytest.approx(-A * math.sin(mu0), abs=4e-3)
 
 
+@pytest.mark.unit
 def test_wrap_and_geodesic_interpolation():
     d = torch.tensor([0.0, math.pi, -math.pi, 3 * math.pi, 7.0, -7.0, 2 * math.pi], dtype=torch.float64)
     w = wrap_angle(d)
@@ -181,6 +191,7 @@ def _model(**kw):
     return build_model("torus-vae", info, hidden=(16, 16), **kw)
 
 
+@pytest.mark.unit
 def test_gradients_reach_the_encoder_through_the_angles():
     torch.manual_seed(0)
     model = _model()
@@ -193,6 +204,7 @@ def test_gradients_reach_the_encoder_through_the_angles():
     assert float(model.encoder[0].weight.grad.abs().sum()) > 0
 
 
+@pytest.mark.unit
 def test_model_protocol_and_iwae_bound():
     torch.manual_seed(0)
     model = _model()
@@ -217,6 +229,7 @@ TINY = ["--epochs", "1", "--n-train", "256", "--n-val", "64", "--n-test", "64", 
         "--no-progress", "--iwae-k", "4"]
 
 
+@pytest.mark.unit
 def test_cli_trains_torus_vae_and_the_euclidean_vae_on_the_torus(tmp_path):
     assert main(["train", "torus-vae", "--data", "torus", "--hidden", "16", "16", "--out", str(tmp_path / "t"), *TINY]) == 0
     result = json.loads((tmp_path / "t" / "eval.json").read_text())

@@ -14,11 +14,13 @@ from genlab.eval.data_nll import data_nll
 ALL = ["moons", "circles", "8gaussians", "checkerboard", "pinwheel", "2spirals", "gmm1d", "gmm2d"]
 
 
+@pytest.mark.unit
 def test_every_set_is_registered_in_the_toy_group():
     toy_sets = {s.name for s in list_datasets() if s.group == "toy"}
     assert set(ALL) <= toy_sets
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("name", ALL)
 def test_splits_are_deterministic_and_distinct(name):
     a = load_dataset(name, "train", n=300, seed=3)
@@ -40,16 +42,19 @@ def grid_integral_2d(log_p, lo=-7.0, hi=7.0, n=700):
 
 @pytest.mark.parametrize("name,noise", [("8gaussians", None), ("gmm2d", None), ("checkerboard", 0.0),
                                         ("checkerboard", 0.3)])
+@pytest.mark.unit
 def test_2d_densities_integrate_to_one(name, noise):
     assert grid_integral_2d(lambda x: toy.log_density(name, x, noise)) == pytest.approx(1.0, abs=5e-3)
 
 
+@pytest.mark.unit
 def test_1d_density_integrates_to_one():
     value, _ = integrate.quad(lambda v: math.exp(float(toy.log_density("gmm1d", torch.tensor([[v]])))), -15, 15,
                               limit=200)
     assert value == pytest.approx(1.0, abs=1e-7)
 
 
+@pytest.mark.unit
 def test_mixture_density_matches_torch_distributions():
     means, weights, stds = toy.mixture_params("gmm2d", 0.5)
     mix = torch.distributions.MixtureSameFamily(
@@ -60,6 +65,7 @@ def test_mixture_density_matches_torch_distributions():
     assert torch.allclose(toy.log_density("gmm2d", x), mix.log_prob(x), atol=1e-10)
 
 
+@pytest.mark.unit
 def test_checkerboard_without_noise_is_uniform_on_its_squares():
     x = load_dataset("checkerboard", "test", n=500).tensors[0].double()
     assert torch.allclose(toy.log_density("checkerboard", x, 0.0), torch.full((500,), -math.log(32.0), dtype=torch.float64))
@@ -82,6 +88,7 @@ def test_checkerboard_points_on_cell_edges_have_a_finite_density():
     assert torch.isfinite(toy.log_density("checkerboard", x, 0.0)).all()
 
 
+@pytest.mark.unit
 def test_data_nll_matches_the_integrated_entropy():
     """data_nll_nats is a Monte-Carlo estimate of H(p) = -int p log p (here by quadrature on a grid)."""
     data = load_dataset("gmm2d", "test", n=20000)
@@ -94,11 +101,13 @@ def test_data_nll_matches_the_integrated_entropy():
     assert abs(value - entropy) < 4 * std_err
 
 
+@pytest.mark.unit
 def test_data_nll_is_absent_without_a_known_density():
     assert data_nll(None, load_dataset("moons", "test", n=50), {}) is None
     assert data_nll(None, load_dataset("digits", "test", limit=5), {}) is None
 
 
+@pytest.mark.unit
 def test_bad_options_raise_clear_errors():
     with pytest.raises(ConfigError, match="n must be positive"):
         load_dataset("moons", "train", n=0)
@@ -108,6 +117,7 @@ def test_bad_options_raise_clear_errors():
         toy.log_density("moons", torch.zeros(1, 2))
 
 
+@pytest.mark.unit
 def test_sampler_follows_its_density():
     """The mixture sampler's histogram agrees with the density (1-D, chi-square-free check on bins)."""
     x = load_dataset("gmm1d", "train", n=20000).tensors[0][:, 0].numpy()

@@ -25,6 +25,7 @@ def losses(run_dir):
     return [(r["step"], r["loss"]) for r in read_jsonl(Path(run_dir) / "metrics.jsonl") if r.get("split") == "train"]
 
 
+@pytest.mark.unit
 def test_resume_after_an_epoch_equals_an_unbroken_run(tmp_path):
     full = genlab.train("vae", "digits", tmp_path / "full", **TINY)
     part = genlab.train("vae", "digits", tmp_path / "part", **TINY | {"epochs": 2})
@@ -34,6 +35,7 @@ def test_resume_after_an_epoch_equals_an_unbroken_run(tmp_path):
     assert losses(tmp_path / "full") == losses(tmp_path / "part")
 
 
+@pytest.mark.unit
 def test_ctrl_c_mid_epoch_saves_and_resume_continues_exactly(tmp_path):
     full = genlab.train("vae", "digits", tmp_path / "full", **TINY)
 
@@ -49,6 +51,7 @@ def test_ctrl_c_mid_epoch_saves_and_resume_continues_exactly(tmp_path):
     assert losses(tmp_path / "full") == losses(tmp_path / "cut")
 
 
+@pytest.mark.unit
 def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(tmp_path):
     def poison(trainer, event):
         if event == "epoch" and trainer.state.epoch == 2:
@@ -62,6 +65,7 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(tm
     assert all(torch.isfinite(v).all() for v in ckpt["model"].values())
 
 
+@pytest.mark.unit
 def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     path = tmp_path / "ck.pt"
     checkpoint.save_atomic({"a": torch.ones(3)}, path)
@@ -76,6 +80,7 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["ck.pt"]
 
 
+@pytest.mark.unit
 def test_checkpoint_loading_refuses_pickled_code(tmp_path):
     import pickle
     bad = tmp_path / "evil.pt"
@@ -88,6 +93,7 @@ def test_checkpoint_loading_refuses_pickled_code(tmp_path):
         checkpoint.load(bad)
 
 
+@pytest.mark.unit
 def test_two_optimizer_phases_are_stepped_in_order(tmp_path):
     """A model with two phases gets one optimizer each, with its own settings."""
     from genlab.families.vae.model import VAE
@@ -134,6 +140,7 @@ def test_two_process_ddp_run(tmp_path):
     assert json.loads((tmp_path / "ddp" / "eval.json").read_text())["metrics"]["nll_nats"] > 0
 
 
+@pytest.mark.unit
 def test_resume_applies_a_changed_learning_rate(tmp_path):
     genlab.train("vae", "digits", tmp_path / "run", **TINY | {"epochs": 1})
     seen = {}

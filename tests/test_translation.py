@@ -554,6 +554,7 @@ def translator_run(tmp_path_factory):
     return out
 
 
+@pytest.mark.unit
 def test_cli_train_eval_sample(translator_run, capsys):
     record = json.loads((translator_run / "eval.json").read_text())
     assert {"bleu", "chrf", "nll_nats", "perplexity"} <= set(record["metrics"])
@@ -625,6 +626,7 @@ def test_eval_refuses_existing_or_missing_text_files(translator_run, tmp_path, c
     assert "gathers no hypotheses" in capsys.readouterr().err and not (tmp_path / "h.txt").exists()
 
 
+@pytest.mark.unit
 def test_cli_bad_input_exits_2_with_one_line(translator_run, tmp_path, capsys):
     capsys.readouterr()
     assert main(["sample", str(translator_run), "--text", "  "]) == 2
@@ -639,6 +641,7 @@ def test_cli_bad_input_exits_2_with_one_line(translator_run, tmp_path, capsys):
     assert exit_info.value.code == 2
 
 
+@pytest.mark.unit
 def test_grad_norm_hook_logs_every_step_and_figures_draw(tmp_path):
     import genlab
     from genlab.families.translation import grad_norm_hook
