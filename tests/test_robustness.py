@@ -648,22 +648,42 @@ def test_help_shows_the_effective_default(model, view, capsys):
 
 @pytest.mark.unit
 def test_quickstart_never_reuses_a_folder_and_says_how_to_put_genlab_on_the_path(tmp_path):
-    """scripts/quickstart.sh with its setup and the genlab command stubbed out."""
+    """scripts/quickstart.sh with its setup, the genlab command and python stubbed out: the likelihood table
+    into a new folder each time, its report, the table, the figure and the page printed; no browser without
+    a display."""
     root = tmp_path / "repo"
     (root / "scripts").mkdir(parents=True)
     (root / ".venv" / "bin").mkdir(parents=True)
     shutil.copy(Path(__file__).parents[1] / "scripts" / "quickstart.sh", root / "scripts")
     (root / "scripts" / "setup.sh").write_text("true\n")
     stub = root / ".venv" / "bin" / "genlab"
-    stub.write_text('#!/usr/bin/env bash\nout="${@: -1}"\nmkdir -p "$out"\necho "$@" > "$out/args"\n')
-    stub.chmod(0o755)
+    stub.write_text('#!/usr/bin/env bash\nout="${@: -1}"\nmkdir -p "$out/report"\necho "$@" >> "$out/args"\n'
+                    'printf "caption\\n\\n| family | model | bits/dim | estimate | parameters | time | ref |\\n'
+                    '|---|\\n| vae | vae | 1.981 | IWAE | 9 | 3.6 | none |\\n" > "$out/table.md"\n'
+                    '[ -n "${PAGE:-}" ] && touch "$out/report/experiment-$(basename "$out").html"\n'
+                    '[ "$1" = report ] && echo "$out/report/index.html"\ntrue\n')
+    browser = root / ".venv" / "bin" / "python"
+    browser.write_text('#!/usr/bin/env bash\necho "$@" >> "$(dirname "$0")/browser"\n')
+    for exe in (stub, browser):
+        exe.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
     outputs = [subprocess.run(["bash", "scripts/quickstart.sh"], cwd=root, capture_output=True, text=True,
-                              timeout=60) for _ in range(2)]
+                              timeout=60, env=env) for _ in range(2)]
     assert all(p.returncode == 0 for p in outputs), outputs[0].stderr
-    assert "--out runs/quickstart" in (root / "runs" / "quickstart" / "args").read_text()
-    assert "--out runs/quickstart-2" in (root / "runs" / "quickstart-2" / "args").read_text()
+    for out in ("runs/quickstart", "runs/quickstart-2"):
+        assert (root / out / "args").read_text().splitlines() == \
+            [f"experiment run likelihood-table --quick --out {out}", f"report {out}"]
     assert "source .venv/bin/activate" in outputs[0].stdout
-    assert "runs/quickstart-2/figures/" in outputs[1].stdout
+    assert "| vae | vae | 1.981 | 9 | 3.6 |" in outputs[0].stdout            # the table without its long columns
+    assert "runs/quickstart-2/figures/samples_side_by_side.png" in outputs[1].stdout
+    assert f"file://{root.resolve()}/runs/quickstart-2/report/index.html" in outputs[1].stdout
+    assert not (root / ".venv" / "bin" / "browser").exists()
+    (root / "runs" / "quickstart-3").mkdir()          # any taken name is skipped
+    with_display = subprocess.run(["bash", "scripts/quickstart.sh"], cwd=root, capture_output=True, text=True,
+                                  timeout=60, env=env | {"DISPLAY": ":0", "PAGE": "1"})
+    page = "runs/quickstart-4/report/experiment-quickstart-4.html"     # the experiment's page, when there is one
+    assert with_display.returncode == 0 and page in with_display.stdout
+    assert (root / ".venv" / "bin" / "browser").read_text().startswith("-m webbrowser -t file://")
 
 
 # ----------------------------------------------------------------- issue 25: values no config may take
