@@ -12,6 +12,7 @@ from torch import nn
 
 import genlab
 from genlab import catalog
+from genlab.abilities import Samples
 from genlab.errors import GenlabError
 from genlab.experiments import report as xreport
 from genlab.experiments.registry import Context, Experiment
@@ -85,6 +86,38 @@ def test_uniform_model_is_log2_17_bits_per_dim_on_digits(uniform_model, tmp_path
     assert row["bpd"] == pytest.approx(math.log2(17), abs=1e-4) and row["grey_levels"] == 17
 
 
+class SamplingUniform(Uniform):
+    """The uniform model that declares ``Samples``: draws every pixel uniformly from the 17 grey levels."""
+    ABILITIES = frozenset({Samples})
+
+    def sample(self, n: int) -> torch.Tensor:
+        return torch.randint(0, self.levels, (n, *self.data_info.shape)).float() / (self.levels - 1)
+
+
+@pytest.mark.unit
+def test_the_samples_figure_has_a_labelled_row_per_family_that_samples(uniform_model, tmp_path, monkeypatch):
+    """Only a model declaring ``Samples`` gets a row (its bits/dim and short estimate in the label), above
+    a row of real test images; a table with no such model writes no figure."""
+    run = train_uniform(tmp_path, "digits")
+    ctx = Context(tmp_path / "plain", quick=True, data_dir=None, runs={"uniform": run})
+    ctx.out.mkdir()
+    assert "samples_figure" not in xreport.analyze_table(ctx, rows=[UNIFORM_ROW])
+    labels = []
+    monkeypatch.setattr("genlab.viz.figures.labelled_grid",
+                        lambda images, path, **kw: labels.append((images.shape, kw["row_labels"])) or path)
+    run.model.__class__ = SamplingUniform
+    row = xreport.Row(*[getattr(UNIFORM_ROW, f) for f in ("name", "model", "estimate", "options", "quick",
+                                                          "eval_options", "quick_eval_options", "reference")],
+                      short="exact")
+    ctx = Context(tmp_path / "sampling", quick=True, data_dir=None, runs={"uniform": run})
+    ctx.out.mkdir()
+    summary = xreport.analyze_table(ctx, rows=[row])
+    assert summary["samples_figure"] == "figures/samples_side_by_side.png"
+    [(shape, row_labels)] = labels
+    assert tuple(shape) == (2 * xreport.SAMPLES_PER_ROW, 1, 8, 8)
+    assert row_labels == ["uniform (uniform-test)\n4.09 bits/dim, exact", "test images\n(real data)"]
+
+
 @pytest.mark.unit
 def test_a_models_own_bpd_is_checked_and_a_missing_model_is_noted(uniform_model, tmp_path, monkeypatch):
     run = train_uniform(tmp_path, "digits", own_bpd=1.0)
@@ -140,6 +173,7 @@ def test_quick_likelihood_table_beats_uniform(tmp_path):
         assert 0.5 < t["bpd"] < upper, t
         assert t["parameters"] > 0 and t["train_time_s"] > 0
         assert (tmp_path / "lt" / t["row"] / "eval.json").is_file()
+    assert (tmp_path / "lt" / summary["samples_figure"]).is_file()
     assert summary["wall_time_s"] > 0   # quick runs are bounded by steps; time targets live in benchmarks
 
 
