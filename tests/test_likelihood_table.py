@@ -152,11 +152,11 @@ def test_rows_on_different_grey_levels_are_refused(uniform_model, tmp_path):
 @pytest.mark.unit
 def test_table_rows_name_their_estimate_and_references():
     by_name = {r.name: r for r in xreport.ROWS}
-    assert set(by_name) == {"vae", "flow", "diffusion", "autoregressive"}
-    assert "IWAE" in by_name["vae"].estimate and "exact" in by_name["autoregressive"].estimate
+    assert set(by_name) == {"vae", "flows", "diffusion", "pixelcnn"}
+    assert "IWAE" in by_name["vae"].estimate and "exact" in by_name["pixelcnn"].estimate
     assert "variational bound" in by_name["diffusion"].estimate
-    assert "1.06" in by_name["flow"].reference and "1.05" in by_name["flow"].reference
-    for name in ("vae", "autoregressive", "diffusion"):
+    assert "1.06" in by_name["flows"].reference and "1.05" in by_name["flows"].reference
+    for name in ("vae", "pixelcnn", "diffusion"):
         assert by_name[name].reference.startswith("none for this data")
 
 
@@ -217,3 +217,9 @@ def test_key_number_prefers_well_known_metrics():
     assert xreport.key_number({"z_dim": 20, "run": {"fid_local": 3.5}}) == {"key": "run.fid_local", "value": 3.5}
     assert xreport.key_number({"wall_time_s": 3.0, "train": {"lr": 0.1}, "pairs": 20}) == {"key": "pairs", "value": 20}
     assert xreport.key_number({"note": "text only", "quick": True}) == {}
+
+
+@pytest.mark.unit
+def test_each_row_is_named_after_its_models_family():
+    from genlab import catalog
+    assert [r.name for r in xreport.ROWS] == [catalog.family_of("model", r.model) for r in xreport.ROWS]
