@@ -139,3 +139,15 @@ def test_nerf_rendering_reports_each_view(tmp_path, capsys):
     lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("render views")]
     assert len(r["seconds"]) == 2
     assert lines[-1].startswith("render views 2/2 · ") and "done in" in lines[-1], lines
+
+
+def test_diffusion_sampling_reports_its_sampler_steps(tmp_path, capsys):
+    """`genlab sample` of a DDPM run counts the sampler's steps (plain lines off a terminal, on stderr)."""
+    from genlab.cli import main
+    run = tmp_path / "ddpm"
+    assert main(["train", "ddpm", "--channels", "8", "--mults", "1", "2", "--timesteps", "20", "--sample-steps", "3",
+                 "--max-steps", "2", "--limit", "64", "--out", str(run), "--no-report"]) == 0
+    capsys.readouterr()
+    assert main(["sample", str(run), "-n", "4", "--steps", "5", "--sampler", "ddim"]) == 0
+    err = capsys.readouterr().err
+    assert "sampling (ddim)" in err and "5/5" in err

@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from genlab.families.diffusion.model import DDPM, DDPMSampleConfig
+from genlab.progress import progress
 from genlab.viz.figures import labelled_grid
 
 
@@ -33,6 +34,9 @@ def sample_images(run, cfg: DDPMSampleConfig, n: int, out: Path | None, seed: in
         title += f", prompt \"{cfg.prompt}\"" if cfg.prompt else ", one class per image"
     noise = torch.randn((n, *model.data_info.shape), generator=torch.Generator().manual_seed(seed))
     draw = dict(sampler=sampler, steps=steps, labels=labels, guidance=guidance, eta=cfg.eta, noise=noise)
+    passes = 2 if negative is not None else 1
+    bar = progress(desc=f"sampling ({sampler})", total=steps * passes, unit="step")
+    draw["callback"] = lambda i, x: bar.update(1)
     images = model.sample(n, generator=torch.Generator().manual_seed(seed + 1), negative=negative, **draw)
     stem = f"{sampler}_{steps}" + (f"_{cfg.prompt}" if cfg.prompt else "") + \
         (f"_not_{cfg.negative_prompt}" if cfg.negative_prompt else "")
@@ -48,4 +52,5 @@ def sample_images(run, cfg: DDPMSampleConfig, n: int, out: Path | None, seed: in
         pair = torch.cat([plain[:k], images[:k]])                     # row 1 without, row 2 with the negative prompt
         lines.append(str(labelled_grid(pair, path.with_name(path.stem + "_side_by_side.png"), nrow=k, title=title,
                                        row_labels=["without", f"not \"{cfg.negative_prompt}\""])))
+    bar.close()
     return lines

@@ -14,6 +14,7 @@ pixels), estimated per image with stratified timesteps (``--vlb-samples``; T giv
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -193,9 +194,10 @@ class DDPM(GenerativeModel):
     def sample(self, n: int, sampler: str | None = None, steps: int | None = None,
                generator: torch.Generator | None = None, labels: torch.Tensor | None = None,
                negative: torch.Tensor | None = None, guidance: float | None = None, eta: float = 0.0,
-               noise: torch.Tensor | None = None) -> torch.Tensor:
+               noise: torch.Tensor | None = None,
+               callback: Callable[[int, torch.Tensor], None] | None = None) -> torch.Tensor:
         """n images [n, C, H, W] in [0, 1]. A conditional model without ``labels`` cycles through the
-        classes (guidance ``config.guidance``)."""
+        classes (guidance ``config.guidance``); ``callback(i, x)`` after each sampler step (e.g. progress)."""
         cfg = self.config
         name = sampler or cfg.sampler
         options = {"eta": eta, "clipped_eps": True} if name == "ddim" else {}
@@ -206,7 +208,7 @@ class DDPM(GenerativeModel):
         if noise is None:
             noise = torch.randn((n, *self.data_info.shape), generator=generator)
         model = self.denoiser(labels, negative, cfg.guidance if guidance is None else guidance)
-        x = sample_loop(s, model, noise.to(device), steps or cfg.sample_steps, generator)
+        x = sample_loop(s, model, noise.to(device), steps or cfg.sample_steps, generator, callback)
         return ((x + 1) / 2).clamp(0, 1)
 
     def class_names(self) -> tuple[str, ...]:
