@@ -126,3 +126,14 @@ def test_two_split_corpora_say_so():
     assert lm_data.split_text(text, "val") == lm_data.split_text(text, "test") != lm_data.split_text(text, "train")
     spec = {s.name: s for s in list_datasets()}["tinyshakespeare"]
     assert "val = test" in spec.description
+
+
+@pytest.mark.parametrize("name", sorted(OPTIONS))
+@pytest.mark.parametrize("batch_size", [1, 3, 64])
+def test_eval_batch_count_is_what_eval_batches_yields(name, batch_size, tmp_path, monkeypatch):
+    """Every dataset object says how many evaluation batches it yields (the progress bars' totals)."""
+    options = OPTIONS[name]
+    options = options(tmp_path / "data", monkeypatch) if callable(options) else options
+    data = load_dataset(name, "test", **options)
+    for hints in ({}, {"block_size": 8}):
+        assert data.eval_batch_count(batch_size, **hints) == sum(1 for _ in data.eval_batches(batch_size, **hints))

@@ -7,6 +7,7 @@ points, rays), :class:`TokenStream` for a corpus, :class:`PairData` for sequence
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -94,6 +95,10 @@ class TensorData:
     def train_batches(self, batch_size: int, seed: int, dist, **hints) -> PermutationBatches:
         return PermutationBatches(self.tensors, batch_size, seed, dist, self.batch_transform)
 
+    def eval_batch_count(self, batch_size: int, **hints) -> int:
+        """How many batches ``eval_batches`` yields (for progress bars)."""
+        return math.ceil(len(self) / batch_size)
+
     def eval_batches(self, batch_size: int, **hints) -> Iterator[tuple[torch.Tensor, ...]]:
         for i, start in enumerate(range(0, len(self), batch_size)):
             batch = tuple(t[start:start + batch_size] for t in self.tensors)
@@ -122,6 +127,9 @@ class TokenStream:
 
     def train_batches(self, batch_size: int, seed: int, dist, block_size: int = 64, **hints) -> WindowBatches:
         return WindowBatches(self.tokens, block_size, batch_size, seed, dist)
+
+    def eval_batch_count(self, batch_size: int, block_size: int = 64, **hints) -> int:
+        return math.ceil((len(self.tokens) - 1) // block_size / batch_size)
 
     def eval_batches(self, batch_size: int, block_size: int = 64, **hints):
         n = (len(self.tokens) - 1) // block_size                  # whole windows
@@ -155,6 +163,9 @@ class PairData:
     def train_batches(self, batch_size: int, seed: int, dist, **hints) -> BucketedBatches:
         return BucketedBatches(self.src, self.tgt, batch_size, seed, dist, self.pad_id,
                                hints.get("max_tokens", self.max_tokens))
+
+    def eval_batch_count(self, batch_size: int, **hints) -> int:
+        return math.ceil(len(self.src) / batch_size)
 
     def eval_batches(self, batch_size: int, **hints):
         for i in range(0, len(self.src), batch_size):

@@ -448,7 +448,7 @@ def evaluate_model(model, data, batch_size: int, device, progress: bool = False,
     joined: dict[str, list[str]] = {}
     hints = hints if hints is not None else (model.batch_hints() if hasattr(model, "batch_hints") else {})
     batches = data.eval_batches(batch_size, **hints)
-    total = _eval_batch_count(data, batch_size, hints)
+    total = data.eval_batch_count(batch_size, **hints)
     total = min(total, max_batches) if max_batches is not None else total
     for i, batch in enumerate(progress_bar(batches, desc="eval", total=total, enabled=progress, unit="batch")):
         if max_batches is not None and i >= max_batches:
@@ -471,15 +471,6 @@ def evaluate_model(model, data, batch_size: int, device, progress: bool = False,
 
 def _kind(data) -> str:
     return getattr(getattr(data, "info", None), "kind", "")
-
-
-def _eval_batch_count(data, batch_size: int, hints: dict) -> int:
-    """Batches of ``data.eval_batches`` (for the bar): batches of whole ``block_size`` windows of a token
-    stream, one per view of a ray set, else batches of examples."""
-    if _kind(data) == "rays":
-        return len(data)
-    n = (len(data) - 1) // hints.get("block_size", 64) if _kind(data) == "text" else len(data)
-    return math.ceil(n / batch_size)
 
 
 class _StopFlag:

@@ -563,6 +563,9 @@ class RayData:
     def train_batches(self, batch_size: int, seed: int, dist, **hints) -> PermutationBatches:
         return PermutationBatches(self.rays(), batch_size, seed, dist)
 
+    def eval_batch_count(self, batch_size: int, **hints) -> int:
+        return len(self)   # one batch per view
+
     def eval_batches(self, batch_size: int, **hints) -> Iterator[tuple[torch.Tensor, ...]]:
         o, d, rgb = self.rays()
         n = self.scene.height * self.scene.width
