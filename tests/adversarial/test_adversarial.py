@@ -314,3 +314,48 @@ def test_quick_experiment(name, tmp_path):
     assert EXPERIMENT_KEYS[name] <= set(summary)
     figures = list((tmp_path / "figures").glob("*.png"))
     assert len(figures) >= 4
+
+
+# ----------------------------------------------------------------- the lambda = 1 autoencoder and KL as an f-divergence
+@pytest.mark.unit
+def test_mean_image_mse_is_the_mse_of_reconstructing_by_the_mean_image_on_pm1_pixels():
+    from genlab.families.adversarial.experiments import mean_image_mse
+    x = torch.rand(50, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    direct = float((((2 * x - 1) - (2 * x.mean(0) - 1)) ** 2).mean())
+    assert mean_image_mse(x) == pytest.approx(direct, rel=1e-6)
+
+
+@pytest.mark.unit
+def test_lambda1_check_fails_when_every_input_gets_the_same_reconstruction():
+    from genlab.experiments.common import reconstruction_spread
+    from genlab.families.adversarial.experiments import check_aae_lambda1
+    model, x = _digits_aae(z_dim=8, lam=1.0)
+    summary = {"data": "digits", "test_rec_mse_pm1": 0.02, "mean_image_mse_pm1": 0.2, "unexplained_fraction": 0.1,
+               "reconstruction_spread": reconstruction_spread(model, x)}
+    assert summary["reconstruction_spread"] > 0.01
+    with torch.no_grad():                       # a collapsed code: the decoder ignores z
+        model.decoder_net[0].weight.zero_()
+    collapsed = {**summary, "reconstruction_spread": reconstruction_spread(model, x)}
+    assert collapsed["reconstruction_spread"] < 1e-6 and not check_aae_lambda1(collapsed).holds
+    assert not check_aae_lambda1({**summary, "reconstruction_spread": 0.9, "unexplained_fraction": 0.6}).holds
+    assert check_aae_lambda1({**summary, "reconstruction_spread": 0.9}).holds
+
+
+@pytest.mark.unit
+def test_kl_as_f_divergence_converges_to_the_closed_form_and_a_wrong_f_breaks_the_check(monkeypatch, tmp_path):
+    from genlab.experiments.common import Both
+    from genlab.experiments.registry import Context
+    from genlab.families.adversarial import experiments as ex
+    from genlab.families.adversarial import fdiv
+    monkeypatch.setattr(ex, "FDIV_SAMPLES", Both(full=[10, 100, 1000, 10_000], quick=[10, 100, 1000, 10_000]))
+    monkeypatch.setattr(ex, "FDIV_REPEATS", Both(full=100, quick=100))
+    monkeypatch.setattr(ex, "line_plot", lambda *a, **k: tmp_path / "figure.png")
+    ctx = Context(tmp_path, True, None)
+    s = ex.kl_f_divergence(ctx)
+    (m1, s1), (m2, s2) = ex.FDIV_P, ex.FDIV_Q                          # KL of two Gaussians, written out
+    assert s["closed_form_kl"] == pytest.approx(math.log(s2 / s1) + (s1 ** 2 + (m1 - m2) ** 2) / (2 * s2 ** 2) - 0.5,
+                                                abs=1e-6)
+    assert ex.check_kl_f_divergence(s).holds
+    pearson = fdiv.DIVERGENCES["pearson"]                             # chi^2 in place of KL: off the closed form
+    monkeypatch.setattr(fdiv, "get_divergence", lambda name: pearson)
+    assert not ex.check_kl_f_divergence(ex.kl_f_divergence(ctx)).holds

@@ -23,15 +23,19 @@ from genlab.experiments.common import (
     test_metrics,
 )
 from genlab.experiments.registry import Check, Context, Experiment, Setting, declare
-from genlab.viz.figures import labelled_grid, save_rows, scatter2d
+from genlab.families.adversarial import fdiv
+from genlab.viz.figures import labelled_grid, line_plot, save_rows, scatter2d
 
 FAMILY = "adversarial"
 REFERENCE_REC = 0.05          # course reference (docs/COURSES.md): reconstruction MSE below 0.05, pixels in [-1, 1]
 AAE_EPOCHS = Both(full=[0, 20, 50, 100], quick=[0, 2, 5, 10])   # the course's epochs 0/20/50/100
-AAE_Z8_EPOCHS = Both(full=[0, 20, 50, 100], quick=[0, 2, 5, 20])
+AAE_Z8_EPOCHS = Both(full=[0, 10, 20, 30], quick=[0, 2, 5, 20])
 AAE_2D_EPOCHS = Both(full=[0, 20, 50, 100], quick=[0, 5, 15, 30])
 AAE = {"lr": 1e-3, "batch_size": 128, "epochs": 100}
 AAE_QUICK = {"batch_size": 64, "epochs": 10}      # two runs per experiment: 10 epochs each
+AAE_CNN = {"arch": "cnn", "channels": 32}          # the convolutional encoder and decoder of genlab.nn.blocks
+AAE_CNN_QUICK = {"channels": 16}                  # scaled down for 8x8 digits
+AAE_LAMBDA1_EPOCHS = Both(full=[0, 5, 10, 20], quick=[0, 2, 5, 10])
 FID_SAMPLES = Both(full=2000, quick=500)
 DIGITS_NOTE = "quick run on 8x8 digits, not the 28x28 MNIST of the full run"
 NOTE = Both(full="", quick=DIGITS_NOTE)      # under every figure
@@ -63,9 +67,12 @@ def aae_metrics(ctx: Context, run) -> dict:
 
 def check_aae_mnist(s: dict) -> Check:
     rec, spread = s["test_rec_mse_pm1"], s["reconstruction_spread"]
-    return Check(rec is not None and rec < REFERENCE_REC and spread >= 0.5,
-                 f"test reconstruction MSE {rec} on [-1, 1], reconstruction spread {spread} ({s['data']})",
-                 f"MSE < {REFERENCE_REC} (course reference) and spread >= 0.5 (reconstructions differ across inputs)")
+    score, data = s["classifier_score"], s["classifier_score_data"]
+    return Check(rec is not None and rec < REFERENCE_REC and spread >= 0.5 and score >= 0.5 * data,
+                 f"test reconstruction MSE {rec} on [-1, 1], reconstruction spread {spread}, classifier score of "
+                 f"the prior samples {score} (real images {data}) ({s['data']})",
+                 f"MSE < {REFERENCE_REC} (course reference), spread >= 0.5 (reconstructions differ across inputs) "
+                 "and classifier score >= half the real images' (the samples are varied digits)")
 
 
 # ------------------------------------------------------------------ AAE on MNIST, z = 8
@@ -78,18 +85,22 @@ def aae_mnist(ctx: Context) -> dict:
 
 declare(Experiment(
     "aae-mnist", FAMILY,
-    "AAE, z=8, lambda=0.995: reconstructions and samples after 0/20/50/100 epochs (course reference: "
-    "reconstruction MSE < 0.05)",
-    runs=[Setting("aae_z8", "aae", {**AAE, "z_dim": 8, "lam": 0.995}, quick={**AAE_QUICK, "epochs": 20},
+    "AAE, z=8, lambda=0.995, convolutional encoder and decoder: reconstructions and samples after 0/10/20/30 "
+    "epochs (course reference: reconstruction MSE < 0.05)",
+    runs=[Setting("aae_z8", "aae", {**AAE, **AAE_CNN, "z_dim": 8, "lam": 0.995, "epochs": 30},
+                  quick={**AAE_QUICK, **AAE_CNN_QUICK, "epochs": 20},
                   callbacks=snapshot_callbacks(AAE_Z8_EPOCHS, draw_aae))],
     analyze=aae_mnist, one_thread_quick=True,
     claim="an adversarial autoencoder (Makhzani et al. 2015) with z = 8, lambda = 0.995 reconstructs MNIST with "
-          "MSE below 0.05 on [-1, 1] pixels, each input its own reconstruction (UvA Practical 3, Q2.5)",
+          "MSE below 0.05 on [-1, 1] pixels, each input its own reconstruction, and its prior samples are "
+          "digits (UvA Practical 3, Q2.5)",
     check=check_aae_mnist,
     quick_cannot="the course's reference is for 28x28 MNIST after 100 epochs; 20 epochs on 8x8 digits stay above "
                  "0.05: `genlab experiment run aae-mnist --data-dir DIR`",
-    examples=({"data": "mnist", "test_rec_mse_pm1": 0.04, "reconstruction_spread": 0.9},
-              {"data": "mnist", "test_rec_mse_pm1": 0.27, "reconstruction_spread": 0.02}),
+    examples=({"data": "mnist", "test_rec_mse_pm1": 0.04, "reconstruction_spread": 0.9, "classifier_score": 7.0,
+               "classifier_score_data": 9.5},
+              {"data": "mnist", "test_rec_mse_pm1": 0.27, "reconstruction_spread": 0.02, "classifier_score": 1.3,
+               "classifier_score_data": 9.5}),
     quick_note="20 epochs on 8x8 digits: reconstructions and samples improve through training, but the course's "
                "reference (below 0.05 on MNIST after 100 epochs) is out of reach in a minute (0.069 after 30 epochs, "
                "measured)"))
@@ -187,6 +198,120 @@ declare(Experiment(
                  "`genlab experiment run aae-stochastic-z20 --data-dir DIR`",
     examples=({"gaussian": {"fid_local": 20.0}, "deterministic": {"fid_local": 30.0}},
               {"gaussian": {"fid_local": 47.6}, "deterministic": {"fid_local": 32.3}})))
+
+
+# ------------------------------------------------------------------ lambda = 1: a plain autoencoder, z = 8
+UNEXPLAINED_MAX = 0.25        # reconstruction MSE at most this fraction of the mean image's MSE
+
+
+def mean_image_mse(x: torch.Tensor) -> float:
+    """MSE on [-1, 1] pixels of reconstructing every image of ``x`` [N, ...] (in [0, 1]) by their mean image:
+    4 x the per-pixel variance averaged over pixels, what a collapsed code reconstructs at best."""
+    return float(4 * x.flatten(1).var(0, unbiased=False).mean())         # [N, D] -> [D] -> scalar
+
+
+def aae_lambda1_z8(ctx: Context) -> dict:
+    run = ctx.runs["ae_z8"]
+    metrics = aae_metrics(ctx, run)
+    baseline = mean_image_mse(run.data("test").tensors[0])
+    return {"data": run.data_name, "z_dim": 8, "lam": 1.0, **metrics, "mean_image_mse_pm1": round(baseline, 4),
+            "unexplained_fraction": round(metrics["test_rec_mse_pm1"] / baseline, 4)}
+
+
+def check_aae_lambda1(s: dict) -> Check:
+    frac, spread = s["unexplained_fraction"], s["reconstruction_spread"]
+    return Check(frac <= UNEXPLAINED_MAX and spread >= 0.5,
+                 f"test reconstruction MSE {s['test_rec_mse_pm1']} on [-1, 1] = {frac} of the mean image's "
+                 f"{s['mean_image_mse_pm1']}, reconstruction spread {spread} ({s['data']})",
+                 f"MSE <= {UNEXPLAINED_MAX} x the mean image's and spread >= 0.5 (reconstructions differ across "
+                 "inputs)")
+
+
+declare(Experiment(
+    "aae-lambda1-z8", FAMILY,
+    "lambda=1, z=8: the AAE without its adversarial term, a plain autoencoder: reconstructions and prior samples",
+    runs=[Setting("ae_z8", "aae", {**AAE, **AAE_CNN, "z_dim": 8, "lam": 1.0, "epochs": 20},
+                  quick={**AAE_QUICK, **AAE_CNN_QUICK, "epochs": 10},
+                  callbacks=snapshot_callbacks(AAE_LAMBDA1_EPOCHS, draw_aae))],
+    analyze=aae_lambda1_z8, one_thread_quick=True,
+    claim="with lambda = 1 the AAE's loss is the reconstruction alone (Makhzani et al. 2015, Sec. 2), a plain "
+          "autoencoder: with z = 8 it reconstructs each input well, MSE at most a quarter of the mean image's "
+          "(UvA Practical 3, Q2.4)",
+    check=check_aae_lambda1,
+    examples=({"data": "mnist", "test_rec_mse_pm1": 0.04, "mean_image_mse_pm1": 0.27, "unexplained_fraction": 0.15,
+               "reconstruction_spread": 0.9},
+              {"data": "mnist", "test_rec_mse_pm1": 0.27, "mean_image_mse_pm1": 0.27, "unexplained_fraction": 1.0,
+               "reconstruction_spread": 0.02})))
+
+
+# ------------------------------------------------------------------ KL as an f-divergence
+FDIV_P, FDIV_Q = (0.5, 0.8), (-0.5, 1.3)     # (mean, std) of P and Q; std_P < std_Q keeps p/q bounded
+FDIV_SAMPLES = Both(full=[10, 30, 100, 300, 1000, 3000, 10_000, 30_000, 100_000], quick=[10, 30, 100, 300, 1000,
+                                                                                           3000, 10_000])
+FDIV_REPEATS = Both(full=400, quick=100)
+SLOPE_RANGE = (-0.6, -0.4)    # the Monte-Carlo error falls as n^(-1/2)
+
+
+def kl_f_divergence(ctx: Context) -> dict:
+    """D_f(P||Q) = E_Q[f(p(x)/q(x))] with f(t) = t log t (Nowozin et al. 2016, Eq. 1 and Table 1), estimated by
+    the mean of f(p/q) over n samples of Q, ``FDIV_REPEATS`` times per n, against KL(P||Q) in closed form."""
+    p, q = D.Normal(*map(torch.tensor, FDIV_P)), D.Normal(*map(torch.tensor, FDIV_Q))
+    p, q = D.Normal(p.loc.double(), p.scale.double()), D.Normal(q.loc.double(), q.scale.double())
+    closed = float(D.kl_divergence(p, q))
+    f = fdiv.get_divergence("kl").f
+    gen = torch.Generator().manual_seed(0)
+    counts, repeats = FDIV_SAMPLES(ctx), FDIV_REPEATS(ctx)
+    means, rmses, biases, stderrs = [], [], [], []
+    for n in counts:
+        estimates = []
+        rows = max(1, 1_000_000 // n)                   # repeats drawn together: at most 1e6 samples at once
+        for start in range(0, repeats, rows):
+            k = min(rows, repeats - start)
+            x = q.loc + q.scale * torch.randn(k, n, generator=gen, dtype=torch.float64)      # [k, n] ~ Q
+            estimates.append(f((p.log_prob(x) - q.log_prob(x)).exp()).mean(1))                # [k]
+        est = torch.cat(estimates)                                                              # [repeats]
+        means.append(float(est.mean()))
+        biases.append(float(est.mean()) - closed)
+        rmses.append(float(((est - closed) ** 2).mean().sqrt()))
+        stderrs.append(float(est.std() / repeats ** 0.5))
+    slope = float(np.polyfit(np.log(counts), np.log(rmses), 1)[0])
+    fig_est = line_plot({f"mean of {repeats} estimates": (counts, means)}, ctx.figures / "kl_f_divergence.png",
+                        title="KL(P||Q) as E_Q[f(p/q)], f(t) = t log t, against its closed form",
+                        xlabel="samples n of Q", ylabel="KL (nats)", logx=True,
+                        hlines={f"closed form {closed:.4f}": closed},
+                        note=f"P = N({FDIV_P[0]}, {FDIV_P[1]}^2), Q = N({FDIV_Q[0]}, {FDIV_Q[1]}^2)")
+    fig_err = line_plot({"RMSE of the estimate": (counts, rmses),
+                         "n^(-1/2) through the first point": (counts, [rmses[0] * (counts[0] / n) ** 0.5
+                                                                        for n in counts])},
+                        ctx.figures / "kl_f_divergence_error.png", title=f"error against samples: slope {slope:.3f}",
+                        xlabel="samples n of Q", ylabel="RMSE (nats)", logx=True, logy=True)
+    return {"p": FDIV_P, "q": FDIV_Q, "closed_form_kl": round(closed, 6), "samples": counts, "repeats": repeats,
+            "mean_estimates": means, "bias": biases, "bias_stderr": stderrs, "rmse": rmses,
+            "rmse_slope": round(slope, 4), "figures": relative(ctx, [fig_est, fig_err])}
+
+
+def check_kl_f_divergence(s: dict) -> Check:
+    bias, se, slope = s["bias"][-1], s["bias_stderr"][-1], s["rmse_slope"]
+    lo, hi = SLOPE_RANGE
+    return Check(abs(bias) <= 3 * se and lo <= slope <= hi,
+                 f"mean estimate - closed form {bias:.3g} at n = {s['samples'][-1]} (standard error {se:.3g}), "
+                 f"log-log slope of the RMSE {slope}",
+                 f"within 3 standard errors of {s['closed_form_kl']} and slope in [{lo}, {hi}]")
+
+
+declare(Experiment(
+    "kl-f-divergence", FAMILY,
+    "KL(P||Q) between two Gaussians as the f-divergence E_Q[f(p/q)], f(t) = t log t, by Monte Carlo over samples "
+    "of Q, against the closed form",
+    analyze=kl_f_divergence,
+    claim="the f-divergence with f(t) = t log t (Nowozin et al. 2016, Table 1) is KL(P||Q): its Monte-Carlo "
+          "estimate over samples of Q converges to the closed form between two Gaussians, the error falling as "
+          "n^(-1/2) (midterm Problem 3b)",
+    check=check_kl_f_divergence,
+    examples=({"bias": [0.1, 0.0001], "bias_stderr": [0.01, 0.0002], "rmse_slope": -0.5, "samples": [10, 10000],
+               "closed_form_kl": 0.5},
+              {"bias": [0.1, 0.05], "bias_stderr": [0.01, 0.0002], "rmse_slope": -0.02, "samples": [10, 10000],
+               "closed_form_kl": 0.5})))
 
 
 # ------------------------------------------------------------------ GAN
