@@ -13,7 +13,8 @@ from genlab.catalog import lazy_exports
 
 MODELS = {"ddpm": "model"}
 EXPERIMENTS = {name: "experiments" for name in
-               ("diffusion-forward", "sampler-oracle", "ddpm-mnist", "sampler-compare", "negative-prompt")}
+               ("diffusion-forward", "diffusion-bound-terms", "sampler-oracle", "ddpm-mnist", "sampler-compare",
+                "negative-prompt")}
 
 __getattr__ = lazy_exports(__name__, {
     "classifier_free_guidance": "guidance", "resolve_prompt": "guidance",
