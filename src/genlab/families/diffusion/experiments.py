@@ -191,17 +191,18 @@ def gaussian_bound_terms(schedule: NoiseSchedule, mean: torch.Tensor, std: torch
             "LT": prior.sum(), "entropy": (0.5 * torch.log(2 * math.pi * math.e * s2)).sum()}
 
 
-def monte_carlo_bound_terms(schedule: NoiseSchedule, data: GaussianMixture, draws: int,
-                            generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def monte_carlo_bound_terms(schedule: NoiseSchedule, data: GaussianMixture, draws: int, generator: torch.Generator,
+                            denoiser=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Each term of the bound estimated by the code that scores a trained DDPM (``NoiseSchedule.vlb_term`` and
-    ``prior_kl``, as ``DDPM.vlb_nats``) with the closed-form optimal denoiser in place of the network: ``draws``
-    pairs (x_0, x_t) per timestep. L_0 is scored by the continuous Gaussian decoder (the data are not on grey
-    levels). Returns the per-timestep means [T] (index 0: L_0) and their standard errors [T], and L_T."""
+    ``prior_kl``, as ``DDPM.vlb_nats``) with ``denoiser`` (default: the closed-form optimal one) in place of the
+    network: ``draws`` pairs (x_0, x_t) per timestep. L_0 is scored by the continuous Gaussian decoder (the data
+    are not on grey levels). Returns the per-timestep means [T] (index 0: L_0), their standard errors [T], and
+    L_T."""
     T = schedule.num_steps
     x0 = data.sample(draws * T, generator)[0]                                   # [T*draws, D]
     t = torch.arange(T).repeat_interleave(draws)                                # [T*draws]
     xt = schedule.q_sample(x0, t, torch.randn(x0.shape, generator=generator, dtype=torch.float64))
-    out = OracleDenoiser(data, schedule)(xt, t)
+    out = (denoiser or OracleDenoiser(data, schedule))(xt, t)
     kl = schedule.vlb_term(out, x0, xt, t, levels=256)
     mean_p, var_p = schedule.p_mean_variance(out, xt, t)
     decoder = -Normal(mean_p, var_p ** 0.5).log_prob(x0).sum(1)
