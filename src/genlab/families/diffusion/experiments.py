@@ -199,15 +199,22 @@ def monte_carlo_bound_terms(schedule: NoiseSchedule, data: GaussianMixture, draw
     are not on grey levels). Returns the per-timestep means [T] (index 0: L_0), their standard errors [T], and
     L_T."""
     T = schedule.num_steps
-    x0 = data.sample(draws * T, generator)[0]                                   # [T*draws, D]
-    t = torch.arange(T).repeat_interleave(draws)                                # [T*draws]
-    xt = schedule.q_sample(x0, t, torch.randn(x0.shape, generator=generator, dtype=torch.float64))
-    out = (denoiser or OracleDenoiser(data, schedule))(xt, t)
-    kl = schedule.vlb_term(out, x0, xt, t, levels=256)
-    mean_p, var_p = schedule.p_mean_variance(out, xt, t)
-    decoder = -Normal(mean_p, var_p ** 0.5).log_prob(x0).sum(1)
-    terms = torch.where(t == 0, decoder, kl).reshape(T, draws)                   # [T*draws] -> [T, draws]
-    return terms.mean(1), terms.std(1) / math.sqrt(draws), schedule.prior_kl(x0).mean()
+    denoiser = denoiser or OracleDenoiser(data, schedule)
+    block = max(1, 2 ** 16 // draws)                                            # timesteps per batch
+    means, errors, prior = [], [], []
+    for start in range(0, T, block):
+        t = torch.arange(start, min(T, start + block)).repeat_interleave(draws)     # [k*draws]
+        x0 = data.sample(len(t), generator)[0]                                  # [k*draws, D]
+        xt = schedule.q_sample(x0, t, torch.randn(x0.shape, generator=generator, dtype=torch.float64))
+        out = denoiser(xt, t)
+        kl = schedule.vlb_term(out, x0, xt, t, levels=256)
+        mean_p, var_p = schedule.p_mean_variance(out, xt, t)
+        decoder = -Normal(mean_p, var_p ** 0.5).log_prob(x0).sum(1)
+        terms = torch.where(t == 0, decoder, kl).reshape(-1, draws)             # [k*draws] -> [k, draws]
+        means.append(terms.mean(1))
+        errors.append(terms.std(1) / math.sqrt(draws))
+        prior.append(schedule.prior_kl(x0))
+    return torch.cat(means), torch.cat(errors), torch.cat(prior).mean()
 
 
 def bound_terms(ctx: Context) -> dict:
