@@ -4,13 +4,15 @@
 - ``model.py``: the ``gpt`` and ``rnnlm`` models; ``data.py``: ``tinyshakespeare`` and ``synthetic-text``.
 - ``metrics.py``: the source's entropy rate beside the model's NLL; ``figures.py``: attention maps, the text of
   ``genlab sample``.
-- ``experiments.py``: RNN vs transformer cost, the anatomy of attention, GPT on Shakespeare.
+- ``experiments.py``: RNN vs transformer cost, the anatomy of attention, GPT on Shakespeare, teacher forcing
+  against free running.
 """
 from genlab.catalog import lazy_exports
 
 MODELS = {"gpt": "model", "rnnlm": "model"}
 DATASETS = {"tinyshakespeare": "data", "synthetic-text": "data"}
-EXPERIMENTS = {name: "experiments" for name in ("rnn-vs-transformer", "attention-anatomy", "gpt-shakespeare")}
+EXPERIMENTS = {name: "experiments" for name in ("rnn-vs-transformer", "attention-anatomy", "gpt-shakespeare",
+                                                       "teacher-forcing-vs-free-running")}
 METRICS = {"text": "metrics"}
 FIGURES = ["figures"]
 

@@ -23,11 +23,12 @@ from genlab.experiments.registry import Check, Context, Experiment, Setting, dec
 from genlab.families.lm.figures import attention_grid, loglog_costs
 from genlab.families.lm.gpt import GPT, GPTConfig
 from genlab.families.lm.rnn import RNNLM, RNNLMConfig
+from genlab.families.lm.sampling import token_nll
 from genlab.nn.norms import layer_norm
 from genlab.nn.positions import sinusoidal_table
 from genlab.nn.transformer import BlockConfig, EncoderBlock
 from genlab.training.logger import read_jsonl
-from genlab.viz.figures import line_plot
+from genlab.viz.figures import line_panels, line_plot
 
 FAMILY = "lm"
 
@@ -331,3 +332,106 @@ declare(Experiment(
           "text's next-character distribution (Homework 2, Problem 3a-b; Radford et al. 2019)",
     check=check_shakespeare,
     examples=({"data": "tinyshakespeare", "test_nll_nats": 1.49}, {"data": "tinyshakespeare", "test_nll_nats": 2.5})))
+
+
+# ------------------------------------------------------------------ teacher-forcing-vs-free-running
+def bigram_reference(tokens: torch.Tensor, vocab: int, alpha: float = 0.5) -> torch.Tensor:
+    """log R(b | a) [V, V] of an add-``alpha`` bigram model counted on ``tokens`` [N] (additive smoothing,
+    Chen & Goodman 1999): R(b | a) = (c(a, b) + alpha) / (c(a) + alpha V). A reference that knows nothing of
+    the trained model, to score true and generated text alike."""
+    counts = torch.zeros(vocab, vocab, dtype=torch.float64)
+    counts.index_put_((tokens[:-1], tokens[1:]), torch.ones(len(tokens) - 1, dtype=torch.float64), accumulate=True)
+    return torch.log((counts + alpha) / (counts.sum(1, keepdim=True) + alpha * vocab))
+
+
+def rollout_scores(model, tokens: torch.Tensor, ref: torch.Tensor, n: int, prompt: int, length: int,
+                   temperature: float = 1.0, seed: int = 0) -> dict:
+    """Scores of ``n`` true continuations of held-out text and of ``n`` free-running ones, per position.
+
+    Windows x = (``prompt`` tokens, ``length`` continuation tokens) [n, prompt + length] are drawn from
+    ``tokens``; the model continues each prompt with its own samples y (temperature ``temperature``).
+    Per continuation position k (nats, means over the n windows): ``teacher_forced`` -log p(x_k | true x_<k),
+    the training loss (Williams & Zipser 1989); ``self_scored`` -log p(y_k | own y_<k), how the model rates
+    its own samples; ``ref_true`` and ``ref_free`` -log R(. | previous token) of the true and the generated
+    tokens under the bigram ``ref``. ``gap_per_window`` [n]: each window's mean of ref_free - ref_true."""
+    g = torch.Generator().manual_seed(seed)
+    starts = torch.randint(0, len(tokens) - prompt - length, (n,), generator=g)
+    x = tokens[starts[:, None] + torch.arange(prompt + length)]                   # [n, prompt + length]
+    with torch.no_grad():
+        y = model.generate(x[:, :prompt], length, temperature=temperature, generator=g)   # [n, prompt + length]
+        tf = token_nll(model(x[:, :-1]), x[:, 1:])[:, prompt - 1:]                # [n, length]
+        own = token_nll(model(y[:, :-1]), y[:, 1:])[:, prompt - 1:]               # [n, length]
+    ref_true = -ref[x[:, prompt - 1:-1], x[:, prompt:]]                          # [n, length]
+    ref_free = -ref[y[:, prompt - 1:-1], y[:, prompt:]]                          # [n, length]
+    means = {name: v.double().mean(0).tolist() for name, v in
+             (("teacher_forced", tf), ("self_scored", own), ("ref_true", ref_true), ("ref_free", ref_free))}
+    return means | {"gap_per_window": (ref_free - ref_true).mean(1).tolist(), "first_sample": y[0].tolist()}
+
+
+def binned(values: list[float], width: int) -> tuple[list[float], list[float]]:
+    """Means of consecutive bins of ``width`` positions (1-based centres): a readable curve of a noisy one."""
+    v = np.asarray(values)[: len(values) // width * width].reshape(-1, width)    # [L] -> [L / width, width]
+    return ((np.arange(len(v)) * width + (width + 1) / 2).tolist(), v.mean(1).tolist())
+
+
+ROLLOUT = Both(full=dict(n=1024, prompt=8, length=120), quick=dict(n=512, prompt=8, length=56))
+BIN = 8                         # positions per point of the figure
+
+
+def analyze_free_running(ctx) -> dict:
+    run = ctx.runs["gpt"]
+    model = run.model.eval()
+    test = run.data("test").tokens
+    half = len(test) // 2         # the reference counts one half of the held-out text; windows come from the other
+    ref = bigram_reference(test[:half], model.net.vocab_size)
+    r = ROLLOUT(ctx)
+    with single_thread():
+        s = rollout_scores(model.net, test[half:], ref, r["n"], r["prompt"], r["length"])
+    sample, gaps = model.tokenizer.decode(s.pop("first_sample")), np.asarray(s.pop("gap_per_window"))
+    labels = {"teacher_forced": "true text, true prefix (teacher-forced loss)",
+              "self_scored": "own samples, own prefix", "ref_true": "true text", "ref_free": "own samples"}
+    line_panels({"nats per token, scored by the trained GPT":
+                 {"series": {labels[k]: binned(s[k], BIN) for k in ("teacher_forced", "self_scored")}},
+                 "nats per token, scored by a held-out bigram":
+                 {"series": {labels[k]: binned(s[k], BIN) for k in ("ref_true", "ref_free")}}},
+                ctx.figures / "free_running.png",
+                f"teacher forcing vs free running on {run.data_name} ({r['n']} windows, {r['prompt']}-token true "
+                "prompts)", f"position k of the continuation (means of {BIN} positions)", integer_x=False,
+                note="the bigram is counted (add-0.5) on the other half of the held-out text and knows nothing of "
+                     "the model")
+    mean = {k: float(np.mean(v)) for k, v in s.items()}
+    return {"data": run.data_name, "rollout": r, "per_position": s, "mean_nats": mean,
+            "reference_gap_nats": float(gaps.mean()),
+            "reference_gap_stderr": float(gaps.std(ddof=1) / np.sqrt(len(gaps))),
+            "self_vs_teacher_forced_nats": mean["self_scored"] - mean["teacher_forced"],
+            "sample": sample,
+            "explanation": "training only ever conditions on true prefixes (teacher forcing) and the teacher-"
+                           "forced loss only ever measures them; free running, the model conditions on its own "
+                           "samples, and held-out statistics rate those continuations worse than true text"}
+
+
+FREE_RUNNING_GAP = 0.05        # nats per token: generated text must score at least this much worse under the bigram
+
+
+def check_free_running(s: dict) -> Check:
+    gap, se = s["reference_gap_nats"], s["reference_gap_stderr"]
+    return Check(gap > max(FREE_RUNNING_GAP, 3 * se),
+                 f"held-out bigram NLL of the model's own continuations minus true text's: {gap:+.3f} ± {se:.3f} "
+                 f"nats/token (teacher-forced loss {s['mean_nats']['teacher_forced']:.3f})",
+                 f"gap > {FREE_RUNNING_GAP} nats/token and > 3 standard errors")
+
+
+declare(Experiment(
+    name="teacher-forcing-vs-free-running", family=FAMILY,
+    description="teacher-forced loss on held-out text against the model's own continuations, scored by the model "
+                "and by a held-out bigram, per rollout position (Bengio et al. 2015)",
+    runs=[Setting("gpt", "gpt", ANATOMY_MODEL | {"positions": "learned", "block_size": 128, "max_steps": 3000},
+                  quick={"max_steps": 300, "block_size": 64})],
+    data="tinyshakespeare", quick_data="synthetic-text", analyze=analyze_free_running, one_thread_quick=True,
+    quick_note="300 steps on the offline synthetic corpus, 56-token rollouts; the full run trains on Shakespeare",
+    claim="teacher forcing trains and scores a language model on true prefixes only; generating, it conditions on "
+          "its own samples, and held-out statistics rate its continuations worse than true text, a gap the "
+          "teacher-forced loss does not measure (exposure bias; Homework 2, Problem 3c; Bengio et al. 2015)",
+    check=check_free_running,
+    examples=({"reference_gap_nats": 0.12, "reference_gap_stderr": 0.01, "mean_nats": {"teacher_forced": 0.73}},
+              {"reference_gap_nats": 0.12, "reference_gap_stderr": 0.06, "mean_nats": {"teacher_forced": 0.73}})))
