@@ -41,18 +41,23 @@ class Compose(Bijection):
         self.layers = nn.ModuleList(layers)
 
     def forward(self, x):
-        total = x.new_zeros(len(x))
+        logdets = []
         for layer in self.layers:
             x, logdet = layer(x)
-            total = total + logdet
-        return x, total
+            logdets.append(logdet)
+        return x, self._total(logdets, x)
 
     def inverse(self, y):
-        total = y.new_zeros(len(y))
+        logdets = []
         for layer in reversed(self.layers):
             y, logdet = layer.inverse(y)
-            total = total + logdet
-        return y, total
+            logdets.append(logdet)
+        return y, self._total(logdets, y)
+
+    @staticmethod
+    def _total(logdets: list[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """sum_k log|det J_k| in one stack and one sum ([K, B] -> [B]), not K additions: fewer autograd nodes."""
+        return torch.stack(logdets).sum(0) if logdets else x.new_zeros(len(x))
 
     def stages(self, x) -> list[torch.Tensor]:
         """x and its image after each layer (for figures of the transformation)."""
@@ -140,6 +145,13 @@ class ActNorm(Bijection):
         self.loc = nn.Parameter(torch.zeros(param_shape))
         self.log_scale = nn.Parameter(torch.zeros(param_shape))
         self.register_buffer("initialized", torch.tensor(False))
+        # A Python copy of the flag once it is True, so that a training step does not read the buffer
+        # (a tensor -> bool synchronisation) per layer; loading a state dict resets it from the buffer.
+        self._known_initialized = False
+        self.register_load_state_dict_post_hook(lambda module, _keys: module._forget_initialized())
+
+    def _forget_initialized(self):
+        self._known_initialized = False
 
     def _reduce_dims(self, x):
         return [0] + [i + 1 for i, s in enumerate(self.loc.shape) if s == 1]
@@ -151,14 +163,21 @@ class ActNorm(Bijection):
         self.log_scale.copy_(-torch.log(std).reshape(self.loc.shape))     # [n_params] -> param_shape
         self.loc.copy_((-mean / std).reshape(self.loc.shape))             # [n_params] -> param_shape
         self.initialized.fill_(True)
+        self._known_initialized = True
 
     def _logdet(self, x):
-        return self.log_scale.sum() * (x[0].numel() // self.log_scale.numel()) * x.new_ones(len(x))
+        """The same log|det| for every example: one scalar, expanded (a view) to [B]."""
+        positions = math.prod(x.shape[1:]) // self.log_scale.numel()
+        total = self.log_scale.sum()
+        return (total if positions == 1 else total * positions).expand(len(x))
 
     def forward(self, x):
-        if self.training and not bool(self.initialized):
-            self.initialize(x)
-        return x * torch.exp(self.log_scale) + self.loc, self._logdet(x)
+        if self.training and not self._known_initialized:
+            if bool(self.initialized):
+                self._known_initialized = True
+            else:
+                self.initialize(x)
+        return torch.addcmul(self.loc, x, torch.exp(self.log_scale)), self._logdet(x)     # x * exp(s) + loc
 
     def inverse(self, y):
         return (y - self.loc) * torch.exp(-self.log_scale), -self._logdet(y)
@@ -174,18 +193,18 @@ class AffineCoupling(Bijection):
     def __init__(self, mask: torch.Tensor, net: nn.Module, param_shape):
         super().__init__()
         self.register_buffer("mask", mask)
+        self.register_buffer("free", 1 - mask, persistent=False)      # 1 - m, built once
         self.net = net
         self.scale = nn.Parameter(torch.ones(param_shape))
 
     def _shift_scale(self, x_masked):
         raw_s, t = self.net(x_masked).chunk(2, dim=1)
-        s = self.scale * torch.tanh(raw_s)
-        free = 1 - self.mask
-        return s * free, t * free
+        s = torch.tanh(raw_s) * (self.scale * self.free)     # scale * tanh(raw) * (1-m); m is 0/1, so exact
+        return s, t * self.free
 
     def forward(self, x):
         s, t = self._shift_scale(x * self.mask)
-        return x * torch.exp(s) + t, s.flatten(1).sum(-1)
+        return torch.addcmul(t, x, torch.exp(s)), s.flatten(1).sum(-1)     # x * exp(s) + t
 
     def inverse(self, y):
         s, t = self._shift_scale(y * self.mask)
