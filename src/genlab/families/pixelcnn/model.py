@@ -19,11 +19,20 @@ contiguous groups; at the centre, group g sees input groups < g (A) or <= g (B).
 has the "blind spot" of stacked masked convolutions (van den Oord et al. 2016b, Gated PixelCNN, Sec. 2.2):
 some pixels above-right are never seen; the likelihood stays exact, it is only less sharp.
 
+``--arch gated`` (van den Oord, Kalchbrenner, Vinyals, Espeholt, Graves & Kavukcuoglu, "Conditional Image
+Generation with PixelCNN Decoders", NeurIPS 2016, Sec. 2.1-2.2, Fig. 2) removes the blind spot with two
+stacks: a vertical stack whose features at row r see only the rows above r (every column of them within
+its reach), and a horizontal stack whose features at (r, c) see row r to the left of c plus, through a
+1x1 link, the vertical features at (r, c). Each layer is gated, y = tanh(W_f * x) . sigmoid(W_g * x) (Eq. 2),
+and the horizontal stack is residual. Stacked, the dependence region grows as a triangle above and a
+segment to the left, with no pixel above-right left out.
+
 Sampling draws one sub-pixel at a time, D forward passes.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -79,12 +88,98 @@ class MaskedResidualBlock(nn.Module):
         return h + self.mix(F.relu(self.conv(F.relu(h))))
 
 
+def gate(h: torch.Tensor) -> torch.Tensor:
+    """tanh(a) * sigmoid(b) of the two halves [a; b] of the feature maps (van den Oord et al. 2016b, Eq. 2)."""
+    a, b = h.chunk(2, 1)
+    return torch.tanh(a) * torch.sigmoid(b)
+
+
+class VerticalConv(nn.Module):
+    """The vertical stack's convolution: output row r sees input rows r - k//2 .. r - 1 (``first``: the image)
+    or r - k//2 .. r (later layers, whose inputs at row r already see only rows above r), columns c +- k//2.
+    A (k//2 [+ 1]) x k kernel on the input padded k//2 rows at the top, so the stack never sees row r
+    itself and needs no shift (van den Oord et al. 2016b, Sec. 2.2)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel: int, first: bool):
+        super().__init__()
+        self.top = kernel // 2
+        self.conv = nn.Conv2d(in_channels, out_channels, (kernel // 2 + (0 if first else 1), kernel),
+                              padding=(0, kernel // 2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.pad(x, (0, 0, self.top, 0)))[:, :, : x.shape[2]]   # first: H + 1 rows -> H
+
+
+class HorizontalConv(nn.Module):
+    """The horizontal stack's 1 x (k//2 + 1) convolution: output (r, c) sees row r, columns c - k//2 .. c;
+    at column c itself only the channel groups :func:`causal_mask` allows (kind "A" on the image hides
+    pixel (r, c); "B" on features that already exclude it). ``halves=2``: the output maps are the two
+    halves [a; b] of a gate, each with the full group structure."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel: int, data_channels: int, kind: str,
+                 halves: int = 1):
+        super().__init__()
+        self.left = kernel // 2
+        self.conv = nn.Conv2d(in_channels, out_channels, (1, kernel // 2 + 1))
+        mask = torch.ones(out_channels, in_channels, 1, kernel // 2 + 1)
+        centre = causal_mask(out_channels // halves, in_channels, 1, data_channels, kind)   # [out/halves, in, 1, 1]
+        mask[..., -1:] = centre.repeat(halves, 1, 1, 1)
+        self.register_buffer("mask", mask)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(F.pad(x, (self.left, 0, 0, 0)), self.conv.weight * self.mask, self.conv.bias)
+
+
+class GatedBlock(nn.Module):
+    """One layer of the gated PixelCNN (van den Oord et al. 2016b, Fig. 2), p feature maps per stack:
+
+      v' = W_v * v                          (VerticalConv, 2p maps)
+      h' = W_h * h + W_link v'              (HorizontalConv, 2p maps, plus the 1x1 vertical-to-horizontal link)
+      v_out = gate(v'),   h_out = h + W_o gate(h')      (W_o 1x1; no residual in the first layer)"""
+
+    def __init__(self, in_channels: int, p: int, kernel: int, data_channels: int, first: bool):
+        super().__init__()
+        self.first = first
+        self.vertical = VerticalConv(in_channels, 2 * p, kernel, first)
+        self.horizontal = HorizontalConv(in_channels, 2 * p, kernel, data_channels, "A" if first else "B", halves=2)
+        self.link = nn.Conv2d(2 * p, 2 * p, 1)      # vertical features see only rows above: no mask needed
+        self.out = MaskedConv2d(p, p, 1, data_channels, "B")
+
+    def forward(self, v: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        v = self.vertical(v)
+        h_out = self.out(gate(self.horizontal(h) + self.link(v)))
+        return gate(v), h_out if self.first else h + h_out
+
+
+class GatedStack(nn.Module):
+    """Image -> gated layers (the first with ``first_kernel`` and mask A) -> ReLU, 1x1, ReLU, 1x1 logits
+    from the horizontal stack, as the plain network's head."""
+
+    def __init__(self, data_channels: int, p: int, layers: int, kernel: int, first_kernel: int, out_channels: int):
+        super().__init__()
+        c = data_channels
+        self.blocks = nn.ModuleList([GatedBlock(c, p, first_kernel, c, first=True)]
+                                    + [GatedBlock(p, p, kernel, c, first=False) for _ in range(layers)])
+        self.head = nn.Sequential(nn.ReLU(), MaskedConv2d(p, p, 1, c, "B"), nn.ReLU(),
+                                  MaskedConv2d(p, out_channels, 1, c, "B"))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        v = h = x
+        for block in self.blocks:
+            v, h = block(v, h)
+        return self.head(h)
+
+
 @dataclass
 class PixelCNNConfig:
-    channels: int = field(64, "hidden feature maps (a multiple of the image's channels)")
-    layers: int = field(5, "masked residual blocks (type B) after the first 7x7 type-A convolution")
-    kernel: int = field(3, "kernel size of the residual blocks' masked convolutions (odd)")
-    first_kernel: int = field(7, "kernel size of the first (type A) masked convolution (odd)")
+    arch: Literal["plain", "gated"] = field(
+        "plain", "plain: masked convolutions (van den Oord et al. 2016a, with a blind spot); gated: vertical and "
+        "horizontal stacks of gated layers, no blind spot (van den Oord et al. 2016b)")
+    channels: int = field(64, "hidden feature maps (a multiple of the image's channels); gated: per stack")
+    layers: int = field(5, "layers after the first type-A one: masked residual blocks (plain) or gated layers (gated)")
+    kernel: int = field(3, "kernel size k of the later layers (odd); gated: (k//2+1) x k vertical, 1 x (k//2+1) "
+                        "horizontal")
+    first_kernel: int = field(7, "kernel size of the first (type A) layer (odd)")
 
     def validate(self):
         require(self.channels > 0, f"channels must be positive, got {self.channels}")
@@ -94,7 +189,8 @@ class PixelCNNConfig:
 
 
 @register_model("pixelcnn", PixelCNNConfig,
-                "PixelCNN: masked convolutions, a 256-way (L-way) softmax per pixel, exact discrete NLL / bpd",
+                "PixelCNN: masked convolutions (--arch gated: gated stacks, no blind spot), a 256-way (L-way) "
+                "softmax per pixel, exact discrete NLL / bpd",
                 data_defaults={"view": "continuous"},
                 abilities={Samples, LogProb}, data_kinds=("image",))
 class PixelCNN(GenerativeModel):
@@ -111,13 +207,17 @@ class PixelCNN(GenerativeModel):
         self.data_channels = c
         if config.channels % c:
             raise ConfigError(f"pixelcnn: --channels must be a multiple of the image's {c} channels")
-        self.net = nn.Sequential(
-            MaskedConv2d(c, config.channels, config.first_kernel, c, "A"),
-            *[MaskedResidualBlock(config.channels, config.kernel, c) for _ in range(config.layers)],
-            nn.ReLU(),
-            MaskedConv2d(config.channels, config.channels, 1, c, "B"),
-            nn.ReLU(),
-            MaskedConv2d(config.channels, c * self.levels, 1, c, "B"))
+        if config.arch == "gated":
+            self.net = GatedStack(c, config.channels, config.layers, config.kernel, config.first_kernel,
+                                  c * self.levels)
+        else:
+            self.net = nn.Sequential(
+                MaskedConv2d(c, config.channels, config.first_kernel, c, "A"),
+                *[MaskedResidualBlock(config.channels, config.kernel, c) for _ in range(config.layers)],
+                nn.ReLU(),
+                MaskedConv2d(config.channels, config.channels, 1, c, "B"),
+                nn.ReLU(),
+                MaskedConv2d(config.channels, c * self.levels, 1, c, "B"))
 
     # ---------------------------------------------------------------- the likelihood
     def logits(self, k: torch.Tensor) -> torch.Tensor:
